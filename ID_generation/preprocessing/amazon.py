@@ -1,0 +1,55 @@
+"""Amazon 2014 review data: `reviews_{name}_5.json.gz` (JSON lines) and `meta_{name}.json.gz`
+(Python-literal lines), looked up in `{raw_data_path}/amazon/`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .download import RawFile
+from .raw_io import iter_records, key_filter, require_fields
+from .source import Interactions, texts_in_order
+from .text import amazon_item_text
+
+BASE_URL = "https://snap.stanford.edu/data/amazon/productGraph/categoryFiles"
+
+
+class AmazonSource:
+    def __init__(self, raw_data_path: Path, name: str, features: tuple[str, ...], downloadable: bool = True):
+        self.folder = Path(raw_data_path) / "amazon"
+        self.name, self.features, self.downloadable = name, features, downloadable
+
+    @property
+    def reviews_path(self) -> Path:
+        return self.folder / f"reviews_{self.name}_5.json.gz"
+
+    @property
+    def meta_path(self) -> Path:
+        return self.folder / f"meta_{self.name}.json.gz"
+
+    def raw_files(self) -> list[RawFile]:
+        url = (lambda p: f"{BASE_URL}/{p.name}") if self.downloadable else (lambda p: None)
+        return [RawFile(self.reviews_path, url(self.reviews_path)), RawFile(self.meta_path, url(self.meta_path))]
+
+    def read_interactions(self) -> Interactions:
+        users, items, times = [], [], []
+        fields = ("reviewerID", "asin", "unixReviewTime")
+        for line_no, record in tqdm(iter_records(self.reviews_path), desc=f"reading {self.reviews_path.name}",
+                                    unit=" lines", mininterval=1.0):
+            require_fields(record, fields, self.reviews_path, line_no)
+            users.append(record["reviewerID"])
+            items.append(record["asin"])
+            times.append(int(record["unixReviewTime"]))
+        return Interactions(np.array(users, dtype=object), np.array(items, dtype=object),
+                            np.array(times, dtype=np.int64))
+
+    def read_item_texts(self, raw_items: np.ndarray) -> list[str]:
+        wanted = set(raw_items.tolist())
+        texts: dict[str, str] = {}
+        records = iter_records(self.meta_path, keep_line=key_filter("asin", wanted))
+        for line_no, meta in tqdm(records, desc=f"reading {self.meta_path.name}", unit=" items", mininterval=1.0):
+            require_fields(meta, ("asin",), self.meta_path, line_no)
+            if meta["asin"] in wanted:
+                texts[meta["asin"]] = amazon_item_text(meta, self.features)
+        return texts_in_order(raw_items, texts, str(self.meta_path))

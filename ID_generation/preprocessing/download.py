@@ -1,0 +1,64 @@
+"""Fetching missing raw files from their public addresses.
+
+Raw data is only read: a file that exists is never touched. A missing file is downloaded into the
+raw folder (atomically, with a progress bar). When that fails, the error lists every missing file,
+the folder it was expected in and its public address, and says how to place it by hand.
+"""
+from __future__ import annotations
+
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from src.cache import atomic_write
+
+
+@dataclass(frozen=True)
+class RawFile:
+    path: Path
+    url: str
+
+
+class MissingRawDataError(FileNotFoundError):
+    """Raw files are missing and could not be downloaded."""
+
+
+def ensure_raw_files(files: list[RawFile], timeout: float = 60.0) -> None:
+    """Download every missing file; raise MissingRawDataError naming all that are still missing."""
+    failures: list[tuple[RawFile, str]] = []
+    for raw in files:
+        if raw.path.exists():
+            continue
+        try:
+            download(raw.url, raw.path, timeout)
+        except Exception as exc:  # network, permissions, disk: all end in the same instructions
+            failures.append((raw, f"{type(exc).__name__}: {exc}"))
+    if failures:
+        raise MissingRawDataError(_missing_message(failures))
+
+
+def download(url: str, dest: Path, timeout: float = 60.0) -> None:
+    """Stream `url` into `dest` with a progress bar; `dest` appears only when complete."""
+    print(f"Downloading {url} -> {dest}")
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with atomic_write(dest, "wb") as out, tqdm(total=total, unit="B", unit_scale=True,
+                                                   desc=dest.name) as bar:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                bar.update(len(chunk))
+
+
+def _missing_message(failures: list[tuple[RawFile, str]]) -> str:
+    lines = ["Raw data files are missing and could not be downloaded:"]
+    for raw, reason in failures:
+        lines += [f"  - {raw.path.name}", f"      expected in: {raw.path.parent.resolve()}",
+                  f"      public address: {raw.url}", f"      download failed: {reason}"]
+    lines += ["Place each file by hand: download it on a machine with network access, copy it into the",
+              "folder named above (keep the file name), or point dataset.raw_data_path at a folder that",
+              "has the published layout (amazon/reviews_{name}_5.json.gz, amazon/meta_{name}.json.gz,",
+              "steam/steam_reviews.json.gz, steam/steam_games.json.gz)."]
+    return "\n".join(lines)
+

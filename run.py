@@ -1,0 +1,72 @@
+"""Entry point: `python run.py [Hydra overrides]`.
+
+Chains the pipeline stages — preprocessing → item text embeddings → RQ-VAE semantic IDs → training
+→ evaluation — each cached on disk, and records the run's results in `{run_dir}/metrics.json`.
+This file only composes stages; each lives in its own module.
+"""
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from ID_generation.embeddings import cached_width, item_embeddings
+from ID_generation.preprocessing import leave_one_out, preprocess
+from ID_generation.preprocessing.pipeline import dataset_stats, describe_dataset
+from src.config import ConfigError, RunConfig, check_encoder_width, load_config
+from src.runtime import resolve_device, seed_everything
+from src.tracking import RunRecorder
+
+PENDING_STAGES = ("semantic_ids", "train")  # not implemented yet: see the README's status section
+
+
+def run_pipeline(cfg: RunConfig) -> RunRecorder:
+    """Run every stage up to `cfg.stop_after`; return the recorder holding the run's metrics."""
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device_id)
+    recorder = RunRecorder(cfg.run_dir)
+    print(f"Run folder: {cfg.run_dir}  (device: {device})")
+
+    with recorder.stage("preprocess"):
+        data = preprocess(cfg.data)
+        split = leave_one_out(data.sequences, cfg.data.max_items_per_seq, cfg.data.user_stride)
+    recorder.log(dataset_stats(data, split))
+    print(describe_dataset(cfg.data, data, split))
+
+    if cfg.runs_stage("embed"):
+        with recorder.stage("embed"):
+            embeddings = item_embeddings(data.item_texts, cfg.data.content_model, cfg.data.processed_data_path,
+                                         cfg.data.name, device, cfg.data.embedding_batch_size)
+        check_encoder_width(cfg, embeddings.width)
+        recorder.log({"data/embedding_width": embeddings.width})
+        print(f"{len(data.item_texts):,} item embeddings of width {embeddings.width} from "
+              f"{cfg.data.content_model} ({'cached' if embeddings.cached else 'computed'}: {embeddings.path})")
+
+    pending = [s for s in PENDING_STAGES if cfg.runs_stage(s)]
+    if pending:
+        print(f"\nStages not implemented yet, skipped: {', '.join(pending)}")
+    print(f"\nResults ({recorder.path}):\n{recorder.summary()}")
+    return recorder
+
+
+def preflight(cfg: RunConfig) -> None:
+    """Checks that need no stage to run: a configured width against a cached encoder's width."""
+    width = cached_width(cfg.data.processed_data_path, cfg.data.name, cfg.data.content_model)
+    if width is not None:
+        check_encoder_width(cfg, width)
+
+
+@hydra.main(version_base=None, config_path="configs", config_name="main")
+def main(config: DictConfig) -> None:
+    try:
+        cfg = load_config(config)
+        preflight(cfg)
+    except ConfigError as exc:
+        print(f"Configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    run_pipeline(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Atomic writes and cache keys.
+
+Every cache file in the pipeline is written through `atomic_write` (a temporary file in the same
+folder, then `os.replace`), so an interrupted run never leaves a half-written artefact behind, and
+every cache is named or validated by `fingerprint` over everything that determines its content.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read the process umask once: mkstemp creates files 0600, finished files honour it
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
+    """Open a temporary sibling of `path` for writing; move it onto `path` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
+    """Write `obj` as JSON to `path` atomically."""
+    with atomic_write(path) as handle:
+        json.dump(obj, handle, indent=indent, sort_keys=False)
+        handle.write("\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def fingerprint(*parts: Any) -> str:
+    """A stable hex digest of JSON-serialisable parts (dict keys sorted); equal inputs, equal keys."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(json.dumps(part, sort_keys=True, default=str).encode())
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def file_stamp(path: str | os.PathLike) -> dict[str, Any]:
+    """What identifies a (large, read-only) input file cheaply: its resolved path, size and mtime."""
+    stat = Path(path).stat()
+    return {"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
