@@ -1,0 +1,63 @@
+"""run.py end to end on the generated dataset: stages, stop_after, metrics.json, start-up errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, load
+from run import run_pipeline
+
+
+def _overrides(tmp_path, *extra):
+    return (f"dataset.raw_data_path={tmp_path}/raw", f"dataset.processed_data_path={tmp_path}/processed",
+            f"output_path={tmp_path}/run", "dataset.generator.n_users=300", "dataset.generator.n_groups=4",
+            "dataset.generator.items_per_group=8", "dataset.generator.cold_items_per_group=1", *extra)
+
+
+@pytest.fixture(scope="module")
+def embedded_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    recorder = run_pipeline(load(*_overrides(tmp, "stop_after=embed")))
+    return tmp, json.loads(recorder.path.read_text())
+
+
+def test_stop_after_embed_writes_data_stats_and_stage_times(embedded_run):
+    tmp, metrics = embedded_run
+    assert metrics["data/users"] == 300 and metrics["data/items"] == 4 * (8 + 1)
+    # each cold item ends 3 users and is second-to-last for 3 others
+    assert metrics["data/cold_test_items"] == metrics["data/cold_val_items"] == 4
+    assert metrics["data/embedding_width"] == 384
+    assert metrics["time/preprocess"] >= 0 and metrics["time/embed"] > 0
+    assert (tmp / "raw" / "amazon" / "reviews_synthetic_5.json.gz").exists()
+    assert (tmp / "processed" / "synthetic.txt").exists()
+
+
+def test_stop_after_preprocess_skips_embedding(tmp_path):
+    recorder = run_pipeline(load(*_overrides(tmp_path, "stop_after=preprocess")))
+    metrics = json.loads(recorder.path.read_text())
+    assert "time/preprocess" in metrics and "data/users" in metrics
+    assert "time/embed" not in metrics and not list((tmp_path / "processed").glob("*_embeddings.pt"))
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "run.py", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_invalid_config_fails_before_any_stage(tmp_path):
+    out = _cli(*_overrides(tmp_path, "dataset.max_items_per_seq=zero"))
+    assert out.returncode == 2
+    assert "dataset.max_items_per_seq" in out.stderr and "an integer" in out.stderr
+    assert not (tmp_path / "raw").exists() and not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_width_mismatch_with_cached_embeddings_fails_at_start(embedded_run):
+    tmp, _ = embedded_run
+    metrics_file = tmp / "run" / "metrics.json"
+    before = metrics_file.stat().st_mtime_ns
+    out = _cli(*_overrides(tmp, "method.embedding_head_dict.text_embedding_dim=768"))
+    assert out.returncode == 2
+    assert "method.embedding_head_dict.text_embedding_dim" in out.stderr and "384" in out.stderr
+    assert metrics_file.stat().st_mtime_ns == before  # nothing ran
