@@ -8,7 +8,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .download import RawFile
-from .raw_io import iter_records, key_filter, require_fields
+from .raw_io import int_field, iter_records, key_filter, require_fields
 from .source import Interactions, texts_in_order
 from .text import amazon_item_text
 
@@ -40,7 +40,7 @@ class AmazonSource:
             require_fields(record, fields, self.reviews_path, line_no)
             users.append(record["reviewerID"])
             items.append(record["asin"])
-            times.append(int(record["unixReviewTime"]))
+            times.append(int_field(record, "unixReviewTime", self.reviews_path, line_no))
         return Interactions(np.array(users, dtype=object), np.array(items, dtype=object),
                             np.array(times, dtype=np.int64))
 

@@ -45,29 +45,36 @@ class CustomSource:
 
 
 def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """The CSV as strings; the index is the row's line number in the file (header = line 1)."""
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False)
+    except pd.errors.EmptyDataError:
+        raise RawDataError(f"{path}: the file is empty; it needs the header '{','.join(columns)}'") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise RawDataError(f"{path}: not a readable CSV file ({exc})") from None
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise RawDataError(f"{path}: missing column(s) {', '.join(missing)}; the header must be "
                            f"'{','.join(columns)}' (found {','.join(frame.columns)})")
-    empty = frame[list(columns[:2])].eq("").any(axis=1).to_numpy()
+    frame.index = frame.index + 2
+    frame = frame[frame.ne("").any(axis=1)]  # blank lines: skipped, but still counted as lines
+    empty = frame[list(columns[:2])].eq("").any(axis=1)
     if empty.any():
-        raise RawDataError(f"{path}, line {int(np.argmax(empty)) + 2}: empty {' or '.join(columns[:2])}")
+        raise RawDataError(f"{path}, line {empty.idxmax()}: empty {' or '.join(columns[:2])}")
     return frame
 
 
 def _timestamps(column: pd.Series, path: Path) -> np.ndarray:
-    """Integer timestamps as given, or ISO dates converted to unix seconds."""
+    """Unix seconds from integers (as given) or ISO dates (UTC unless they carry an offset)."""
     numeric = pd.to_numeric(column, errors="coerce")
-    if not numeric.isna().any():
-        return numeric.to_numpy(dtype=np.int64)
-    dates = pd.to_datetime(column, errors="coerce", format="ISO8601")
-    bad = dates.isna().to_numpy()
+    is_int = numeric.notna() & (numeric == numeric.round())
+    seconds = pd.Series(np.zeros(len(column), dtype=np.int64), index=column.index)
+    seconds[is_int] = numeric[is_int].astype(np.int64)
+    dates = pd.to_datetime(column[~is_int], errors="coerce", utc=True, format="ISO8601")
+    bad = dates.isna()
     if bad.any():
-        row = int(np.argmax(bad))
-        raise RawDataError(f"{path}, line {row + 2}: timestamp {column.iloc[row]!r} is neither an integer "
-                           "nor an ISO date (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS)")
-    return (dates.astype("datetime64[s]").astype(np.int64)).to_numpy()
+        line = bad.idxmax()
+        raise RawDataError(f"{path}, line {line}: timestamp {column[line]!r} is neither an integer nor an "
+                           "ISO date (YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS, optionally with a UTC offset)")
+    seconds[~is_int] = (dates - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    return seconds.to_numpy()

@@ -18,7 +18,7 @@ from src.cache import atomic_write
 @dataclass(frozen=True)
 class RawFile:
     path: Path
-    url: str
+    url: str | None  # None: no public address, the file must be placed by hand
 
 
 class MissingRawDataError(FileNotFoundError):
@@ -30,6 +30,9 @@ def ensure_raw_files(files: list[RawFile], timeout: float = 60.0) -> None:
     failures: list[tuple[RawFile, str]] = []
     for raw in files:
         if raw.path.exists():
+            continue
+        if raw.url is None:
+            failures.append((raw, "it has no public address"))
             continue
         try:
             download(raw.url, raw.path, timeout)
@@ -46,19 +49,22 @@ def download(url: str, dest: Path, timeout: float = 60.0) -> None:
         total = int(response.headers.get("Content-Length") or 0) or None
         with atomic_write(dest, "wb") as out, tqdm(total=total, unit="B", unit_scale=True,
                                                    desc=dest.name) as bar:
+            received = 0
             while chunk := response.read(1 << 20):
                 out.write(chunk)
+                received += len(chunk)
                 bar.update(len(chunk))
+            if total is not None and received != total:
+                raise OSError(f"incomplete download: received {received} of {total} bytes")
 
 
 def _missing_message(failures: list[tuple[RawFile, str]]) -> str:
-    lines = ["Raw data files are missing and could not be downloaded:"]
+    lines = ["Raw data files are missing" + (" and could not be downloaded:" if any(r.url for r, _ in failures) else ":")]
     for raw, reason in failures:
-        lines += [f"  - {raw.path.name}", f"      expected in: {raw.path.parent.resolve()}",
-                  f"      public address: {raw.url}", f"      download failed: {reason}"]
-    lines += ["Place each file by hand: download it on a machine with network access, copy it into the",
-              "folder named above (keep the file name), or point dataset.raw_data_path at a folder that",
-              "has the published layout (amazon/reviews_{name}_5.json.gz, amazon/meta_{name}.json.gz,",
-              "steam/steam_reviews.json.gz, steam/steam_games.json.gz)."]
+        lines += [f"  - {raw.path.name}", f"      expected in: {raw.path.parent.resolve()}"]
+        lines += [f"      public address: {raw.url}", f"      download failed: {reason}"] if raw.url else []
+    lines += ["Place each file by hand: copy it into the folder named above, keeping its file name (for a",
+              "public file, download it from its address on a machine with network access), or point",
+              "dataset.raw_data_path at a folder that already holds the files in this layout."]
     return "\n".join(lines)
 

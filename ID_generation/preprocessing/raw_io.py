@@ -9,6 +9,7 @@ import ast
 import gzip
 import json
 import re
+import zlib
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -25,17 +26,46 @@ def open_text(path: Path):
 
 def parse_line(line: str, path: Path, line_no: int) -> dict:
     """One record from a JSON or Python-literal line; RawDataError naming file:line if neither."""
-    try:
-        record = json.loads(line) if line.lstrip().startswith('{"') else ast.literal_eval(line)
-    except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
-        try:  # JSON spelling of booleans (true/false/null) inside a literal-looking line
-            record = json.loads(line)
-        except ValueError:
-            raise RawDataError(f"{path}, line {line_no}: not a JSON object or Python dict literal "
-                               f"({type(exc).__name__}: {exc}). The line starts: {line[:120]!r}") from None
+    # Try the likelier format first; a Python literal may also start with '{"', and some dumps mix
+    # Python quoting with JSON's true/false/null (the published code patched those before eval).
+    first = (json.loads, ast.literal_eval) if line.lstrip().startswith('{"') else (ast.literal_eval, json.loads)
+    parsers = (*first, _literal_with_json_names)
+    record, error = None, None
+    for parse in parsers:
+        try:
+            record = parse(line)
+            break
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+            error = error or exc
+    else:
+        raise RawDataError(f"{path}, line {line_no}: not a JSON object or Python dict literal "
+                           f"({type(error).__name__}: {error}). The line starts: {line[:120]!r}")
     if not isinstance(record, dict):
         raise RawDataError(f"{path}, line {line_no}: expected a dict record, got {type(record).__name__}")
     return record
+
+
+class _JsonNames(ast.NodeTransformer):
+    """Turns the bare names true / false / null into the constants they mean in JSON."""
+    CONSTANTS = {"true": True, "false": False, "null": None}
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id in self.CONSTANTS:
+            return ast.copy_location(ast.Constant(self.CONSTANTS[node.id]), node)
+        return node
+
+
+def _literal_with_json_names(line: str):
+    return ast.literal_eval(_JsonNames().visit(ast.parse(line.strip(), mode="eval")))
+
+
+def int_field(record: dict, key: str, path: Path, line_no: int) -> int:
+    """record[key] as an integer; RawDataError naming file:line otherwise."""
+    try:
+        return int(record[key])
+    except (TypeError, ValueError):
+        raise RawDataError(f"{path}, line {line_no}: field {key!r} must be an integer, "
+                           f"got {record[key]!r}") from None
 
 
 def iter_records(path: Path, keep_line: Callable[[str], bool] | None = None) -> Iterator[tuple[int, dict]]:
@@ -47,7 +77,9 @@ def iter_records(path: Path, keep_line: Callable[[str], bool] | None = None) -> 
                 if not line.strip() or (keep_line is not None and not keep_line(line)):
                     continue
                 yield line_no, parse_line(line, path, line_no)
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+    except FileNotFoundError:
+        raise RawDataError(f"{path}: file not found") from None
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
         raise RawDataError(f"{path}: cannot be read ({type(exc).__name__}: {exc}); "
                            "the file may be truncated or not gzip — delete it and fetch it again") from None
 

@@ -41,9 +41,19 @@ class SteamSource:
             dates.append(record["date"])
         try:
             times = np.array(dates, dtype="datetime64[s]").astype(np.int64)
-        except ValueError as exc:
-            raise RawDataError(f"{self.reviews_path}: a 'date' is not YYYY-MM-DD ({exc})") from None
+        except ValueError:
+            raise self._bad_date_error() from None
         return Interactions(np.array(users, dtype=object), np.array(items, dtype=object), times)
+
+    def _bad_date_error(self) -> RawDataError:
+        """Find the first unparsable date again (the error path only) to name its line."""
+        for line_no, record in iter_records(self.reviews_path):
+            try:
+                np.datetime64(record["date"], "s")
+            except ValueError:
+                return RawDataError(f"{self.reviews_path}, line {line_no}: 'date' must be YYYY-MM-DD, "
+                                    f"got {record['date']!r}")
+        return RawDataError(f"{self.reviews_path}: a 'date' is not YYYY-MM-DD")
 
     def read_item_texts(self, raw_items: np.ndarray) -> list[str]:
         wanted = set(raw_items.tolist())
