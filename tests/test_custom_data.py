@@ -68,6 +68,15 @@ def error_of(tmp_path: Path, exc_type=RawDataError) -> str:
     return str(info.value)
 
 
+def replace_interaction_row(tmp_path: Path, index: int, row: str, time_format=str) -> Path:
+    """Write the standard dataset with line `index` (0 = header) of interactions.csv replaced."""
+    path = write_dataset(tmp_path / "raw", time_format=time_format) / "interactions.csv"
+    lines = path.read_text().splitlines()
+    lines[index] = row
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def bump_mtime(path: Path, seconds: int = 10) -> None:
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + seconds * 1_000_000_000))
@@ -160,21 +169,13 @@ def test_missing_item_column_names_file_and_expected_header(tmp_path):
 
 
 def test_bad_iso_timestamp_names_file_and_csv_line(tmp_path):
-    folder = write_dataset(tmp_path / "raw", time_format=iso)
-    path = folder / "interactions.csv"
-    lines = path.read_text().splitlines()
-    lines[3] = "bob,kiwi,2011-13-45"  # the 3rd data row: CSV line 4
-    path.write_text("\n".join(lines) + "\n")
+    path = replace_interaction_row(tmp_path, 3, "bob,kiwi,2011-13-45", time_format=iso)  # CSV line 4
     message = error_of(tmp_path)
     assert str(path) in message and "line 4" in message and "2011-13-45" in message
 
 
 def test_bad_integer_timestamp_names_its_own_csv_line(tmp_path):
-    folder = write_dataset(tmp_path / "raw")
-    path = folder / "interactions.csv"
-    lines = path.read_text().splitlines()
-    lines[3] = "bob,kiwi,yesterday"
-    path.write_text("\n".join(lines) + "\n")
+    replace_interaction_row(tmp_path, 3, "bob,kiwi,yesterday")
     message = error_of(tmp_path)
     assert "line 4" in message and "yesterday" in message
 
@@ -186,15 +187,12 @@ def test_bad_timestamp_line_number_counts_blank_lines(tmp_path):
     assert "line 4" in error_of(tmp_path)
 
 
-def test_timezone_aware_iso_timestamp_is_parsed_or_rejected_clearly(tmp_path):
+def test_timezone_aware_iso_timestamps_are_converted_to_utc(tmp_path):
     folder = write_dataset(tmp_path, rows=[("u", "apple", 0)])
     (folder / "interactions.csv").write_text("user_id,item_id,timestamp\nu,apple,2020-01-01T00:00:00Z\n")
-    try:
-        times = CustomSource(tmp_path, NAME).read_interactions().times
-    except RawDataError as exc:
-        assert "line 2" in str(exc)
-    else:
-        assert times.tolist() == [1_577_836_800]
+    assert CustomSource(tmp_path, NAME).read_interactions().times.tolist() == [1_577_836_800]
+    (folder / "interactions.csv").write_text("user_id,item_id,timestamp\nu,apple,2020-01-01T02:00:00+02:00\n")
+    assert CustomSource(tmp_path, NAME).read_interactions().times.tolist() == [1_577_836_800]
 
 
 def test_empty_interactions_file_names_file_and_expected_header(tmp_path):
@@ -205,11 +203,7 @@ def test_empty_interactions_file_names_file_and_expected_header(tmp_path):
 
 
 def test_empty_item_id_names_csv_line(tmp_path):
-    folder = write_dataset(tmp_path / "raw")
-    path = folder / "interactions.csv"
-    lines = path.read_text().splitlines()
-    lines[2] = "alice,,20"
-    path.write_text("\n".join(lines) + "\n")
+    path = replace_interaction_row(tmp_path, 2, "alice,,20")
     message = error_of(tmp_path)
     assert str(path) in message and "line 3" in message
 
