@@ -14,11 +14,12 @@ from omegaconf import DictConfig
 from ID_generation.embeddings import cached_width, item_embeddings
 from ID_generation.preprocessing import leave_one_out, preprocess
 from ID_generation.preprocessing.pipeline import dataset_stats, describe_dataset
+from ID_generation.rqvae.stage import semantic_ids_stage
 from src.config import ConfigError, RunConfig, check_encoder_width, load_config
 from src.runtime import resolve_device, seed_everything
 from src.tracking import RunRecorder
 
-PENDING_STAGES = ("semantic_ids", "train")  # not implemented yet: see the README's status section
+PENDING_STAGES = ("train",)  # not implemented yet: see the README's status section
 
 
 def run_pipeline(cfg: RunConfig) -> RunRecorder:
@@ -42,6 +43,13 @@ def run_pipeline(cfg: RunConfig) -> RunRecorder:
         recorder.log({"data/embedding_width": embeddings.width})
         print(f"{len(data.item_texts):,} item embeddings of width {embeddings.width} from "
               f"{cfg.data.content_model} ({'cached' if embeddings.cached else 'computed'}: {embeddings.path})")
+
+    if cfg.runs_stage("semantic_ids"):
+        with recorder.stage("semantic_ids"):
+            sids = semantic_ids_stage(embeddings.vectors, split.seen_items, cfg.rqvae, cfg.seed, device,
+                                      tag=f"{cfg.data.name}_{cfg.data.content_model}")
+        recorder.log(sids.report)
+        print(sids.describe())
 
     pending = [s for s in PENDING_STAGES if cfg.runs_stage(s)]
     if pending:

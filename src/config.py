@@ -172,6 +172,7 @@ class RQVAEConfig:
     code_book_size: int
     val_ratio: float
     eval_every: int
+    cache_dir: Path
 
 
 @dataclass(frozen=True)
@@ -363,6 +364,7 @@ def _rqvae_config(r: _Reader) -> RQVAEConfig:
         code_book_size=r.int_("code_book_size", lo=2),
         val_ratio=r.float_("val_ratio", lo=0.0, hi=1.0, hi_open=True),
         eval_every=r.int_("eval_every", lo=1),
+        cache_dir=Path(r.str_("cache_dir")),
     )
 
 

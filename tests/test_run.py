@@ -61,3 +61,15 @@ def test_width_mismatch_with_cached_embeddings_fails_at_start(embedded_run):
     assert out.returncode == 2
     assert "method.embedding_head_dict.text_embedding_dim" in out.stderr and "384" in out.stderr
     assert metrics_file.stat().st_mtime_ns == before  # nothing ran
+
+
+def test_semantic_ids_stage_records_quality_report(embedded_run):
+    tmp, _ = embedded_run
+    recorder = run_pipeline(load(*_overrides(tmp, "stop_after=semantic_ids", "dataset.RQ-VAE.epochs=20",
+                                             "dataset.RQ-VAE.eval_every=10", f"dataset.RQ-VAE.cache_dir={tmp}/ids")))
+    metrics = json.loads(recorder.path.read_text())
+    for key in ("sid/recon_loss", "sid/usage_l1", "sid/usage_l2", "sid/usage_l3", "sid/unique_prefix_share",
+                "sid/max_collision", "sid/n_items", "time/semantic_ids", "time/rqvae_epoch"):
+        assert key in metrics, key
+    assert metrics["sid/n_items"] == metrics["data/items"] and 0 < metrics["sid/usage_l1"] <= 1
+    assert len(list((tmp / "ids").glob("synthetic_all-MiniLM-L6-v2_42_*.pt"))) == 1

@@ -1,0 +1,89 @@
+"""The semantic-ID stage: train the RQ-VAE on the seen items' embeddings (or reuse a cached result),
+code every item, append collision codes, and report their quality.
+
+The cache file is keyed by the embeddings' bytes, the seen items, every RQ-VAE setting that shapes
+the codes and the seed; changing any of them retrains, the same inputs reuse the file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from src.cache import atomic_write, fingerprint
+from src.config import RQVAEConfig
+
+from ..semantic_ids import SemanticIds, quality_report
+from .training import train_rqvae
+
+RQVAE_VERSION = 1  # bump when training or coding changes the codes for equal inputs
+NOT_IN_KEY = ("eval_every", "cache_dir")  # settings that do not change the codes
+
+
+@dataclass(frozen=True)
+class SemanticIdResult:
+    ids: SemanticIds
+    report: dict[str, float]   # sid/... quality metrics (and time/rqvae_epoch when trained now)
+    path: Path
+    cached: bool
+
+    def describe(self) -> str:
+        """One readable paragraph of the quality report."""
+        r = self.report
+        usage = ", ".join(f"{100 * r[f'sid/usage_l{level}']:.1f}%" for level in range(1, self.ids.layout.n_rq_levels + 1))
+        return (f"Semantic IDs ({'cached' if self.cached else 'trained'}: {self.path}): {r['sid/n_items']:,} items; "
+                f"codes used per level {usage}; {100 * r['sid/unique_prefix_share']:.1f}% of items have a unique "
+                f"3-code prefix; up to {r['sid/max_collision']} items share one; validation reconstruction MSE "
+                f"{r['sid/recon_loss']:.4f}")
+
+
+def cache_path(embeddings: torch.Tensor, seen_items: np.ndarray, cfg: RQVAEConfig, seed: int, tag: str) -> Path:
+    """`{cache_dir}/{tag}_{seed}_{key}.pt`, the key covering everything that determines the codes."""
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IN_KEY}
+    key = fingerprint(RQVAE_VERSION, _digest(embeddings.numpy()), _digest(np.asarray(seen_items)), settings, seed)
+    return cfg.cache_dir / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', tag)}_{seed}_{key[:16]}.pt"
+
+
+def semantic_ids_stage(embeddings: torch.Tensor, seen_items: np.ndarray, cfg: RQVAEConfig, seed: int,
+                       device: torch.device, tag: str) -> SemanticIdResult:
+    """Semantic IDs of all items from embeddings (n_items, d) (row i = item id i + 1), the RQ-VAE
+    trained on the rows of `seen_items` (1-based ids)."""
+    path = cache_path(embeddings, seen_items, cfg, seed, tag)
+    if path.exists():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        return _result(saved["codes"], saved["recon_loss"], cfg, path, cached=True)
+    x = embeddings.to(device)
+    trained = train_rqvae(x[torch.as_tensor(np.asarray(seen_items) - 1, device=device)], cfg, seed,
+                          on_check=lambda logs: tqdm.write(format_check(logs)))
+    codes = trained.model.codes(x).cpu()
+    recon = trained.final.get("val_recon_loss", trained.final["train_recon_loss"])
+    with atomic_write(path, "wb") as handle:
+        torch.save({"codes": codes, "recon_loss": recon, "history": trained.history,
+                    "seconds_per_epoch": trained.seconds_per_epoch}, handle)
+    result = _result(codes, recon, cfg, path, cached=False)
+    result.report["time/rqvae_epoch"] = round(trained.seconds_per_epoch, 5)
+    return result
+
+
+def format_check(logs: dict[str, float]) -> str:
+    """One console line for a periodic RQ-VAE check."""
+    cos = " ".join(f"{logs[k]:.3f}" for k in sorted(logs) if k.startswith("val_cos_sim@"))
+    return (f"  epoch {logs['epoch']:>5}: train recon {logs['train_recon_loss']:.4f} commit "
+            f"{logs['train_commitment_loss']:.4f} | val recon {logs.get('val_recon_loss', float('nan')):.4f} "
+            f"commit {logs.get('val_commitment_loss', float('nan')):.4f} | val cos-sim per level {cos}")
+
+
+def _result(codes: torch.Tensor, recon_loss: float, cfg: RQVAEConfig, path: Path, cached: bool) -> SemanticIdResult:
+    ids = SemanticIds.from_rqvae_codes(codes.numpy(), cfg.code_book_size)
+    report = {"sid/recon_loss": round(float(recon_loss), 6), **quality_report(ids.codes, cfg.code_book_size)}
+    return SemanticIdResult(ids, report, path, cached)
+
+
+def _digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest() + str(array.shape) + str(array.dtype)

@@ -1,0 +1,109 @@
+"""The RQ-VAE: it learns, restarts dead codes, checks codes as published, and caches by its inputs."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ID_generation.rqvae.model import EMACodebook, RQVAE
+from ID_generation.rqvae.stage import semantic_ids_stage
+from ID_generation.rqvae.training import train_rqvae, within_cluster_cosine
+from src.config import RQVAEConfig
+
+CPU = torch.device("cpu")
+
+
+def small_config(tmp_path: Path, **overrides) -> RQVAEConfig:
+    values = dict(optimizer="AdamW", weight_decay=0.1, batch_size=128, epochs=40, lr=1e-3, beta=0.25, input_dim=None,
+                  hidden_dim=(64, 32), latent_dim=16, num_layers=3, dropout=0.1, code_book_size=16, val_ratio=0.05,
+                  eval_every=10, cache_dir=tmp_path / "ids")
+    return RQVAEConfig(**{**values, **overrides})
+
+
+def clustered(n: int = 600, dim: int = 24, clusters: int = 8, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
+    """Points around `clusters` well separated centres, standardised like the text embeddings."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 3, size=(clusters, dim))
+    labels = rng.integers(0, clusters, n)
+    x = centres[labels] + rng.normal(0, 0.3, size=(n, dim))
+    x = (x - x.mean(0)) / x.std(0)
+    return torch.tensor(x, dtype=torch.float32), labels
+
+
+def test_training_lowers_reconstruction_loss_and_codes_follow_clusters(tmp_path):
+    x, labels = clustered()
+    cfg = small_config(tmp_path)
+    trained = train_rqvae(x, cfg, seed=0)
+    first, last = trained.history[0], trained.history[-1]
+    assert [h["epoch"] for h in trained.history] == [10, 20, 30, 40]
+    assert last["train_recon_loss"] < 0.5 * first["train_recon_loss"]
+    assert last["val_recon_loss"] < 0.5  # unit-variance data: well below predicting the mean
+    codes = trained.model.codes(x)[:, 0].numpy()
+    purity = sum(np.bincount(labels[codes == c]).max() for c in np.unique(codes)) / len(x)
+    assert purity > 0.9  # level-1 codes split the data along its clusters
+    assert last["train_cos_sim@L1"] > 0.8 and last["train_cos_sim@L3"] >= last["train_cos_sim@L1"] - 0.05
+
+
+def test_same_seed_same_codes_other_seed_other_codes(tmp_path):
+    x, _ = clustered(n=300)
+    cfg = small_config(tmp_path, epochs=5, eval_every=5)
+    a = train_rqvae(x, cfg, seed=3).model.codes(x)
+    b = train_rqvae(x, cfg, seed=3).model.codes(x)
+    c = train_rqvae(x, cfg, seed=4).model.codes(x)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_unused_codes_are_restarted_at_batch_vectors():
+    book = EMACodebook(size=8, dim=4)
+    book.weight.fill_(100.0)  # every code far from the data: only one can win
+    book.sum_ema.copy_(book.weight)
+    x = torch.randn(32, 4)
+    book.train()
+    book(x)
+    assert (book.count_ema >= 1).all()  # dead codes were reset
+    distances = torch.cdist(book.weight, x).min(dim=1).values
+    assert (distances < 1.0).sum() >= 7  # and now sit at (noisy copies of) batch vectors
+    codes_before = book.nearest(x)
+    book.eval()
+    book(x)
+    assert torch.equal(book.nearest(x), codes_before)  # no update outside training
+
+
+def test_within_cluster_cosine_matches_brute_force():
+    rng = np.random.default_rng(5)
+    x = torch.tensor(rng.normal(size=(60, 5)), dtype=torch.float32)
+    codes = torch.tensor(rng.integers(0, 3, size=(60, 3)))
+    got = within_cluster_cosine(x, codes)
+    sim = F.cosine_similarity(x[:, None], x[None], dim=2)
+    for level in range(3):
+        means = []
+        for prefix in {tuple(r) for r in codes[:, :level + 1].tolist()}:
+            rows = [i for i, r in enumerate(codes[:, :level + 1].tolist()) if tuple(r) == prefix]
+            if len(rows) > 1:
+                block = sim[rows][:, rows]
+                means.append(float(block.triu(1).sum()) / (len(rows) * (len(rows) - 1) / 2))
+        assert got[level] == pytest.approx(np.mean(means), abs=1e-5)
+
+
+def test_stage_caches_by_embeddings_settings_and_seed(tmp_path):
+    x, _ = clustered(n=200, dim=12)
+    seen = np.arange(1, 181)  # items 181..200 are unseen: coded, not trained on
+    cfg = small_config(tmp_path, epochs=4, eval_every=2)
+    first = semantic_ids_stage(x, seen, cfg, 0, CPU, tag="toy")
+    again = semantic_ids_stage(x, seen, dataclasses.replace(cfg, eval_every=4), 0, CPU, tag="toy")
+    assert not first.cached and again.cached and again.path == first.path
+    assert torch.equal(first.ids.codes, again.ids.codes) and first.ids.codes.shape == (200, 4)
+    assert again.report == {k: v for k, v in first.report.items() if not k.startswith("time/")}
+    assert "time/rqvae_epoch" in first.report
+    changed = [semantic_ids_stage(x, seen, cfg, 1, CPU, tag="toy"),
+               semantic_ids_stage(x, seen, dataclasses.replace(cfg, code_book_size=8), 0, CPU, tag="toy"),
+               semantic_ids_stage(x, seen, dataclasses.replace(cfg, beta=0.5), 0, CPU, tag="toy"),
+               semantic_ids_stage(x + 0.01, seen, cfg, 0, CPU, tag="toy"),
+               semantic_ids_stage(x, seen[:-1], cfg, 0, CPU, tag="toy")]
+    assert not any(r.cached for r in changed)
+    assert len({first.path, *(r.path for r in changed)}) == 6
+    assert max(first.ids.codes[:, :3].max(0).values) < 16 and changed[1].ids.codes[:, :3].max() < 8
