@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ID_generation.embeddings import cached_width, item_embeddings
 from ID_generation.preprocessing import leave_one_out, preprocess
@@ -17,18 +17,30 @@ from ID_generation.preprocessing.pipeline import dataset_stats, describe_dataset
 from ID_generation.rqvae.stage import semantic_ids_stage
 from src.config import ConfigError, RunConfig, check_encoder_width, load_config
 from src.runtime import resolve_device, seed_everything
-from src.tracking import RunRecorder
+from src.tracking import RunRecorder, WandbLogger
 
 PENDING_STAGES = ("train",)  # not implemented yet: see the README's status section
 
 
-def run_pipeline(cfg: RunConfig) -> RunRecorder:
+def run_pipeline(cfg: RunConfig, resolved_config: dict | None = None) -> RunRecorder:
     """Run every stage up to `cfg.stop_after`; return the recorder holding the run's metrics."""
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device_id)
-    recorder = RunRecorder(cfg.run_dir)
+    logger = None
+    if cfg.logging.mode != "disabled":
+        logger = WandbLogger(cfg.logging, cfg.experiment_id, cfg.run_dir, resolved_config or {})
+    recorder = RunRecorder(cfg.run_dir, logger)
     print(f"Run folder: {cfg.run_dir}  (device: {device})")
+    try:
+        _run_stages(cfg, device, recorder)
+    finally:
+        recorder.finish()
+    print(f"\nResults ({recorder.path}):\n{recorder.summary()}")
+    return recorder
 
+
+def _run_stages(cfg: RunConfig, device, recorder: RunRecorder) -> None:
+    """The stages in order, each skipped after `stop_after`; results go to `recorder`."""
     with recorder.stage("preprocess"):
         data = preprocess(cfg.data)
         split = leave_one_out(data.sequences, cfg.data.max_items_per_seq, cfg.data.user_stride)
@@ -46,16 +58,17 @@ def run_pipeline(cfg: RunConfig) -> RunRecorder:
 
     if cfg.runs_stage("semantic_ids"):
         with recorder.stage("semantic_ids"):
-            sids = semantic_ids_stage(embeddings.vectors, split.seen_items, cfg.rqvae, cfg.seed, device,
-                                      tag=f"{cfg.data.name}_{cfg.data.content_model}")
+            sids = semantic_ids_stage(
+                embeddings.vectors, split.seen_items, cfg.rqvae, cfg.seed, device,
+                tag=f"{cfg.data.name}_{cfg.data.content_model}",
+                on_check=lambda logs: recorder.curve("rqvae", "epoch", int(logs["epoch"]),
+                                                     {k: v for k, v in logs.items() if k != "epoch"}))
         recorder.log(sids.report)
         print(sids.describe())
 
     pending = [s for s in PENDING_STAGES if cfg.runs_stage(s)]
     if pending:
         print(f"\nStages not implemented yet, skipped: {', '.join(pending)}")
-    print(f"\nResults ({recorder.path}):\n{recorder.summary()}")
-    return recorder
 
 
 def preflight(cfg: RunConfig) -> None:
@@ -73,7 +86,7 @@ def main(config: DictConfig) -> None:
     except ConfigError as exc:
         print(f"Configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
-    run_pipeline(cfg)
+    run_pipeline(cfg, OmegaConf.to_container(config, resolve=True))
 
 
 if __name__ == "__main__":

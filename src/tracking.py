@@ -1,26 +1,69 @@
-"""A run's results: `{run_dir}/metrics.json`, a flat JSON object rewritten atomically on every
-update, so it holds whatever the run reached even when it stops early or fails."""
+"""A run's results: `{run_dir}/metrics.json` and, unless disabled, a Weights & Biases run.
+
+`metrics.json` is a flat JSON object of final values (dataset statistics, stage timings, quality
+reports, test metrics), rewritten atomically on every update so it holds whatever the run reached
+even when it stops early or fails; it is written whatever the W&B mode. Curves (values per epoch or
+step) go to W&B only.
+"""
 from __future__ import annotations
 
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from src.cache import write_json
+from src.config import LoggingConfig
 
 Scalar = int | float | str | bool | None
 
 
+class WandbLogger:
+    """One W&B run (project, run name = experiment_id, the resolved config), files in the run folder.
+
+    mode `offline` needs no account or network (sync later with `wandb sync`), `online` logs live.
+    """
+
+    def __init__(self, cfg: LoggingConfig, run_name: str, run_dir: Path, config: dict[str, Any]):
+        import wandb
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.run = wandb.init(project=cfg.project, entity=cfg.entity, name=run_name, mode=cfg.mode,
+                              dir=str(run_dir), config=config)
+        self._step_metrics: set[str] = set()
+
+    def summary(self, values: dict[str, Scalar]) -> None:
+        self.run.summary.update(values)
+
+    def curve(self, namespace: str, step_name: str, step: int, values: dict[str, float]) -> None:
+        """Log `{namespace}/{name}` values against their own step counter `{namespace}/{step_name}`."""
+        if namespace not in self._step_metrics:
+            self.run.define_metric(f"{namespace}/{step_name}")
+            self.run.define_metric(f"{namespace}/*", step_metric=f"{namespace}/{step_name}")
+            self._step_metrics.add(namespace)
+        self.run.log({f"{namespace}/{step_name}": step, **{f"{namespace}/{k}": v for k, v in values.items()}})
+
+    def finish(self) -> None:
+        self.run.finish()
+
+
 class RunRecorder:
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, logger: WandbLogger | None = None):
         self.path = Path(run_dir) / "metrics.json"
         self.metrics: dict[str, Scalar] = {}
+        self.logger = logger
 
     def log(self, values: dict[str, Scalar]) -> None:
-        """Add or update flat `name -> value` entries and rewrite metrics.json."""
+        """Add or update flat `name -> value` results: metrics.json and the W&B summary."""
         self.metrics.update(values)
         write_json(self.path, self.metrics)
+        if self.logger is not None:
+            self.logger.summary(values)
+
+    def curve(self, namespace: str, step_name: str, step: int, values: dict[str, float]) -> None:
+        """A point of a curve (W&B only), e.g. curve("rqvae", "epoch", 100, {"val_recon_loss": 0.3})."""
+        if self.logger is not None:
+            self.logger.curve(namespace, step_name, step, values)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -36,3 +79,7 @@ class RunRecorder:
         """The recorded metrics as aligned `name  value` lines."""
         width = max((len(k) for k in self.metrics), default=0)
         return "\n".join(f"  {k:<{width}}  {v}" for k, v in self.metrics.items())
+
+    def finish(self) -> None:
+        if self.logger is not None:
+            self.logger.finish()

@@ -93,7 +93,9 @@ def test_stage_caches_by_embeddings_settings_and_seed(tmp_path):
     x, _ = clustered(n=200, dim=12)
     seen = np.arange(1, 181)  # items 181..200 are unseen: coded, not trained on
     cfg = small_config(tmp_path, epochs=4, eval_every=2)
-    first = semantic_ids_stage(x, seen, cfg, 0, CPU, tag="toy")
+    checks = []
+    first = semantic_ids_stage(x, seen, cfg, 0, CPU, tag="toy", on_check=checks.append)
+    assert [c["epoch"] for c in checks] == [2, 4] and "val_recon_loss" in checks[-1]
     again = semantic_ids_stage(x, seen, dataclasses.replace(cfg, eval_every=4), 0, CPU, tag="toy")
     assert not first.cached and again.cached and again.path == first.path
     assert torch.equal(first.ids.codes, again.ids.codes) and first.ids.codes.shape == (200, 4)

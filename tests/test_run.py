@@ -14,7 +14,8 @@ from run import run_pipeline
 def _overrides(tmp_path, *extra):
     return (f"dataset.raw_data_path={tmp_path}/raw", f"dataset.processed_data_path={tmp_path}/processed",
             f"output_path={tmp_path}/run", "dataset.generator.n_users=300", "dataset.generator.n_groups=4",
-            "dataset.generator.items_per_group=8", "dataset.generator.cold_items_per_group=1", *extra)
+            "dataset.generator.items_per_group=8", "dataset.generator.cold_items_per_group=1",
+            "logging.mode=disabled", *extra)
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +74,10 @@ def test_semantic_ids_stage_records_quality_report(embedded_run):
         assert key in metrics, key
     assert metrics["sid/n_items"] == metrics["data/items"] and 0 < metrics["sid/usage_l1"] <= 1
     assert len(list((tmp / "ids").glob("synthetic_all-MiniLM-L6-v2_42_*.pt"))) == 1
+
+
+def test_offline_wandb_run_lands_in_the_run_folder(tmp_path):
+    run_pipeline(load(*_overrides(tmp_path, "stop_after=preprocess", "logging.mode=offline")), {"seed": 42})
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1 and runs[0].stat().st_size > 0
+    assert (tmp_path / "run" / "metrics.json").exists()

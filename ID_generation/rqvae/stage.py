@@ -11,6 +11,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -51,16 +52,17 @@ def cache_path(embeddings: torch.Tensor, seen_items: np.ndarray, cfg: RQVAEConfi
 
 
 def semantic_ids_stage(embeddings: torch.Tensor, seen_items: np.ndarray, cfg: RQVAEConfig, seed: int,
-                       device: torch.device, tag: str) -> SemanticIdResult:
+                       device: torch.device, tag: str,
+                       on_check: Callable[[dict[str, float]], None] | None = None) -> SemanticIdResult:
     """Semantic IDs of all items from embeddings (n_items, d) (row i = item id i + 1), the RQ-VAE
-    trained on the rows of `seen_items` (1-based ids)."""
+    trained on the rows of `seen_items` (1-based ids). `on_check` receives each periodic check."""
     path = cache_path(embeddings, seen_items, cfg, seed, tag)
     if path.exists():
         saved = torch.load(path, map_location="cpu", weights_only=True)
         return _result(saved["codes"], saved["recon_loss"], cfg, path, cached=True)
     x = embeddings.to(device)
     trained = train_rqvae(x[torch.as_tensor(np.asarray(seen_items) - 1, device=device)], cfg, seed,
-                          on_check=lambda logs: tqdm.write(format_check(logs)))
+                          on_check=lambda logs: _report_check(logs, on_check))
     codes = trained.model.codes(x).cpu()
     recon = trained.final.get("val_recon_loss", trained.final["train_recon_loss"])
     with atomic_write(path, "wb") as handle:
@@ -69,6 +71,12 @@ def semantic_ids_stage(embeddings: torch.Tensor, seen_items: np.ndarray, cfg: RQ
     result = _result(codes, recon, cfg, path, cached=False)
     result.report["time/rqvae_epoch"] = round(trained.seconds_per_epoch, 5)
     return result
+
+
+def _report_check(logs: dict[str, float], on_check: Callable[[dict[str, float]], None] | None) -> None:
+    tqdm.write(format_check(logs))
+    if on_check is not None:
+        on_check(logs)
 
 
 def format_check(logs: dict[str, float]) -> str:
