@@ -19,6 +19,14 @@ import torch
 N_USER_TOKENS = 2000  # the published hashing trick: user index mod 2000
 
 
+def code_keys(codes: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
+    """(...,) one int64 per code prefix (..., l): mixed radix over the first l level sizes (0 for l = 0)."""
+    key = torch.zeros(codes.shape[:-1], dtype=torch.long, device=codes.device)
+    for level in range(codes.shape[-1]):
+        key = key * sizes[level] + codes[..., level]
+    return key
+
+
 def collision_codes(prefix_codes: np.ndarray) -> np.ndarray:
     """(N,) fourth code for prefix_codes (N, L): each row's rank among the rows with the same
     prefix, counted in row (item-id) order."""
@@ -96,8 +104,7 @@ class SemanticIds:
         self.codes = codes.long().cpu()
         n_fourth = int(self.codes[:, -1].max()) + 1 if len(self.codes) else 1
         self.layout = TokenLayout(codebook_size, max(codebook_size, n_fourth), self.codes.shape[1] - 1, n_user_tokens)
-        self._radix = torch.tensor(self.layout.level_sizes)
-        keys = self._keys(self.codes)
+        keys = code_keys(self.codes, self.layout.level_sizes)
         self._sorted_keys, self._key_order = torch.sort(keys)
         if len(keys) and bool((self._sorted_keys[1:] == self._sorted_keys[:-1]).any()):
             raise ValueError("two items share a semantic ID; the collision code must make every ID unique")
@@ -113,19 +120,11 @@ class SemanticIds:
         """(n_items, 4) tokens of every item."""
         return self.layout.to_tokens(self.codes)
 
-    def _keys(self, codes: torch.Tensor) -> torch.Tensor:
-        """One int64 per code tuple (mixed radix over the level sizes)."""
-        radix = self._radix.to(codes.device)
-        key = torch.zeros(codes.shape[:-1], dtype=torch.long, device=codes.device)
-        for level in range(codes.shape[-1]):
-            key = key * radix[level] + codes[..., level]
-        return key
-
     def items_of(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (..., 4) → item ids (...,), 1-based; 0 where the tokens name no item."""
         codes = self.layout.to_codes(tokens)
         valid = (codes >= 0).all(dim=-1)
-        keys = self._keys(codes.clamp(min=0))
+        keys = code_keys(codes.clamp(min=0), self.layout.level_sizes)
         sorted_keys, order = self._sorted_keys.to(tokens.device), self._key_order.to(tokens.device)
         pos = torch.searchsorted(sorted_keys, keys).clamp(max=max(len(sorted_keys) - 1, 0))
         found = valid & (sorted_keys[pos] == keys)

@@ -1,0 +1,129 @@
+"""Batches built on the device from item-id sequences.
+
+The whole dataset is one padded (n_users, max_len) matrix of item ids on the device (a few MB);
+an example is a (sequence, target position) pair, its input the items before the target. A batch
+gathers item ids, then looks up semantic-ID tokens (and, in the model, text embeddings) per batch:
+memory grows with items × width, never with examples × history × width. No Python loop runs over
+examples.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from ID_generation.preprocessing.split import Split
+from ID_generation.semantic_ids import SemanticIds
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch of B examples with S = (user token) + 4 × history encoder positions.
+
+    tokens:    (B, S) encoder input tokens, 0 = padding
+    mask:      (B, S) bool, True on real tokens
+    items:     (B, S) item id behind each token (0 for padding and the user token)
+    positions: (B, S) index of that item in the history (0 for padding and the user token)
+    levels:    (B, S) semantic-ID level (0..3) of each token (0 for padding and the user token)
+    last:      (B,) index of the last real encoder position
+    labels:    (B, 4) the target item's semantic-ID tokens
+    targets:   (B,) the target item id
+    """
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    items: torch.Tensor
+    positions: torch.Tensor
+    levels: torch.Tensor
+    last: torch.Tensor
+    labels: torch.Tensor
+    targets: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+@dataclass(frozen=True)
+class Examples:
+    """Index pairs: example k's input is sequence `users[k]` before position `positions[k]`."""
+    users: torch.Tensor
+    positions: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def subset(self, mask: torch.Tensor) -> "Examples":
+        return Examples(self.users[mask], self.positions[mask])
+
+    def chunks(self, size: int) -> Iterator["Examples"]:
+        for start in range(0, len(self), size):
+            yield Examples(self.users[start:start + size], self.positions[start:start + size])
+
+
+class SequenceData:
+    """The split's sequences on `device`, with the semantic-ID token table, making batches."""
+
+    def __init__(self, split: Split, sids: SemanticIds, device: torch.device, user_tokens: bool = False):
+        seqs = split.sequences
+        lengths = torch.as_tensor(seqs.lengths, dtype=torch.long)
+        self.max_len = int(lengths.max())
+        rows = torch.repeat_interleave(torch.arange(len(seqs)), lengths)
+        cols = torch.arange(len(seqs.items)) - torch.repeat_interleave(torch.as_tensor(seqs.offsets[:-1]), lengths)
+        matrix = torch.zeros(len(seqs), self.max_len, dtype=torch.long)
+        matrix[rows, cols] = torch.as_tensor(seqs.items, dtype=torch.long)
+        self.matrix, self.lengths = matrix.to(device), lengths.to(device)
+        # Row 0 of the token table is padding, so item id 0 maps to four pad tokens.
+        self.item_tokens = torch.cat([torch.zeros(1, 4, dtype=torch.long), sids.tokens()]).to(device)
+        self.layout = sids.layout
+        self.user_tokens = user_tokens
+        self.device = device
+        self.split = split
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_tokens) - 1
+
+    # -- examples of each split -------------------------------------------------------------
+
+    def train_examples(self) -> Examples:
+        return self._examples(self.split.train_user, self.split.train_pos)
+
+    def eval_examples(self, which: str, cold: bool | None = None) -> Examples:
+        """Validation (`val`) or test examples; cold=True/False keeps the cold-start / in-set group."""
+        users = self.split.val_user if which == "val" else self.split.test_user
+        is_cold = self.split.val_is_cold if which == "val" else self.split.test_is_cold
+        users_t = torch.as_tensor(users, dtype=torch.long)
+        positions = self.lengths.cpu()[users_t] - (2 if which == "val" else 1)
+        examples = Examples(users_t.to(self.device), positions.to(self.device))
+        return examples if cold is None else examples.subset(torch.as_tensor(is_cold == cold).to(self.device))
+
+    def _examples(self, users, positions) -> Examples:
+        return Examples(torch.as_tensor(users, dtype=torch.long, device=self.device),
+                        torch.as_tensor(positions, dtype=torch.long, device=self.device))
+
+    def shuffled(self, examples: Examples, batch_size: int, generator: torch.Generator) -> Iterator[Examples]:
+        """One epoch of `examples` in random batches (the permutation drawn on the CPU generator)."""
+        order = torch.randperm(len(examples), generator=generator).to(self.device)
+        return Examples(examples.users[order], examples.positions[order]).chunks(batch_size)
+
+    # -- batches ------------------------------------------------------------------------------
+
+    def batch(self, examples: Examples) -> Batch:
+        """Gather histories and targets of `examples` and lay out their encoder inputs."""
+        history_len = self.max_len - 1
+        hist = self.matrix[examples.users, :history_len]                              # (B, H)
+        hist = torch.where(torch.arange(history_len, device=self.device) < examples.positions[:, None], hist, 0)
+        tokens = self.item_tokens[hist].flatten(1)                                     # (B, 4H)
+        items = hist.repeat_interleave(4, dim=1)
+        positions = torch.arange(history_len, device=self.device).repeat_interleave(4).expand_as(tokens)
+        levels = torch.arange(4, device=self.device).repeat(history_len).expand_as(tokens)
+        real = items > 0
+        if self.user_tokens:
+            user = self.layout.user_tokens(examples.users)[:, None]
+            tokens = torch.cat([user, tokens], dim=1)
+            zero = torch.zeros_like(user)
+            items, positions, levels = (torch.cat([zero, t], 1) for t in (items, positions, levels))
+            real = torch.cat([torch.ones_like(user, dtype=torch.bool), real], dim=1)
+        targets = self.matrix[examples.users, examples.positions]
+        return Batch(tokens=tokens, mask=real, items=items, positions=positions * real, levels=levels * real,
+                     last=real.sum(dim=1) - 1, labels=self.item_tokens[targets], targets=targets)
