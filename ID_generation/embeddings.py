@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from src.cache import atomic_write, fingerprint, read_json, write_json
+from src.cache import atomic_write, file_stamp, fingerprint, read_json, write_json
 from src.config import OFFLINE_ENCODER
 
 EMBED_VERSION = 1  # bump when encoding or standardisation changes
@@ -41,7 +41,8 @@ class ItemEmbeddings:
 
 def cache_paths(processed_dir: Path, dataset_name: str, model: str, texts: list[str]) -> tuple[Path, Path]:
     """(tensor file, sidecar JSON) named by dataset, model and a key of model + exact texts."""
-    key = fingerprint(EMBED_VERSION, model, texts)[:16]
+    local = [file_stamp(p) for p in sorted(Path(model).rglob("*")) if p.is_file()] if Path(model).is_dir() else []
+    key = fingerprint(EMBED_VERSION, model, local, texts)[:16]
     stem = f"{dataset_name}_{_slug(model)}_{key}_embeddings"
     return processed_dir / f"{stem}.pt", processed_dir / f"{stem}.json"
 

@@ -9,27 +9,29 @@ examples.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
 from ID_generation.preprocessing.split import Split
-from ID_generation.semantic_ids import SemanticIds
 
 
 @dataclass(frozen=True)
 class Batch:
-    """One batch of B examples with S = (user token) + 4 × history encoder positions.
+    """One batch of B examples with S = (user token) + T × H encoder positions (T tokens per item,
+    H = history slots).
 
+    history:   (B, H) the input item ids, oldest first, 0 = empty slot
     tokens:    (B, S) encoder input tokens, 0 = padding
     mask:      (B, S) bool, True on real tokens
     items:     (B, S) item id behind each token (0 for padding and the user token)
     positions: (B, S) index of that item in the history (0 for padding and the user token)
-    levels:    (B, S) semantic-ID level (0..3) of each token (0 for padding and the user token)
+    levels:    (B, S) semantic-ID level (0..T-1) of each token (0 for padding and the user token)
     last:      (B,) index of the last real encoder position
-    labels:    (B, 4) the target item's semantic-ID tokens
+    labels:    (B, T) the target item's tokens
     targets:   (B,) the target item id
     """
+    history: torch.Tensor
     tokens: torch.Tensor
     mask: torch.Tensor
     items: torch.Tensor
@@ -61,9 +63,15 @@ class Examples:
 
 
 class SequenceData:
-    """The split's sequences on `device`, with the semantic-ID token table, making batches."""
+    """The split's sequences on `device`, with the item → tokens table, making batches.
 
-    def __init__(self, split: Split, sids: SemanticIds, device: torch.device, user_tokens: bool = False):
+    item_tokens: (n_items, T) tokens of each item (row i = item i + 1): its 4 semantic-ID tokens, or
+    its own id (T = 1) for the published item-id ablation. user_token: maps user indices to their
+    token when user tokens are on.
+    """
+
+    def __init__(self, split: Split, item_tokens: torch.Tensor, device: torch.device,
+                 user_token: Callable[[torch.Tensor], torch.Tensor] | None = None):
         seqs = split.sequences
         lengths = torch.as_tensor(seqs.lengths, dtype=torch.long)
         self.max_len = int(lengths.max())
@@ -72,16 +80,11 @@ class SequenceData:
         matrix = torch.zeros(len(seqs), self.max_len, dtype=torch.long)
         matrix[rows, cols] = torch.as_tensor(seqs.items, dtype=torch.long)
         self.matrix, self.lengths = matrix.to(device), lengths.to(device)
-        # Row 0 of the token table is padding, so item id 0 maps to four pad tokens.
-        self.item_tokens = torch.cat([torch.zeros(1, 4, dtype=torch.long), sids.tokens()]).to(device)
-        self.layout = sids.layout
-        self.user_tokens = user_tokens
+        # Row 0 of the token table is padding, so item id 0 maps to pad tokens.
+        self.item_tokens = torch.cat([torch.zeros(1, item_tokens.shape[1], dtype=torch.long), item_tokens.long()]).to(device)
+        self.user_token = user_token
         self.device = device
         self.split = split
-
-    @property
-    def n_items(self) -> int:
-        return len(self.item_tokens) - 1
 
     # -- examples of each split -------------------------------------------------------------
 
@@ -110,20 +113,20 @@ class SequenceData:
 
     def batch(self, examples: Examples) -> Batch:
         """Gather histories and targets of `examples` and lay out their encoder inputs."""
-        history_len = self.max_len - 1
+        history_len, per_item = self.max_len - 1, self.item_tokens.shape[1]
         hist = self.matrix[examples.users, :history_len]                              # (B, H)
         hist = torch.where(torch.arange(history_len, device=self.device) < examples.positions[:, None], hist, 0)
-        tokens = self.item_tokens[hist].flatten(1)                                     # (B, 4H)
-        items = hist.repeat_interleave(4, dim=1)
-        positions = torch.arange(history_len, device=self.device).repeat_interleave(4).expand_as(tokens)
-        levels = torch.arange(4, device=self.device).repeat(history_len).expand_as(tokens)
+        tokens = self.item_tokens[hist].flatten(1)                                     # (B, T·H)
+        items = hist.repeat_interleave(per_item, dim=1)
+        positions = torch.arange(history_len, device=self.device).repeat_interleave(per_item).expand_as(tokens)
+        levels = torch.arange(per_item, device=self.device).repeat(history_len).expand_as(tokens)
         real = items > 0
-        if self.user_tokens:
-            user = self.layout.user_tokens(examples.users)[:, None]
+        if self.user_token is not None:
+            user = self.user_token(examples.users)[:, None]
             tokens = torch.cat([user, tokens], dim=1)
             zero = torch.zeros_like(user)
             items, positions, levels = (torch.cat([zero, t], 1) for t in (items, positions, levels))
             real = torch.cat([torch.ones_like(user, dtype=torch.bool), real], dim=1)
         targets = self.matrix[examples.users, examples.positions]
-        return Batch(tokens=tokens, mask=real, items=items, positions=positions * real, levels=levels * real,
+        return Batch(history=hist, tokens=tokens, mask=real, items=items, positions=positions * real, levels=levels * real,
                      last=real.sum(dim=1) - 1, labels=self.item_tokens[targets], targets=targets)

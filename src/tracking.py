@@ -7,6 +7,7 @@ step) go to W&B only.
 """
 from __future__ import annotations
 
+import math
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,6 +56,7 @@ class RunRecorder:
 
     def log(self, values: dict[str, Scalar]) -> None:
         """Add or update flat `name -> value` results: metrics.json and the W&B summary."""
+        values = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in values.items()}
         self.metrics.update(values)
         write_json(self.path, self.metrics)
         if self.logger is not None:

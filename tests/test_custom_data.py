@@ -288,3 +288,23 @@ def test_deleted_output_is_rebuilt(tmp_path):
     first.sequence_file.unlink()
     rebuilt = preprocess(config(tmp_path))
     assert not rebuilt.cached and rebuilt.sequence_file.exists() and rows_of(rebuilt) == EXPECTED
+
+
+def test_interrupted_rebuild_is_never_served_from_the_old_manifest(tmp_path, monkeypatch):
+    import ID_generation.preprocessing.pipeline as pipeline
+
+    write_dataset(tmp_path / "raw")
+    first = preprocess(config(tmp_path))
+    real_write_json = pipeline.write_json
+
+    def crash_on_id2meta(path, obj, indent=2):
+        if "id2meta" in str(path):
+            raise KeyboardInterrupt
+        real_write_json(path, obj, indent)
+
+    monkeypatch.setattr(pipeline, "write_json", crash_on_id2meta)
+    with pytest.raises(KeyboardInterrupt):  # a rebuild under other settings stops half-way
+        preprocess(config(tmp_path, user_core=2, item_core=2))
+    monkeypatch.setattr(pipeline, "write_json", real_write_json)
+    again = preprocess(config(tmp_path))
+    assert not again.cached and rows_of(again) == rows_of(first) and again.item_texts == first.item_texts

@@ -50,8 +50,8 @@ def _reference_split(rows: list[list[int]], max_len: int, stride: int):
     rows = [r[-max_len:] for r in rows][::stride]
     seen = sorted({i for r in rows for i in r[:-2]})
     train = [(u, t) for u, r in enumerate(rows) for t in range(1, len(r) - 2)]
-    val = [(u, r[-2]) for u, r in enumerate(rows) if len(r) >= 2]
-    test = [(u, r[-1]) for u, r in enumerate(rows)]
+    val = [(u, r[-2]) for u, r in enumerate(rows) if len(r) >= 3]  # input: at least one item
+    test = [(u, r[-1]) for u, r in enumerate(rows) if len(r) >= 2]
     return rows, seen, train, val, test
 
 

@@ -68,3 +68,12 @@ def test_bad_date_names_file_and_line(steam_files):
                   {"username": "a", "product_id": "2", "date": "01/02/2015"}])
     with pytest.raises(RawDataError, match=r"steam_reviews.json.gz, line 2: 'date'.*01/02/2015"):
         preprocess(_config(steam_files))
+
+
+@pytest.mark.parametrize("bad", ["", None, "NaT", 20170102])
+def test_missing_or_non_string_dates_are_rejected_not_sorted_first(steam_files, bad):
+    path = steam_files / "raw" / "steam" / "steam_reviews.json.gz"
+    _write(path, [{"username": "a", "product_id": "1", "date": "2015-01-01"},
+                  {"username": "a", "product_id": "2", "date": bad}])
+    with pytest.raises(RawDataError, match="line 2: 'date'"):
+        preprocess(_config(steam_files))

@@ -75,6 +75,8 @@ def preprocess(cfg: DataConfig) -> ProcessedData:
     if _manifest_key(manifest_path) == key and seq_path.exists() and meta_path.exists():
         return _load(seq_path, meta_path)
     start = time.perf_counter()
+    # The old manifest must not vouch for outputs that are about to be (partly) replaced.
+    manifest_path.unlink(missing_ok=True)
     interactions = source.read_interactions()
     remapped = build_sequences(interactions.users, interactions.items, interactions.times,
                                cfg.user_core, cfg.item_core)
@@ -99,8 +101,12 @@ def _manifest_key(path: Path) -> str | None:
 
 def _load(seq_path: Path, meta_path: Path) -> ProcessedData:
     sequences = read_sequence_file(seq_path)
-    id2meta = read_json(meta_path)
-    texts = [id2meta[str(i)] for i in range(1, len(id2meta) + 1)]
+    try:
+        id2meta = read_json(meta_path)
+        texts = [id2meta[str(i)] for i in range(1, len(id2meta) + 1)]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RawDataError(f"{meta_path} is not an item-id -> text map with ids 1..N ({type(exc).__name__}: {exc}); "
+                           "delete it to rebuild it") from None
     if sequences.n_items > len(texts):
         raise RawDataError(f"{meta_path} has {len(texts)} items but {seq_path} uses item id "
                            f"{sequences.n_items}; delete both files to rebuild them")

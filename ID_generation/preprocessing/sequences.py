@@ -121,7 +121,7 @@ def read_sequence_file(path: Path) -> Sequences:
             fields = line.split()
             if not fields:
                 continue
-            if int(fields[0]) != len(lengths) + 1 or len(fields) < 2:
+            if not all(f.isdigit() for f in fields) or int(fields[0]) != len(lengths) + 1 or len(fields) < 2:
                 raise ValueError(f"{path}, line {line_no}: expected 'user_id item_id ...' with user "
                                  f"id {len(lengths) + 1}; delete the file to rebuild it")
             lengths.append(len(fields) - 1)

@@ -22,8 +22,8 @@ class Split:
     sequences:     the cut (and user-subsampled) sequences
     train_user:    (n_train,) sequence index of each training example
     train_pos:     (n_train,) position of its target; its input is row[:pos]
-    val_user:      (n_val,) sequences with a validation target (length >= 2), target at L-2
-    test_user:     (n_test,) every sequence, target at L-1
+    val_user:      (n_val,) sequences of length >= 3, target at L-2
+    test_user:     (n_test,) sequences of length >= 2, target at L-1
     val_is_cold:   (n_val,) whether that validation target is a cold-start item
     test_is_cold:  (n_test,)
     seen_items:    sorted ids of the items at any position but the last two
@@ -65,15 +65,16 @@ def leave_one_out(sequences: Sequences, max_items_per_seq: int, user_stride: int
     lengths, ends = seqs.lengths, seqs.offsets[1:]
     seen = np.unique(seqs.items[concat_ranges(seqs.offsets[:-1], np.maximum(lengths - 2, 0))])
 
-    test_user = np.arange(len(seqs))
-    val_user = np.flatnonzero(lengths >= 2)
-    test_targets = seqs.items[ends - 1]
+    # Every example's input holds at least one item (as published: a 2-item user has only a test example).
+    test_user = np.flatnonzero(lengths >= 2)
+    val_user = np.flatnonzero(lengths >= 3)
+    test_targets = seqs.items[ends[test_user] - 1]
     val_targets = seqs.items[ends[val_user] - 2]
     val_is_cold = ~np.isin(val_targets, seen)
     test_is_cold = ~np.isin(test_targets, seen)
 
     n_train = np.maximum(lengths - 3, 0)  # targets at positions 1..L-3
-    train_user = np.repeat(test_user, n_train)
+    train_user = np.repeat(np.arange(len(seqs)), n_train)
     train_pos = concat_ranges(np.ones(len(seqs), dtype=np.int64), n_train)
     return Split(
         sequences=seqs, train_user=train_user, train_pos=train_pos,

@@ -40,17 +40,21 @@ class SteamSource:
             items.append(str(record["product_id"]))
             dates.append(record["date"])
         try:
-            times = np.array(dates, dtype="datetime64[s]").astype(np.int64)
-        except ValueError:
+            parsed = np.array(dates, dtype="datetime64[s]")
+        except (ValueError, TypeError):
             raise self._bad_date_error() from None
+        if np.isnat(parsed).any() or not all(isinstance(d, str) for d in dates):
+            raise self._bad_date_error()
+        times = parsed.astype(np.int64)
         return Interactions(np.array(users, dtype=object), np.array(items, dtype=object), times)
 
     def _bad_date_error(self) -> RawDataError:
         """Find the first unparsable date again (the error path only) to name its line."""
         for line_no, record in iter_records(self.reviews_path):
             try:
-                np.datetime64(record["date"], "s")
-            except ValueError:
+                if not isinstance(record["date"], str) or np.isnat(np.datetime64(record["date"], "s")):
+                    raise ValueError
+            except (ValueError, TypeError):
                 return RawDataError(f"{self.reviews_path}, line {line_no}: 'date' must be YYYY-MM-DD, "
                                     f"got {record['date']!r}")
         return RawDataError(f"{self.reviews_path}: a 'date' is not YYYY-MM-DD")

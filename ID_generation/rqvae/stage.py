@@ -56,6 +56,9 @@ def semantic_ids_stage(embeddings: torch.Tensor, seen_items: np.ndarray, cfg: RQ
                        on_check: Callable[[dict[str, float]], None] | None = None) -> SemanticIdResult:
     """Semantic IDs of all items from embeddings (n_items, d) (row i = item id i + 1), the RQ-VAE
     trained on the rows of `seen_items` (1-based ids). `on_check` receives each periodic check."""
+    if len(seen_items) < 2:
+        raise ValueError(f"the RQ-VAE needs the embeddings of at least 2 seen items, got {len(seen_items)}; "
+                         "the dataset's sequences are too short (seen items are those before each user's last two)")
     path = cache_path(embeddings, seen_items, cfg, seed, tag)
     if path.exists():
         saved = torch.load(path, map_location="cpu", weights_only=True)

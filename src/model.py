@@ -1,0 +1,167 @@
+"""The recommender (SPEC §5): a T5 encoder-decoder over semantic-ID tokens (TIGER), with LIGER's
+text-embedding input and dense retrieval head.
+
+Encoder input per token: its embedding, plus — with `flag_add_input_embedding` — its item's text
+embedding projected to d_model (the projection MLP), a learned embedding of the item's place in the
+history and of the token's level; then LayerNorm and dropout. The dense head scores the encoder's
+last hidden state at the final history token, L2-normalised, by cosine / temperature against every
+item's projected text embedding (the same projection). The decoder predicts the next item's 4 tokens.
+The T5 part is `transformers`' `T5ForConditionalGeneration` (its parameter layout and forward).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import T5Config, T5ForConditionalGeneration
+from transformers.models.t5.modeling_t5 import T5LayerNorm
+
+from src.config import MethodConfig, T5Settings
+from src.data import Batch
+from src.layers import ResidualMLP
+
+LAYER_NORM_EPS = 1e-8  # published
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    vocab_size: int
+    pad: int
+    eos: int
+    tokens_per_item: int      # 4 semantic-ID tokens, or 1 with use_id=item_id
+    max_items: int            # item-position embedding slots (max_items_per_seq)
+    n_positions: int
+    t5: T5Settings
+    method: MethodConfig
+
+
+@dataclass
+class ModelOutput:
+    loss: torch.Tensor                    # () weighted sum of the two losses
+    sid_loss: torch.Tensor | None         # () token cross-entropy, when sid_loss_weight > 0
+    dense_loss: torch.Tensor | None       # () item cross-entropy, when the dense head is on
+    query: torch.Tensor | None            # (B, d_model) L2-normalised dense query
+
+
+class Recommender(nn.Module):
+    def __init__(self, spec: ModelSpec, item_text: torch.Tensor, seen_items: torch.Tensor):
+        """item_text: (n_items, text_dim) standardised text embeddings, row i = item i + 1;
+        seen_items: 1-based ids of the items seen in training (the others are masked out of the
+        dense training softmax)."""
+        super().__init__()
+        self.spec, method, t5 = spec, spec.method, spec.t5
+        self.t5 = T5ForConditionalGeneration(T5Config(
+            vocab_size=spec.vocab_size, d_model=t5.d_model, d_kv=t5.d_kv, d_ff=t5.d_ff, num_layers=t5.encoder_layers,
+            num_decoder_layers=t5.decoder_layers, num_heads=t5.num_heads, dropout_rate=t5.dropout_rate,
+            feed_forward_proj=t5.feed_forward_proj, initializer_factor=t5.initializer_factor,
+            layer_norm_epsilon=LAYER_NORM_EPS, pad_token_id=spec.pad, eos_token_id=spec.eos,
+            decoder_start_token_id=spec.pad, n_positions=spec.n_positions))
+        init_normal(self.t5, t5.initializer_factor)
+        self.uses_text = method.flag_add_input_embedding or method.flag_use_output_embedding
+        if self.uses_text:
+            self.text_proj = self._text_projection(item_text.shape[1], t5.d_model)
+        if method.flag_add_input_embedding:
+            self.item_position = nn.Embedding(spec.max_items, t5.d_model)
+            self.level = nn.Embedding(spec.tokens_per_item, t5.d_model)
+            self.input_norm = nn.LayerNorm(t5.d_model, eps=LAYER_NORM_EPS)
+            self.input_dropout = nn.Dropout(method.embedding_head.embd_proj_dropout_rate)
+        if method.embedding_head.use_new_init:
+            init_normal(self, t5.initializer_factor)
+        self.register_buffer("item_text", item_text.float(), persistent=False)
+        unseen = torch.ones(len(item_text), dtype=torch.bool)
+        unseen[torch.as_tensor(seen_items, dtype=torch.long) - 1] = False
+        self.register_buffer("unseen", unseen, persistent=False)
+
+    def _text_projection(self, text_dim: int, d_model: int) -> nn.Module:
+        head = self.spec.method.embedding_head
+        if head.embed_proj_type == "linear":
+            return nn.Linear(text_dim, d_model)
+        return ResidualMLP(text_dim, tuple(reversed(head.hidden_sizes)), d_model,
+                           head.embd_proj_in_dropout_rate, ln_eps=LAYER_NORM_EPS)
+
+    # -- encoder ------------------------------------------------------------------------------
+
+    def encode(self, batch: Batch) -> torch.Tensor:
+        """(B, S, d_model) encoder states of the batch's inputs."""
+        if self.spec.method.flag_add_input_embedding:
+            return self.t5.encoder(inputs_embeds=self.input_embeddings(batch), attention_mask=batch.mask).last_hidden_state
+        return self.t5.encoder(input_ids=batch.tokens, attention_mask=batch.mask).last_hidden_state
+
+    def input_embeddings(self, batch: Batch) -> torch.Tensor:
+        """(B, S, d_model): token + projected item text + item position (+ level), LayerNorm, dropout.
+        The text projection runs once per history item and is shared by the item's tokens."""
+        embeds = self.t5.shared(batch.tokens)
+        is_item = (batch.items > 0).unsqueeze(-1)
+        projected = self.text_proj(self.item_text[batch.history.clamp(min=1) - 1])            # (B, H, d)
+        per_token = projected.gather(1, batch.positions.unsqueeze(-1).expand(-1, -1, projected.shape[-1]))
+        embeds = embeds + is_item * (per_token + self.item_position(batch.positions))
+        if self.spec.tokens_per_item > 1:  # the published item-id mode adds no level embedding
+            embeds = embeds + self.level(batch.levels)
+        return self.input_dropout(self.input_norm(embeds))
+
+    # -- dense head ---------------------------------------------------------------------------
+
+    def dense_query(self, encoded: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """(B, d_model) L2-normalised encoder state at each sequence's last input token."""
+        return F.normalize(encoded[torch.arange(len(last), device=last.device), last].float(), dim=-1)
+
+    def item_vectors(self) -> torch.Tensor:
+        """(n_items, d_model) L2-normalised dense targets: projected text (+ item-id embedding)."""
+        vectors = self.text_proj(self.item_text).float()
+        if self.spec.method.embedding_head.embed_target == "ground_truth+item_id":
+            vectors = vectors + self.t5.shared.weight[1:len(self.item_text) + 1].float()
+        return F.normalize(vectors, dim=-1)
+
+    def dense_scores(self, query: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+        """(B, n_items) cosine / temperature; column j is item j + 1."""
+        head = self.spec.method.embedding_head
+        return query @ vectors.t() / (head.logits_temperature if head.normalize_logits else 1.0)
+
+    # -- decoder ------------------------------------------------------------------------------
+
+    def decoder_logits(self, encoded: torch.Tensor, mask: torch.Tensor, decoder_inputs: torch.Tensor) -> torch.Tensor:
+        """(N, t, V) next-token logits for decoder inputs (N, t) (start token first)."""
+        hidden = self.t5.decoder(input_ids=decoder_inputs, encoder_hidden_states=encoded,
+                                 encoder_attention_mask=mask).last_hidden_state
+        if self.t5.config.scale_decoder_outputs:  # tied embeddings: T5 rescales before the LM head
+            hidden = hidden * self.t5.model_dim ** -0.5
+        return self.t5.lm_head(hidden)
+
+    def shift_right(self, labels: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.full_like(labels[:, :1], self.spec.pad), labels[:, :-1]], dim=1)
+
+    # -- training forward ---------------------------------------------------------------------
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        method = self.spec.method
+        encoded = self.encode(batch)
+        loss = torch.zeros((), device=encoded.device)
+        sid_loss = dense_loss = query = None
+        if method.sid_loss_weight > 0:
+            logits = self.decoder_logits(encoded, batch.mask, self.shift_right(batch.labels))
+            sid_loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.labels.flatten())
+            loss = loss + method.sid_loss_weight * sid_loss
+        if method.flag_use_output_embedding:
+            query = self.dense_query(encoded, batch.last)
+            scores = self.dense_scores(query, self.item_vectors())
+            if self.training:  # items never seen in training (cold-start) are kept out of the softmax
+                scores = scores.masked_fill(self.unseen, float("-inf"))
+            dense_loss = F.cross_entropy(scores, batch.targets - 1)
+            loss = loss + method.embedding_loss_weight * dense_loss
+        return ModelOutput(loss, sid_loss, dense_loss, query)
+
+
+def init_normal(module: nn.Module, std: float) -> None:
+    """Linear and embedding weights ~ N(0, std), biases 0, layer norms 1 — the published
+    initialisation, which replaced T5's own for every T5 weight."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, mean=0.0, std=std)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.LayerNorm, T5LayerNorm)):
+            nn.init.ones_(m.weight)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
