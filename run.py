@@ -15,11 +15,11 @@ from ID_generation.embeddings import cached_width, item_embeddings
 from ID_generation.preprocessing import leave_one_out, preprocess
 from ID_generation.preprocessing.pipeline import dataset_stats, describe_dataset
 from ID_generation.rqvae.stage import semantic_ids_stage
+from src.experiment import build_experiment, results_table
 from src.config import ConfigError, RunConfig, check_encoder_width, load_config
 from src.runtime import resolve_device, seed_everything
 from src.tracking import RunRecorder, WandbLogger
 
-PENDING_STAGES = ("train",)  # not implemented yet: see the README's status section
 
 
 def run_pipeline(cfg: RunConfig, resolved_config: dict | None = None) -> RunRecorder:
@@ -61,14 +61,22 @@ def _run_stages(cfg: RunConfig, device, recorder: RunRecorder) -> None:
             sids = semantic_ids_stage(
                 embeddings.vectors, split.seen_items, cfg.rqvae, cfg.seed, device,
                 tag=f"{cfg.data.name}_{cfg.data.content_model}",
-                on_check=lambda logs: recorder.curve("rqvae", "epoch", int(logs["epoch"]),
-                                                     {k: v for k, v in logs.items() if k != "epoch"}))
+                on_check=lambda logs: recorder.curve({f"rqvae/{k}": v for k, v in logs.items() if k != "epoch"},
+                                                     "rqvae/epoch", int(logs["epoch"])))
         recorder.log(sids.report)
         print(sids.describe())
 
-    pending = [s for s in PENDING_STAGES if cfg.runs_stage(s)]
-    if pending:
-        print(f"\nStages not implemented yet, skipped: {', '.join(pending)}")
+    if cfg.runs_stage("train"):
+        experiment = build_experiment(cfg, split, sids.ids, embeddings.vectors, device, recorder)
+        with recorder.stage("train"):
+            result = experiment.trainer.fit()
+        recorder.log({"train/best_epoch": result.best_epoch + 1, "train/steps": result.steps,
+                      "train/epochs": result.epochs, f"train/best_{experiment.trainer.selection}": result.best_score})
+        if cfg.stop_after is None:  # the test evaluation ends a full run
+            with recorder.stage("test"):
+                metrics = experiment.evaluator.evaluate("test")
+            recorder.log(metrics)
+            print("\nTest results\n" + results_table(metrics, experiment.settings))
 
 
 def preflight(cfg: RunConfig) -> None:

@@ -235,6 +235,14 @@ class MethodConfig:
 
 
 @dataclass(frozen=True)
+class EvaluationConfig:
+    ks: tuple[int, ...]
+    uni_ks: tuple[int, ...]
+    num_beams: int | None   # None: max(uni_ks) when the hybrid runs, else max(ks) (published)
+    constrained: bool
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     writer: str
     mode: str
@@ -254,6 +262,7 @@ class RunConfig:
     rqvae: RQVAEConfig
     model: ModelConfig
     method: MethodConfig
+    evaluation: EvaluationConfig
     logging: LoggingConfig
 
     @property
@@ -300,6 +309,7 @@ def load_config(cfg: DictConfig) -> RunConfig:
         rqvae=_rqvae_config(root.sub("dataset").sub("RQ-VAE")),
         model=_model_config(root.sub("dataset").sub("TIGER")),
         method=_method_config(root.sub("method")),
+        evaluation=_evaluation_config(root.sub("evaluation")),
         logging=_logging_config(root.sub("logging")),
     )
 
@@ -399,6 +409,24 @@ def _model_config(r: _Reader) -> ModelConfig:
 
 
 def _method_config(r: _Reader) -> MethodConfig:
+    method = _method_fields(r)
+    rules = [
+        (method.sid_loss_weight == 0 and method.embedding_loss_weight == 0,
+         "method.sid_loss_weight and method.embedding_loss_weight are both 0: nothing would be trained"),
+        (method.embedding_loss_weight > 0 and not method.flag_use_output_embedding,
+         "method.embedding_loss_weight > 0 needs method.flag_use_output_embedding=True (the dense head)"),
+        (method.use_id == "item_id" and method.sid_loss_weight > 0,
+         "method.use_id=item_id (the Dense (ID) ablation) predicts no semantic IDs: set method.sid_loss_weight=0"),
+        (method.embedding_head.embed_target == "ground_truth+item_id" and method.use_id != "item_id",
+         "method.embedding_head_dict.embed_target=ground_truth+item_id needs method.use_id=item_id"),
+    ]
+    for broken, message in rules:
+        if broken:
+            raise ConfigError(message)
+    return method
+
+
+def _method_fields(r: _Reader) -> MethodConfig:
     head = r.sub("embedding_head_dict")
     return MethodConfig(
         include_user_id=r.bool_("include_user_id"),
@@ -420,6 +448,11 @@ def _method_config(r: _Reader) -> MethodConfig:
             embd_proj_in_dropout_rate=head.float_("embd_proj_in_dropout_rate", lo=0.0, hi=1.0, hi_open=True),
         ),
     )
+
+
+def _evaluation_config(r: _Reader) -> EvaluationConfig:
+    return EvaluationConfig(ks=r.int_list("ks"), uni_ks=r.int_list("uni_ks"),
+                            num_beams=r.int_("num_beams", lo=1, optional=True), constrained=r.bool_("constrained"))
 
 
 def _logging_config(r: _Reader) -> LoggingConfig:

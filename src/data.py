@@ -47,7 +47,8 @@ class Batch:
 
 @dataclass(frozen=True)
 class Examples:
-    """Index pairs: example k's input is sequence `users[k]` before position `positions[k]`."""
+    """Index pairs (on the CPU): example k's input is sequence `users[k]` before `positions[k]`.
+    Kept on the CPU so a batch's longest history is known without waiting for the device."""
     users: torch.Tensor
     positions: torch.Tensor
 
@@ -79,7 +80,7 @@ class SequenceData:
         cols = torch.arange(len(seqs.items)) - torch.repeat_interleave(torch.as_tensor(seqs.offsets[:-1]), lengths)
         matrix = torch.zeros(len(seqs), self.max_len, dtype=torch.long)
         matrix[rows, cols] = torch.as_tensor(seqs.items, dtype=torch.long)
-        self.matrix, self.lengths = matrix.to(device), lengths.to(device)
+        self.matrix, self.lengths_cpu = matrix.to(device), lengths
         # Row 0 of the token table is padding, so item id 0 maps to pad tokens.
         self.item_tokens = torch.cat([torch.zeros(1, item_tokens.shape[1], dtype=torch.long), item_tokens.long()]).to(device)
         self.user_token = user_token
@@ -96,37 +97,39 @@ class SequenceData:
         users = self.split.val_user if which == "val" else self.split.test_user
         is_cold = self.split.val_is_cold if which == "val" else self.split.test_is_cold
         users_t = torch.as_tensor(users, dtype=torch.long)
-        positions = self.lengths.cpu()[users_t] - (2 if which == "val" else 1)
-        examples = Examples(users_t.to(self.device), positions.to(self.device))
-        return examples if cold is None else examples.subset(torch.as_tensor(is_cold == cold).to(self.device))
+        positions = self.lengths_cpu[users_t] - (2 if which == "val" else 1)
+        examples = Examples(users_t, positions)
+        return examples if cold is None else examples.subset(torch.as_tensor(is_cold == cold))
 
     def _examples(self, users, positions) -> Examples:
-        return Examples(torch.as_tensor(users, dtype=torch.long, device=self.device),
-                        torch.as_tensor(positions, dtype=torch.long, device=self.device))
+        return Examples(torch.as_tensor(users, dtype=torch.long), torch.as_tensor(positions, dtype=torch.long))
 
     def shuffled(self, examples: Examples, batch_size: int, generator: torch.Generator) -> Iterator[Examples]:
         """One epoch of `examples` in random batches (the permutation drawn on the CPU generator)."""
-        order = torch.randperm(len(examples), generator=generator).to(self.device)
+        order = torch.randperm(len(examples), generator=generator)
         return Examples(examples.users[order], examples.positions[order]).chunks(batch_size)
 
     # -- batches ------------------------------------------------------------------------------
 
     def batch(self, examples: Examples) -> Batch:
-        """Gather histories and targets of `examples` and lay out their encoder inputs."""
-        history_len, per_item = self.max_len - 1, self.item_tokens.shape[1]
-        hist = self.matrix[examples.users, :history_len]                              # (B, H)
-        hist = torch.where(torch.arange(history_len, device=self.device) < examples.positions[:, None], hist, 0)
+        """Gather histories and targets of `examples` and lay out their encoder inputs, trimmed to the
+        batch's longest history (padding beyond it would only cost compute)."""
+        history_len, per_item = max(int(examples.positions.max()), 1), self.item_tokens.shape[1]
+        users = examples.users.to(self.device, non_blocking=True)
+        positions = examples.positions.to(self.device, non_blocking=True)
+        hist = self.matrix[users, :history_len]                                       # (B, H)
+        hist = torch.where(torch.arange(history_len, device=self.device) < positions[:, None], hist, 0)
         tokens = self.item_tokens[hist].flatten(1)                                     # (B, T·H)
         items = hist.repeat_interleave(per_item, dim=1)
-        positions = torch.arange(history_len, device=self.device).repeat_interleave(per_item).expand_as(tokens)
+        slots = torch.arange(history_len, device=self.device).repeat_interleave(per_item).expand_as(tokens)
         levels = torch.arange(per_item, device=self.device).repeat(history_len).expand_as(tokens)
         real = items > 0
         if self.user_token is not None:
-            user = self.user_token(examples.users)[:, None]
+            user = self.user_token(users)[:, None]
             tokens = torch.cat([user, tokens], dim=1)
             zero = torch.zeros_like(user)
-            items, positions, levels = (torch.cat([zero, t], 1) for t in (items, positions, levels))
+            items, slots, levels = (torch.cat([zero, t], 1) for t in (items, slots, levels))
             real = torch.cat([torch.ones_like(user, dtype=torch.bool), real], dim=1)
-        targets = self.matrix[examples.users, examples.positions]
-        return Batch(history=hist, tokens=tokens, mask=real, items=items, positions=positions * real, levels=levels * real,
+        targets = self.matrix[users, positions]
+        return Batch(history=hist, tokens=tokens, mask=real, items=items, positions=slots * real, levels=levels * real,
                      last=real.sum(dim=1) - 1, labels=self.item_tokens[targets], targets=targets)

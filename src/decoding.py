@@ -15,9 +15,9 @@ import torch
 
 from ID_generation.semantic_ids import SemanticIds, code_keys
 
-# next_token_logits(decoder_inputs (N, t)) -> (N, V): logits of the token after each prefix, for
-# N = B * beams rows whose encoder states the callable already holds (see `expand_rows`).
-NextTokenLogits = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# next_token_logits(prefixes (B, k, t)) -> (B, k, V): logits of the token after each of the k decoder
+# prefixes of each of the B inputs (the callable holds the inputs' encoder states).
+NextTokenLogits = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -29,30 +29,23 @@ class BeamResult:
 
 def beam_search(next_token_logits: NextTokenLogits, batch_size: int, n_beams: int, sids: SemanticIds,
                 device: torch.device, start_token: int = 0, constrained: bool = False) -> BeamResult:
-    """Top `n_beams` 4-token sequences for each of `batch_size` encoder inputs.
-
-    `next_token_logits(rows, decoder_inputs)` returns (N, V) logits for decoder prefixes (N, t) whose
-    encoder input is `rows` (N,) (an index into the batch), so encoder states are never copied here.
-    """
+    """Top `n_beams` 4-token sequences for each of `batch_size` encoder inputs."""
     n_levels = sids.layout.n_levels
-    rows = torch.arange(batch_size, device=device)                         # one live beam per input
-    prefixes = torch.full((batch_size, 1), start_token, dtype=torch.long, device=device)
+    prefixes = torch.full((batch_size, 1, 1), start_token, dtype=torch.long, device=device)   # (B, k, t)
     scores = torch.zeros(batch_size, 1, device=device)
     prefix_mask = PrefixMask(sids, device) if constrained else None
     for step in range(n_levels):
-        logp = torch.log_softmax(next_token_logits(rows, prefixes).float(), dim=-1)   # (B*k, V)
+        logp = torch.log_softmax(next_token_logits(prefixes).float(), dim=-1)                 # (B, k, V)
+        k, vocab = logp.shape[1], logp.shape[2]
         if prefix_mask is not None:
-            logp = logp.masked_fill(~prefix_mask.allowed(prefixes[:, 1:], step), float("-inf"))
-        vocab = logp.shape[-1]
-        k = scores.shape[1]
-        total = (scores.unsqueeze(-1) + logp.view(batch_size, k, vocab)).view(batch_size, k * vocab)
-        width = min(n_beams, k * vocab)
-        scores, flat = total.topk(width, dim=1)                                 # (B, width), sorted
+            allowed = prefix_mask.allowed(prefixes[:, :, 1:].flatten(0, 1), step).view(batch_size, k, vocab)
+            logp = logp.masked_fill(~allowed, float("-inf"))
+        total = (scores.unsqueeze(-1) + logp).view(batch_size, k * vocab)
+        scores, flat = total.topk(min(n_beams, k * vocab), dim=1)                              # sorted
         parent, token = flat // vocab, flat % vocab
-        parent_rows = (torch.arange(batch_size, device=device)[:, None] * k + parent).flatten()
-        prefixes = torch.cat([prefixes[parent_rows], token.flatten()[:, None]], dim=1)
-        rows = parent_rows.div(k, rounding_mode="floor")
-    tokens = prefixes[:, 1:].view(batch_size, -1, n_levels)
+        kept = prefixes.gather(1, parent.unsqueeze(-1).expand(-1, -1, prefixes.shape[2]))
+        prefixes = torch.cat([kept, token.unsqueeze(-1)], dim=2)
+    tokens = prefixes[:, :, 1:]
     items = sids.items_of(tokens)
     return BeamResult(tokens, scores, torch.where(torch.isfinite(scores), items, torch.zeros_like(items)))
 

@@ -117,7 +117,8 @@ class Recommender(nn.Module):
     def dense_scores(self, query: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
         """(B, n_items) cosine / temperature; column j is item j + 1."""
         head = self.spec.method.embedding_head
-        return query @ vectors.t() / (head.logits_temperature if head.normalize_logits else 1.0)
+        with torch.autocast(device_type=query.device.type, enabled=False):  # cosine logits in float32
+            return query.float() @ vectors.float().t() / (head.logits_temperature if head.normalize_logits else 1.0)
 
     # -- decoder ------------------------------------------------------------------------------
 

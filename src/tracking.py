@@ -31,18 +31,18 @@ class WandbLogger:
         run_dir.mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(project=cfg.project, entity=cfg.entity, name=run_name, mode=cfg.mode,
                               dir=str(run_dir), config=config)
-        self._step_metrics: set[str] = set()
+        self._defined: set[str] = set()
 
     def summary(self, values: dict[str, Scalar]) -> None:
         self.run.summary.update(values)
 
-    def curve(self, namespace: str, step_name: str, step: int, values: dict[str, float]) -> None:
-        """Log `{namespace}/{name}` values against their own step counter `{namespace}/{step_name}`."""
-        if namespace not in self._step_metrics:
-            self.run.define_metric(f"{namespace}/{step_name}")
-            self.run.define_metric(f"{namespace}/*", step_metric=f"{namespace}/{step_name}")
-            self._step_metrics.add(namespace)
-        self.run.log({f"{namespace}/{step_name}": step, **{f"{namespace}/{k}": v for k, v in values.items()}})
+    def curve(self, values: dict[str, float], step_key: str, step: int) -> None:
+        """Log values against their own step counter `step_key` (e.g. train/step, rqvae/epoch)."""
+        for key in (step_key, *values):
+            if key not in self._defined:
+                self.run.define_metric(key, step_metric=None if key == step_key else step_key)
+                self._defined.add(key)
+        self.run.log({step_key: step, **values})
 
     def finish(self) -> None:
         self.run.finish()
@@ -62,10 +62,10 @@ class RunRecorder:
         if self.logger is not None:
             self.logger.summary(values)
 
-    def curve(self, namespace: str, step_name: str, step: int, values: dict[str, float]) -> None:
-        """A point of a curve (W&B only), e.g. curve("rqvae", "epoch", 100, {"val_recon_loss": 0.3})."""
+    def curve(self, values: dict[str, float], step_key: str, step: int) -> None:
+        """A point of curves (W&B only), e.g. curve({"rqvae/val_recon_loss": 0.3}, "rqvae/epoch", 100)."""
         if self.logger is not None:
-            self.logger.curve(namespace, step_name, step, values)
+            self.logger.curve(values, step_key, step)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:

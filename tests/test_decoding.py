@@ -22,10 +22,12 @@ class TableModel:
         self.tables = [torch.randn(batch, *([vocab] * (t + 1)), generator=g) * 3 for t in range(4)]
         self.calls = []
 
-    def __call__(self, rows: torch.Tensor, prefixes: torch.Tensor) -> torch.Tensor:
+    def __call__(self, prefixes: torch.Tensor) -> torch.Tensor:
         self.calls.append(tuple(prefixes.shape))
-        decoded = prefixes[:, 1:]
-        return self.tables[decoded.shape[1]][(rows, *decoded.T)]
+        batch, beams, length = prefixes.shape
+        rows = torch.arange(batch).repeat_interleave(beams)
+        decoded = prefixes[:, :, 1:].flatten(0, 1)
+        return self.tables[length - 1][(rows, *decoded.T)].view(batch, beams, -1)
 
     def sequence_logp(self, row: int, tokens: tuple[int, ...]) -> float:
         return sum(float(torch.log_softmax(self.tables[t][(row, *tokens[:t])], dim=-1)[tokens[t]]) for t in range(4))
@@ -57,7 +59,7 @@ def test_narrow_search_scores_are_exact_sorted_and_distinct(setup):
     sids, vocab, model = setup
     result = beam_search(model, 3, n_beams=7, sids=sids, device=CPU)
     assert result.tokens.shape == (3, 7, 4) and result.items.shape == (3, 7)
-    assert len(model.calls) == 4 and model.calls[0] == (3, 1) and model.calls[-1] == (21, 4)  # one call per step
+    assert len(model.calls) == 4 and model.calls[0] == (3, 1, 1) and model.calls[-1] == (3, 7, 4)  # one call per step
     for row in range(3):
         seqs = [tuple(t) for t in result.tokens[row].tolist()]
         assert len(set(seqs)) == 7

@@ -81,3 +81,28 @@ def test_offline_wandb_run_lands_in_the_run_folder(tmp_path):
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1 and runs[0].stat().st_size > 0
     assert (tmp_path / "run" / "metrics.json").exists()
+
+
+E2E = ("dataset.RQ-VAE.epochs=20", "dataset.RQ-VAE.eval_every=10", "dataset.TIGER.trainer.steps=12",
+       "dataset.TIGER.trainer.eval_frequence=1", "dataset.TIGER.T5.encoder_layers=1", "dataset.TIGER.T5.decoder_layers=1")
+TEST_NAMES = {m: {f"{m}_{g}_test/{x}@10" for g in ("in", "cold") for x in ("Recall", "NDCG")} for m in ("genret", "dense")}
+UNI_NAMES = {f"uni_{g}_test/Gen{k}_{x}@10" for g in ("in", "cold") for k in (20, 40, 60, 80, 100) for x in ("Recall", "NDCG")}
+RUN_NAMES = {"train/best_epoch", "train/steps", "train/epochs", "time/train", "time/test"}
+
+
+@pytest.mark.parametrize("method, expected", [
+    (("method=setting", "test_method=liger"), TEST_NAMES["genret"] | TEST_NAMES["dense"] | UNI_NAMES),
+    (("method=base", "test_method=tiger"), TEST_NAMES["genret"]),
+    (("method=setting", "method.sid_loss_weight=0"), TEST_NAMES["dense"]),
+])
+def test_end_to_end_each_method_reports_its_metrics(embedded_run, tmp_path, method, expected):
+    tmp, _ = embedded_run
+    # the shared data of `embedded_run`, a run folder of this test's own (the later output_path wins)
+    recorder = run_pipeline(load(*_overrides(tmp, *E2E, *method, f"dataset.RQ-VAE.cache_dir={tmp}/ids"),
+                                 f"output_path={tmp_path}/run"))
+    metrics = json.loads(recorder.path.read_text())
+    test_metrics = {k for k in metrics if "_test/" in k}
+    assert test_metrics == expected
+    assert RUN_NAMES <= set(metrics) and metrics["train/steps"] == 12
+    assert all(0 <= metrics[k] <= 1 for k in expected)
+    assert (tmp_path / "run" / "ckpt.pt").exists() and (tmp_path / "run" / "ckpt_best.pt").exists()

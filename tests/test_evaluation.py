@@ -1,0 +1,70 @@
+"""Dense ranking and the hybrid candidate set against brute force; metric names per group."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from src.evaluation import EvalSettings, Evaluator, top_items
+from test_model import tiny
+
+
+def settings(**kw) -> EvalSettings:
+    values = dict(ks=(10,), uni_ks=(3, 6), num_beams=6, constrained=False, batch_size=5, genret=True, dense=True, uni=True)
+    return EvalSettings(**{**values, **kw})
+
+
+def reference_metrics(ranked: list[int], target: int) -> tuple[float, float]:
+    for rank, item in enumerate(ranked[:10], start=1):
+        if item == target:
+            return 1.0, 1 / math.log2(rank + 1)
+    return 0.0, 0.0
+
+
+def test_dense_and_hybrid_match_brute_force():
+    model, data, sids, split = tiny()
+    cold = torch.tensor([3, 7, 11])
+    evaluator = Evaluator(model, data, sids, settings(), cold)
+    got = evaluator.evaluate("test", groups=("in",))
+    examples = data.eval_examples("test", cold=False)
+    batch = data.batch(examples)
+    with torch.no_grad():
+        encoded = model.encode(batch)
+        scores = model.dense_scores(model.dense_query(encoded, batch.last), model.item_vectors())
+        generated = evaluator._generate(encoded, batch.mask)
+    dense, uni = [], {3: [], 6: []}
+    for b in range(len(batch)):
+        order = sorted(range(scores.shape[1]), key=lambda j: -float(scores[b, j]))
+        dense.append(reference_metrics([j + 1 for j in order], int(batch.targets[b])))
+        for k in (3, 6):
+            pool = {int(i) for i in generated[b, :k] if i > 0} | set(cold.tolist())
+            ranked = sorted(pool, key=lambda i: -float(scores[b, i - 1]))
+            uni[k].append(reference_metrics(ranked, int(batch.targets[b])))
+    mean = lambda rows, i: sum(r[i] for r in rows) / len(rows)
+    assert math.isclose(got["dense_in_test/Recall@10"], mean(dense, 0), abs_tol=1e-6)
+    assert math.isclose(got["dense_in_test/NDCG@10"], mean(dense, 1), abs_tol=1e-6)
+    for k in (3, 6):
+        assert math.isclose(got[f"uni_in_test/Gen{k}_Recall@10"], mean(uni[k], 0), abs_tol=1e-6)
+        assert math.isclose(got[f"uni_in_test/Gen{k}_NDCG@10"], mean(uni[k], 1), abs_tol=1e-6)
+
+
+def test_hybrid_pool_is_generated_items_plus_cold_items_without_misses():
+    model, data, sids, _ = tiny()
+    evaluator = Evaluator(model, data, sids, settings(), torch.tensor([2, 9]))
+    generated = torch.tensor([[5, 0, 5, 9], [0, 0, 0, 0]])  # a duplicate, IDs naming no item, a cold item
+    pool = evaluator._hybrid_pool(generated)
+    assert pool.shape == (2, 30)
+    assert (pool[0].nonzero().flatten() + 1).tolist() == [2, 5, 9]
+    assert (pool[1].nonzero().flatten() + 1).tolist() == [2, 9]
+    ranked = top_items(torch.randn(2, 30).masked_fill(~pool, float("-inf")), 10)
+    assert set(ranked[1].tolist()) == {2, 9, 0} and (ranked[1, 2:] == 0).all()  # fewer than 10: padded misses
+
+
+def test_metric_names_cover_groups_methods_and_hybrid_ks():
+    model, data, sids, _ = tiny()
+    names = set(Evaluator(model, data, sids, settings(), torch.tensor([1])).evaluate("test"))
+    expected = {f"{m}_{g}_test/{x}@10" for m in ("genret", "dense") for g in ("in", "cold") for x in ("Recall", "NDCG")}
+    expected |= {f"uni_{g}_test/Gen{k}_{x}@10" for g in ("in", "cold") for k in (3, 6) for x in ("Recall", "NDCG")}
+    assert names == expected
+    only_dense = Evaluator(model, data, sids, settings(genret=False, uni=False), torch.tensor([1]))
+    assert set(only_dense.evaluate("val", groups=("in",))) == {"dense_in_val/Recall@10", "dense_in_val/NDCG@10"}

@@ -1,0 +1,110 @@
+"""Training: an interrupted and restarted run ends exactly like an uninterrupted one; early
+stopping keeps the best model; logged losses are means over the epoch."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from conftest import load
+from ID_generation.preprocessing.sequences import Sequences
+from ID_generation.preprocessing.split import leave_one_out
+from ID_generation.semantic_ids import SemanticIds
+from src.experiment import build_experiment
+from src.training import Trainer, selection_metric
+from src.tracking import RunRecorder
+
+TINY = ("dataset.TIGER.T5.encoder_layers=1", "dataset.TIGER.T5.decoder_layers=1", "dataset.TIGER.T5.d_model=16",
+        "dataset.TIGER.T5.d_ff=32", "dataset.TIGER.T5.num_heads=2", "dataset.TIGER.T5.d_kv=8",
+        "method.embedding_head_dict.hidden_sizes=[8]", "dataset.TIGER.trainer.batch_size=8",
+        "dataset.TIGER.trainer.eval_batch_size=16", "dataset.TIGER.trainer.warmup_steps=2",
+        "evaluation.uni_ks=[5]", "logging.mode=disabled")
+
+
+class Curves:
+    def __init__(self):
+        self.points = []
+
+    def summary(self, values):
+        pass
+
+    def curve(self, values, step_key, step):
+        self.points.append((dict(values), step))
+
+    def finish(self):
+        pass
+
+
+def experiment(tmp_path, *overrides, logger=None):
+    g = torch.Generator().manual_seed(0)
+    sids = SemanticIds.from_rqvae_codes(torch.randint(0, 4, (25, 3), generator=g).numpy(), codebook_size=4)
+    lengths = torch.randint(4, 10, (20,), generator=g).numpy()
+    split = leave_one_out(Sequences.from_lengths(lengths, torch.randint(1, 26, (int(lengths.sum()),), generator=g).numpy()), 20)
+    cfg = load(*TINY, f"output_path={tmp_path}", *overrides)
+    return build_experiment(cfg, split, sids, torch.randn(25, 12, generator=g), torch.device("cpu"),
+                            RunRecorder(tmp_path, logger))
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+    settings = ("dataset.TIGER.trainer.steps=40", "dataset.TIGER.trainer.eval_frequence=2")
+    whole = experiment(tmp_path / "whole", *settings)
+    result = whole.trainer.fit()
+    reference = whole.evaluator.evaluate("test")
+
+    real_save = Trainer.save_checkpoint
+    calls = []
+
+    def crash_after_third_epoch(self):
+        real_save(self)
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the process dies right after a checkpoint
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", crash_after_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        experiment(tmp_path / "split", *settings).trainer.fit()
+    monkeypatch.setattr(Trainer, "save_checkpoint", real_save)
+    restarted = experiment(tmp_path / "split", *settings)  # a new process: fresh objects
+    resumed = restarted.trainer.fit()
+    assert resumed == result and result.steps == 40
+    for (name, a), b in zip(whole.model.state_dict().items(), restarted.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert restarted.evaluator.evaluate("test") == reference
+
+
+def test_checkpoint_from_other_settings_is_refused(tmp_path):
+    experiment(tmp_path, "dataset.TIGER.trainer.steps=6").trainer.fit()
+    with pytest.raises(RuntimeError, match="other settings"):
+        experiment(tmp_path, "dataset.TIGER.trainer.steps=8").trainer.fit()
+
+
+def test_early_stopping_keeps_the_best_model(tmp_path):
+    exp = experiment(tmp_path, "dataset.TIGER.trainer.steps=400", "dataset.TIGER.trainer.eval_frequence=1",
+                     "dataset.TIGER.trainer.patience=2", "dataset.TIGER.trainer.lr=0.5")  # diverges: stops early
+    result = exp.trainer.fit()
+    assert result.epochs < exp.trainer.n_epochs and result.epochs == result.best_epoch + 4
+    best = torch.load(tmp_path / "ckpt_best.pt", weights_only=True)
+    assert all(torch.equal(best[k], v) for k, v in exp.model.state_dict().items())  # the model holds the best weights
+
+
+def test_logged_training_loss_is_the_epoch_mean(tmp_path, monkeypatch):
+    curves = Curves()
+    exp = experiment(tmp_path, "dataset.TIGER.trainer.steps=12", "dataset.TIGER.trainer.eval_frequence=10", logger=curves)
+    losses = []
+    real_forward = exp.model.forward
+    monkeypatch.setattr(exp.model, "forward",
+                        lambda batch: (out := real_forward(batch), losses.append(float(out.loss.detach())))[0])
+    exp.trainer.fit()
+    per_epoch = -(-len(exp.trainer.examples) // 8)  # batches in a full epoch
+    train_points = [values for values, _ in curves.points if "train/loss" in values]
+    assert len(train_points) == exp.trainer.n_epochs
+    first_epoch = losses[:per_epoch]
+    assert train_points[0]["train/loss"] == pytest.approx(sum(first_epoch) / len(first_epoch), rel=1e-5)
+
+
+def test_selection_metric_follows_the_method():
+    liger, tiger = load("method=setting").method, load("method=base").method
+    assert selection_metric(liger, (10,)) == "dense_in_val/NDCG@10"
+    assert selection_metric(tiger, (10,)) == "genret_in_val/NDCG@10"
+    assert selection_metric(dataclasses.replace(liger, sid_loss_weight=0.0), (5, 20)) == "dense_in_val/NDCG@20"
