@@ -20,8 +20,7 @@ class BeamDecoder:
         blocks = t5.decoder.block
         self.cross_kv = [(self._split(block.layer[1].EncDecAttention.k(encoded)),
                           self._split(block.layer[1].EncDecAttention.v(encoded))) for block in blocks]
-        neg = torch.finfo(encoded.dtype).min
-        self.cross_bias = torch.where(mask, 0.0, neg).to(encoded.dtype)[:, None, None, :]     # (B, 1, 1, S)
+        self.cross_mask = mask[:, None, None, :]                                              # (B, 1, 1, S) bool
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         """(B, L, h·d_kv) → (B, h, L, d_kv)."""
@@ -31,7 +30,7 @@ class BeamDecoder:
         """(B, k, V) logits of the token after each of the k decoder prefixes (B, k, t) of each input."""
         batch, beams, length = prefixes.shape
         x = self.t5.decoder.embed_tokens(prefixes.flatten(0, 1))                              # (B·k, t, d)
-        self_bias = self._self_attention_bias(length, x.dtype, x.device)
+        self_bias = self._self_attention_bias(length, x.device)
         for block, (keys, values) in zip(self.t5.decoder.block, self.cross_kv):
             x = x + self._self_attention(block.layer[0], x, self_bias)
             x = x + self._cross_attention(block.layer[1], x, keys, values, batch, beams)
@@ -41,21 +40,22 @@ class BeamDecoder:
             x = x * self.t5.model_dim ** -0.5
         return self.t5.lm_head(x).view(batch, beams, -1)
 
-    def _self_attention_bias(self, length: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """(1, h, t, t) relative position bias of the first block plus the causal mask."""
-        bias = self.t5.decoder.block[0].layer[0].SelfAttention.compute_bias(length, length, device=device).to(dtype)
+    def _self_attention_bias(self, length: int, device: torch.device) -> torch.Tensor:
+        """(1, h, t, t) float32 relative position bias of the first block plus the causal mask."""
+        bias = self.t5.decoder.block[0].layer[0].SelfAttention.compute_bias(length, length, device=device).float()
         causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()
-        return bias.masked_fill(~causal, torch.finfo(dtype).min)
+        return bias.masked_fill(~causal, float("-inf"))
 
     def _self_attention(self, layer, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         attn, normed = layer.SelfAttention, layer.layer_norm(x)
         q, k, v = (self._split(proj(normed)) for proj in (attn.q, attn.k, attn.v))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)             # T5: no scaling
+        # T5 does not scale attention scores; a float mask must match the query's dtype (autocast)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=1.0)
         return attn.o(out.transpose(1, 2).flatten(2))
 
     def _cross_attention(self, layer, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                          batch: int, beams: int) -> torch.Tensor:
         attn, normed = layer.EncDecAttention, layer.layer_norm(x)
         q = self._split(attn.q(normed).view(batch, -1, self.heads * self.d_kv))                # (B, h, k·t, d_kv)
-        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=self.cross_bias, scale=1.0)
+        out = F.scaled_dot_product_attention(q, keys.to(q.dtype), values.to(q.dtype), attn_mask=self.cross_mask, scale=1.0)
         return attn.o(out.transpose(1, 2).flatten(2)).view(x.shape)

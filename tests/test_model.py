@@ -57,6 +57,19 @@ def test_beam_decoder_matches_transformers_decoder(beams, length):
     torch.testing.assert_close(ours, reference.view_as(ours), rtol=1e-4, atol=1e-4)
 
 
+def test_beam_decoder_runs_under_bfloat16_autocast_as_on_a_gpu():
+    model, data, _, _ = tiny()
+    batch = data.batch(data.eval_examples("test"))
+    prefixes = torch.zeros(len(batch), 3, 2, dtype=torch.long)
+    prefixes[:, :, 1] = torch.tensor([1, 2, 3])
+    with torch.no_grad():
+        exact = BeamDecoder(model.t5, model.encode(batch), batch.mask).next_token_logits(prefixes)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            encoded = model.encode(batch)
+            mixed = BeamDecoder(model.t5, encoded, batch.mask).next_token_logits(prefixes)
+    torch.testing.assert_close(mixed.float(), exact, rtol=0.05, atol=0.05)
+
+
 def test_dense_query_is_the_last_history_token_and_training_masks_unseen_items():
     model, data, _, split = tiny()
     batch = data.batch(data.train_examples())
