@@ -17,7 +17,7 @@ import torch
 
 from ID_generation.semantic_ids import SemanticIds
 from src.beam_decoder import BeamDecoder
-from src.data import SequenceData
+from src.data import Examples, SequenceData
 from src.decoding import beam_search
 from src.metrics import MetricAccumulator, recall_ndcg
 from src.model import Recommender
@@ -46,22 +46,30 @@ class Evaluator:
     def evaluate(self, which: str, groups: tuple[str, ...] = ("in", "cold"),
                  methods: tuple[str, ...] = ("genret", "dense", "uni")) -> dict[str, float]:
         """Mean metrics of the `which` (val | test) examples for each group and enabled method."""
+        results: dict[str, float] = {}
+        for group in groups:
+            means = self.evaluate_examples(self.data.eval_examples(which, cold=(group == "cold")), methods)
+            for name, value in means.items():
+                method, _, rest = name.partition("/")
+                results[f"{method}_{group}_{which}/{rest}"] = value
+        return results
+
+    @torch.no_grad()
+    def evaluate_examples(self, examples: Examples, methods: tuple[str, ...]) -> dict[str, float]:
+        """Mean metrics of `examples` per enabled method: `{method}/{metric}` (uni: `uni/Gen{K}_{metric}`)."""
         methods = tuple(m for m in methods if getattr(self.settings, m))
         was_training = self.model.training
         self.model.eval()
         vectors = self.model.item_vectors() if ("dense" in methods or "uni" in methods) else None
-        results: dict[str, float] = {}
-        for group in groups:
-            accumulators: dict[str, MetricAccumulator] = {}
-            examples = self.data.eval_examples(which, cold=(group == "cold"))
-            for chunk in examples.chunks(self.settings.batch_size):
-                for name, per_example in self._batch_metrics(chunk, methods, vectors).items():
-                    accumulators.setdefault(name, MetricAccumulator()).add(per_example)
-            for name, acc in accumulators.items():
-                method, _, variant = name.partition(":")
-                prefix = f"{method}_{group}_{which}/" + (f"{variant}_" if variant else "")
-                results.update({prefix + metric: value for metric, value in acc.means().items()})
+        accumulators: dict[str, MetricAccumulator] = {}
+        for chunk in examples.chunks(self.settings.batch_size):
+            for name, per_example in self._batch_metrics(chunk, methods, vectors).items():
+                accumulators.setdefault(name, MetricAccumulator()).add(per_example)
         self.model.train(was_training)
+        results = {}
+        for name, acc in accumulators.items():
+            method, _, variant = name.partition(":")
+            results.update({f"{method}/{variant + '_' if variant else ''}{m}": v for m, v in acc.means().items()})
         return results
 
     def _batch_metrics(self, chunk, methods, vectors) -> dict[str, dict[str, torch.Tensor]]:

@@ -1,0 +1,171 @@
+"""Speed and memory of every stage, on whatever device is found (issue: GPU speed).
+
+    .venv/bin/python scripts/benchmark.py                      # Beauty files if found, else generated
+    .venv/bin/python scripts/benchmark.py --data generated --out bench.json
+
+Measures preprocessing (from raw files, then cached) and building the training data, text-encoder
+throughput, RQ-VAE seconds per epoch, training ms/step and sequences/s for TIGER and LIGER (after
+warm-up, median of repeats), evaluation sequences/s for beam 10, beam 100, dense and uni, and peak
+GPU and host memory. Prints a table and writes JSON. Text embeddings are random standardised vectors
+of the published width (768): stage speeds do not depend on their content, and it keeps the
+benchmark free of the slow CPU encoder (its throughput is measured on a sample instead).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+from ID_generation.embeddings import encode_texts, load_encoder  # noqa: E402
+from ID_generation.preprocessing import leave_one_out, preprocess  # noqa: E402
+from ID_generation.rqvae.model import RQVAE  # noqa: E402
+from ID_generation.rqvae.training import train_epoch  # noqa: E402
+from ID_generation.semantic_ids import SemanticIds  # noqa: E402
+from src.config import GeneratorConfig, load_config  # noqa: E402
+from src.evaluation import autocast  # noqa: E402
+from src.experiment import build_experiment  # noqa: E402
+from src.runtime import resolve_device  # noqa: E402
+from src.tracking import RunRecorder  # noqa: E402
+
+BEAUTY_SHAPE = GeneratorConfig(seed=0, n_users=22363, n_groups=560, items_per_group=20, cold_items_per_group=1,
+                               min_seq_len=5, max_seq_len=20, p_follow=0.8)
+
+
+def timed(fn, repeats: int, device: torch.device) -> list[float]:
+    """Seconds of each of `repeats` calls of fn, waiting for the device around each."""
+    out = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def config(args, work: Path, method: str):
+    from hydra import compose, initialize_config_dir
+
+    overrides = [f"method={method}", "logging.mode=disabled", f"output_path={work}/run_{method}",
+                 f"dataset.processed_data_path={work}/processed", f"dataset.RQ-VAE.cache_dir={work}/ids"]
+    if args.data == "beauty":
+        overrides += ["dataset=amazon", f"dataset.raw_data_path={args.raw}", "dataset.content_model=all-MiniLM-L6-v2"]
+    else:
+        overrides += ["dataset=amazon", "dataset.type=generated", "dataset.name=synthetic",
+                      f"dataset.raw_data_path={work}/raw", "dataset.content_model=all-MiniLM-L6-v2"]
+        overrides += [f"+dataset.generator.{k}={v}" for k, v in dataclasses.asdict(BEAUTY_SHAPE).items()]
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
+        return load_config(compose(config_name="main", overrides=overrides))
+
+
+def bench_data(args, work: Path, results: dict) -> tuple:
+    cfg = config(args, work, "setting")
+    uncached = timed(lambda: preprocess(cfg.data), 1, torch.device("cpu"))[0]
+    cached = statistics.median(timed(lambda: preprocess(cfg.data), 3, torch.device("cpu")))
+    data = preprocess(cfg.data)
+    start = time.perf_counter()
+    split = leave_one_out(data.sequences, cfg.data.max_items_per_seq, cfg.data.user_stride)
+    results.update({"preprocess_uncached_s": uncached, "preprocess_cached_s": cached,
+                    "split_s": time.perf_counter() - start, "items": len(data.item_texts),
+                    "users": len(data.sequences), "train_examples": len(split.train_user)})
+    return data, split
+
+
+def bench_encoder(data, device: torch.device, results: dict, n: int) -> None:
+    encoder = load_encoder("all-MiniLM-L6-v2", device)
+    texts = data.item_texts[:n]
+    seconds = statistics.median(timed(lambda: encode_texts(encoder, texts, 32 if device.type == "cpu" else 256), 2, device))
+    results["encoder_texts_per_s"] = n / seconds
+
+
+def bench_rqvae(cfg, embeddings, split, device: torch.device, results: dict, epochs: int) -> None:
+    r = cfg.rqvae
+    x = embeddings[torch.as_tensor(split.seen_items - 1)].to(device)
+    model = RQVAE(x.shape[1], r.hidden_dim, r.latent_dim, r.num_layers, r.code_book_size, r.dropout).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=r.lr, weight_decay=r.weight_decay, fused=device.type == "cuda")
+    train_epoch(model, opt, x, r.batch_size, r.beta)  # warm-up
+    results["rqvae_s_per_epoch"] = statistics.median(
+        timed(lambda: train_epoch(model, opt, x, r.batch_size, r.beta), epochs, device))
+
+
+def bench_method(args, work, method: str, split, sids, embeddings, device, results: dict) -> None:
+    cfg = config(args, work, method)
+    exp = build_experiment(cfg, split, sids, embeddings, device, RunRecorder(work / f"run_{method}"))
+    trainer, name = exp.trainer, "liger" if method == "setting" else "tiger"
+    chunks = iter(exp.data.shuffled(trainer.examples, cfg.model.trainer.batch_size, trainer.generator))
+
+    def step():
+        with autocast(device):
+            out = exp.model(exp.data.batch(next(chunks)))
+        trainer.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        trainer.optimizer.step()
+
+    timed(step, args.warmup, device)
+    step_s = statistics.median(timed(step, args.steps, device))
+    results[f"{name}_train_ms_per_step"] = step_s * 1000
+    results[f"{name}_train_seqs_per_s"] = cfg.model.trainer.batch_size / step_s
+    examples = exp.data.eval_examples("val", cold=False)
+    examples = type(examples)(examples.users[:args.eval_examples], examples.positions[:args.eval_examples])
+    evaluator, n = exp.evaluator, len(examples)
+    for label, methods, beams in (("beam10", ("genret",), 10), ("beam100", ("genret",), 100),
+                                  ("dense", ("dense",), None), ("uni", ("uni",), 100)):
+        if not all(getattr(evaluator.settings, m) for m in methods):
+            continue
+        evaluator.settings = dataclasses.replace(evaluator.settings, num_beams=beams or evaluator.settings.num_beams)
+        seconds = statistics.median(timed(lambda: evaluator.evaluate_examples(examples, methods), 2, device))
+        results[f"{name}_eval_{label}_seqs_per_s"] = n / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", choices=("beauty", "generated"), default=None)
+    parser.add_argument("--raw", default=str(REPO.parent / "shared" / "data" / "raw"))
+    parser.add_argument("--out", default="benchmark.json")
+    args = parser.parse_args()
+    device = resolve_device(0)
+    cpu = device.type == "cpu"
+    args.data = args.data or ("beauty" if (Path(args.raw) / "amazon" / "reviews_Beauty_5.json.gz").exists() else "generated")
+    args.steps, args.warmup = (5, 2) if cpu else (50, 10)
+    args.eval_examples = 256 if cpu else 4096
+    results = {"device": torch.cuda.get_device_name(device) if not cpu else platform.processor() or "cpu",
+               "torch": torch.__version__, "data": args.data, "date": time.strftime("%Y-%m-%d")}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        data, split = bench_data(args, work, results)
+        bench_encoder(data, device, results, 128 if cpu else 2048)
+        cfg = config(args, work, "setting")
+        embeddings = torch.randn(len(data.item_texts), 768)
+        bench_rqvae(cfg, embeddings, split, device, results, 2 if cpu else 20)
+        codes = torch.randint(0, 256, (len(data.item_texts), 3)).numpy()
+        sids = SemanticIds.from_rqvae_codes(codes, 256)
+        for method in ("base", "setting"):
+            bench_method(args, work, method, split, sids, embeddings, device, results)
+    results["peak_host_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if not cpu:
+        results["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    width = max(map(len, results))
+    print("\n".join(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}" for k, v in results.items()))
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
