@@ -15,11 +15,10 @@ from ID_generation.embeddings import cached_width, item_embeddings
 from ID_generation.preprocessing import leave_one_out, preprocess
 from ID_generation.preprocessing.pipeline import dataset_stats, describe_dataset
 from ID_generation.rqvae.stage import semantic_ids_stage
-from src.experiment import build_experiment, results_table
 from src.config import ConfigError, RunConfig, check_encoder_width, load_config
+from src.experiment import build_experiment, eval_settings, results_table
 from src.runtime import resolve_device, seed_everything
 from src.tracking import RunRecorder, WandbLogger
-
 
 
 def run_pipeline(cfg: RunConfig, resolved_config: dict | None = None) -> RunRecorder:
@@ -80,7 +79,9 @@ def _run_stages(cfg: RunConfig, device, recorder: RunRecorder) -> None:
 
 
 def preflight(cfg: RunConfig) -> None:
-    """Checks that need no stage to run: a configured width against a cached encoder's width."""
+    """Checks that need no stage to run: evaluation settings, a configured width against a cached
+    encoder's width."""
+    eval_settings(cfg)
     width = cached_width(cfg.data.processed_data_path, cfg.data.name, cfg.data.content_model)
     if width is not None:
         check_encoder_width(cfg, width)

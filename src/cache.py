@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read the process umask once: mkstemp creates files 0600, finished files honour it
 
@@ -55,6 +57,14 @@ def fingerprint(*parts: Any) -> str:
         digest.update(json.dumps(part, sort_keys=True, default=str).encode())
         digest.update(b"\x00")
     return digest.hexdigest()
+
+
+def digest(array) -> str:
+    """Content digest of a numpy array or torch tensor (bytes, shape and dtype)."""
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().contiguous().numpy()
+    array = np.ascontiguousarray(array)
+    return hashlib.sha256(array.tobytes()).hexdigest() + str(array.shape) + str(array.dtype)
 
 
 def file_stamp(path: str | os.PathLike) -> dict[str, Any]:

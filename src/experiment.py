@@ -3,7 +3,6 @@ the model, batching, evaluation settings and the trainer; and the end-of-run res
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -12,7 +11,7 @@ import torch
 
 from ID_generation.preprocessing.split import Split
 from ID_generation.semantic_ids import N_USER_TOKENS, SemanticIds
-from src.cache import fingerprint
+from src.cache import digest, fingerprint
 from src.config import ConfigError, RunConfig
 from src.data import SequenceData
 from src.evaluation import EvalSettings, Evaluator
@@ -80,7 +79,7 @@ def build_experiment(cfg: RunConfig, split: Split, sids: SemanticIds, embeddings
     cold = np.union1d(split.cold_val_items, split.cold_test_items)
     evaluator = Evaluator(model, data, vocab.sids, settings, torch.as_tensor(cold))
     key = fingerprint(dataclasses.asdict(cfg.model), dataclasses.asdict(cfg.method), cfg.seed,
-                      _digest(sids.codes), _digest(embeddings), len(split.train_user))
+                      digest(sids.codes), digest(embeddings), len(split.train_user))
     trainer = Trainer(model, data, evaluator, cfg.model.trainer, cfg.run_dir, recorder, cfg.seed,
                       selection_metric(cfg.method, cfg.evaluation.ks), key)
     return Experiment(model, data, evaluator, trainer, settings)
@@ -102,6 +101,3 @@ def results_table(metrics: dict[str, float], settings: EvalSettings, which: str 
                                             for v, w in zip(values, widths)))
     return "\n".join(lines)
 
-
-def _digest(tensor: torch.Tensor) -> str:
-    return hashlib.sha256(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()

@@ -106,3 +106,9 @@ def test_end_to_end_each_method_reports_its_metrics(embedded_run, tmp_path, meth
     assert RUN_NAMES <= set(metrics) and metrics["train/steps"] == 12
     assert all(0 <= metrics[k] <= 1 for k in expected)
     assert (tmp_path / "run" / "ckpt.pt").exists() and (tmp_path / "run" / "ckpt_best.pt").exists()
+
+
+def test_too_few_beams_fails_before_any_stage(tmp_path):
+    out = _cli(*_overrides(tmp_path, "evaluation.num_beams=5"))
+    assert out.returncode == 2 and "evaluation.num_beams" in out.stderr
+    assert not (tmp_path / "raw").exists()

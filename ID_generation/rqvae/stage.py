@@ -7,7 +7,6 @@ the codes and the seed; changing any of them retrains, the same inputs reuse the
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from src.cache import atomic_write, fingerprint
+from src.cache import atomic_write, digest, fingerprint
 from src.config import RQVAEConfig
 
 from ..semantic_ids import SemanticIds, quality_report
@@ -47,7 +46,7 @@ class SemanticIdResult:
 def cache_path(embeddings: torch.Tensor, seen_items: np.ndarray, cfg: RQVAEConfig, seed: int, tag: str) -> Path:
     """`{cache_dir}/{tag}_{seed}_{key}.pt`, the key covering everything that determines the codes."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IN_KEY}
-    key = fingerprint(RQVAE_VERSION, _digest(embeddings.numpy()), _digest(np.asarray(seen_items)), settings, seed)
+    key = fingerprint(RQVAE_VERSION, digest(embeddings), digest(np.asarray(seen_items)), settings, seed)
     return cfg.cache_dir / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', tag)}_{seed}_{key[:16]}.pt"
 
 
@@ -95,6 +94,3 @@ def _result(codes: torch.Tensor, recon_loss: float, cfg: RQVAEConfig, path: Path
     report = {"sid/recon_loss": round(float(recon_loss), 6), **quality_report(ids.codes, cfg.code_book_size)}
     return SemanticIdResult(ids, report, path, cached)
 
-
-def _digest(array: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest() + str(array.shape) + str(array.dtype)
