@@ -38,7 +38,9 @@ class BeamDecoder:
         x = self.t5.decoder.final_layer_norm(x[:, -1])
         if self.t5.config.scale_decoder_outputs:
             x = x * self.t5.model_dim ** -0.5
-        return self.t5.lm_head(x).view(batch, beams, -1)
+        with torch.autocast(device_type=x.device.type, enabled=False):  # beams are ranked on these: float32
+            logits = F.linear(x.float(), self.t5.lm_head.weight.float())
+        return logits.view(batch, beams, -1)
 
     def _self_attention_bias(self, length: int, device: torch.device) -> torch.Tensor:
         """(1, h, t, t) float32 relative position bias of the first block plus the causal mask."""

@@ -78,7 +78,7 @@ def build_experiment(cfg: RunConfig, split: Split, sids: SemanticIds, embeddings
     settings = eval_settings(cfg)
     cold = np.union1d(split.cold_val_items, split.cold_test_items)
     evaluator = Evaluator(model, data, vocab.sids, settings, torch.as_tensor(cold))
-    key = fingerprint(dataclasses.asdict(cfg.model), dataclasses.asdict(cfg.method), cfg.seed,
+    key = fingerprint(dataclasses.asdict(cfg.model), dataclasses.asdict(cfg.method), dataclasses.asdict(cfg.evaluation), cfg.seed,
                       digest(sids.codes), digest(embeddings), len(split.train_user))
     trainer = Trainer(model, data, evaluator, cfg.model.trainer, cfg.run_dir, recorder, cfg.seed,
                       selection_metric(cfg.method, cfg.evaluation.ks), key)

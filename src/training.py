@@ -116,9 +116,11 @@ class Trainer:
         return dict(zip(("loss", "sid_loss", "embedding_loss", "grad_norm"), means))
 
     def _validate(self, epoch: int) -> None:
-        methods = ("dense",) if self.selection.startswith("dense") else ("genret", "dense")
-        metrics = self.evaluator.evaluate("val", groups=("in",), methods=methods)
+        metrics = self.evaluator.evaluate("val", groups=("in",), methods=("genret", "dense"))
         self.recorder.curve(metrics, "train/step", self.state.step)
+        if self.selection not in metrics:
+            raise RuntimeError(f"validation produced no {self.selection}: the dataset has no in-set validation "
+                               "examples (every validation target is a cold-start item)")
         score = metrics[self.selection]
         tqdm.write(f"  epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         if score > self.state.best_score:
@@ -127,8 +129,10 @@ class Trainer:
                 torch.save(self.model.state_dict(), handle)
 
     def _patience_exhausted(self, epoch: int) -> bool:
-        """Published rule: stop once `patience` epochs passed since the best one, after warm-up."""
-        return self.state.best_epoch + self.cfg.patience < epoch and self.state.step > self.cfg.warmup_steps
+        """Published rule: stop once `patience` epochs passed since the best one, after warm-up (and
+        never before a first validation, so a best model always exists)."""
+        return (self.state.best_epoch >= 0 and self.state.best_epoch + self.cfg.patience < epoch
+                and self.state.step > self.cfg.warmup_steps)
 
     # -- checkpoints --------------------------------------------------------------------------
 

@@ -108,3 +108,10 @@ def test_selection_metric_follows_the_method():
     assert selection_metric(liger, (10,)) == "dense_in_val/NDCG@10"
     assert selection_metric(tiger, (10,)) == "genret_in_val/NDCG@10"
     assert selection_metric(dataclasses.replace(liger, sid_loss_weight=0.0), (5, 20)) == "dense_in_val/NDCG@20"
+
+
+def test_patience_shorter_than_the_validation_interval_still_validates(tmp_path):
+    exp = experiment(tmp_path, "dataset.TIGER.trainer.steps=60", "dataset.TIGER.trainer.eval_frequence=3",
+                     "dataset.TIGER.trainer.patience=1", "method=base")
+    result = exp.trainer.fit()
+    assert result.best_epoch >= 0 and (tmp_path / "ckpt_best.pt").exists()
