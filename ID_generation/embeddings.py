@@ -7,14 +7,13 @@ downstream assumes 768.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from src.cache import atomic_write, file_stamp, fingerprint, read_json, write_json
+from src.cache import atomic_write, file_stamp, fingerprint, read_json, safe_name, write_json
 from src.config import OFFLINE_ENCODER
 
 EMBED_VERSION = 1  # bump when encoding or standardisation changes
@@ -43,13 +42,13 @@ def cache_paths(processed_dir: Path, dataset_name: str, model: str, texts: list[
     """(tensor file, sidecar JSON) named by dataset, model and a key of model + exact texts."""
     local = [file_stamp(p) for p in sorted(Path(model).rglob("*")) if p.is_file()] if Path(model).is_dir() else []
     key = fingerprint(EMBED_VERSION, model, local, texts)[:16]
-    stem = f"{dataset_name}_{_slug(model)}_{key}_embeddings"
+    stem = f"{dataset_name}_{safe_name(model)}_{key}_embeddings"
     return processed_dir / f"{stem}.pt", processed_dir / f"{stem}.json"
 
 
 def cached_width(processed_dir: Path, dataset_name: str, model: str) -> int | None:
     """The width recorded by any cached embedding of this dataset and model, if one exists."""
-    for sidecar in sorted(Path(processed_dir).glob(f"{dataset_name}_{_slug(model)}_*_embeddings.json")):
+    for sidecar in sorted(Path(processed_dir).glob(f"{dataset_name}_{safe_name(model)}_*_embeddings.json")):
         try:
             return int(read_json(sidecar)["width"])
         except (OSError, ValueError, KeyError, TypeError):
@@ -120,6 +119,3 @@ def encode_texts(encoder, texts: list[str], batch_size: int) -> np.ndarray:
         return encoder.encode(texts, batch_size=batch_size, show_progress_bar=True,
                               convert_to_numpy=True).astype(np.float32)
 
-
-def _slug(model: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", model.strip("/")).strip("-")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,6 +66,11 @@ def digest(array) -> str:
         array = array.detach().cpu().contiguous().numpy()
     array = np.ascontiguousarray(array)
     return hashlib.sha256(array.tobytes()).hexdigest() + str(array.shape) + str(array.dtype)
+
+
+def safe_name(text: str) -> str:
+    """`text` usable in a file name: runs of other characters than letters, digits, _ . - become -."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text.strip("/")).strip("-")
 
 
 def file_stamp(path: str | os.PathLike) -> dict[str, Any]:

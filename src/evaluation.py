@@ -63,16 +63,13 @@ class Evaluator:
         vectors = self.model.item_vectors() if ("dense" in methods or "uni" in methods) else None
         accumulators: dict[str, MetricAccumulator] = {}
         for chunk in examples.chunks(self.settings.batch_size):
-            for name, per_example in self._batch_metrics(chunk, methods, vectors).items():
-                accumulators.setdefault(name, MetricAccumulator()).add(per_example)
+            for prefix, per_example in self._batch_metrics(chunk, methods, vectors).items():
+                accumulators.setdefault(prefix, MetricAccumulator()).add(per_example)
         self.model.train(was_training)
-        results = {}
-        for name, acc in accumulators.items():
-            method, _, variant = name.partition(":")
-            results.update({f"{method}/{variant + '_' if variant else ''}{m}": v for m, v in acc.means().items()})
-        return results
+        return {prefix + metric: value for prefix, acc in accumulators.items() for metric, value in acc.means().items()}
 
     def _batch_metrics(self, chunk, methods, vectors) -> dict[str, dict[str, torch.Tensor]]:
+        """Per-example metrics of one chunk, keyed by name prefix (`genret/`, `dense/`, `uni/Gen{K}_`)."""
         batch = self.data.batch(chunk)
         ks = self.settings.ks
         with autocast(self.data.device):
@@ -80,15 +77,15 @@ class Evaluator:
             generated = self._generate(encoded, batch.mask) if ("genret" in methods or "uni" in methods) else None
         out: dict[str, dict[str, torch.Tensor]] = {}
         if "genret" in methods:
-            out["genret"] = recall_ndcg(generated, batch.targets, ks)
+            out["genret/"] = recall_ndcg(generated, batch.targets, ks)
         if "dense" in methods or "uni" in methods:
             scores = self.model.dense_scores(self.model.dense_query(encoded, batch.last), vectors)
             if "dense" in methods:
-                out["dense"] = recall_ndcg(top_items(scores, max(ks)), batch.targets, ks)
+                out["dense/"] = recall_ndcg(top_items(scores, max(ks)), batch.targets, ks)
             if "uni" in methods:
                 for k_gen in self.settings.uni_ks:
                     ranked = top_items(scores.masked_fill(~self._hybrid_pool(generated[:, :k_gen]), float("-inf")), max(ks))
-                    out[f"uni:Gen{k_gen}"] = recall_ndcg(ranked, batch.targets, ks)
+                    out[f"uni/Gen{k_gen}_"] = recall_ndcg(ranked, batch.targets, ks)
         return out
 
     def _generate(self, encoded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

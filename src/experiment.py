@@ -15,6 +15,7 @@ from src.cache import digest, fingerprint
 from src.config import ConfigError, RunConfig
 from src.data import SequenceData
 from src.evaluation import EvalSettings, Evaluator
+from src.metrics import headline_k
 from src.model import ModelSpec, Recommender
 from src.tracking import RunRecorder
 from src.training import Trainer, selection_metric
@@ -87,7 +88,7 @@ def build_experiment(cfg: RunConfig, split: Split, sids: SemanticIds, embeddings
 
 def results_table(metrics: dict[str, float], settings: EvalSettings, which: str = "test") -> str:
     """Rows genret / dense / uni@K; columns in-set and cold-start Recall and NDCG at the first k."""
-    k = 10 if 10 in settings.ks else settings.ks[0]
+    k = headline_k(settings.ks)
     rows = ([("genret", "")] if settings.genret else []) + ([("dense", "")] if settings.dense else []) + \
            ([(f"uni@{g}", f"Gen{g}_") for g in settings.uni_ks] if settings.uni else [])
     header = f"{'':<10}{'in Recall@' + str(k):>14}{'in NDCG@' + str(k):>12}{'cold Recall@' + str(k):>16}{'cold NDCG@' + str(k):>14}"

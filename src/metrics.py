@@ -9,6 +9,11 @@ from __future__ import annotations
 import torch
 
 
+def headline_k(ks: tuple[int, ...]) -> int:
+    """The cut-off reported in tables and used for model selection: 10 (published), else the largest."""
+    return 10 if 10 in ks else max(ks)
+
+
 def hit_ranks(candidates: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """(B,) 1-based rank of each target among its candidates (B, C); C + 1 where absent."""
     hits = (candidates == targets.unsqueeze(1)) & (targets.unsqueeze(1) > 0)

@@ -20,6 +20,7 @@ from src.cache import atomic_write
 from src.config import MethodConfig, TrainerConfig
 from src.data import SequenceData
 from src.evaluation import Evaluator, autocast
+from src.metrics import headline_k
 from src.model import Recommender
 from src.tracking import RunRecorder
 
@@ -47,7 +48,7 @@ class TrainResult:
 def selection_metric(method: MethodConfig, ks: tuple[int, ...]) -> str:
     """The validation metric that picks the best model: the dense head's in-set NDCG for LIGER and
     the dense-only ablations, generative in-set NDCG otherwise (as published)."""
-    k = 10 if 10 in ks else max(ks)
+    k = headline_k(ks)
     dense = (method.evaluation_method == "dense" and method.embedding_loss_weight > 0) or method.sid_loss_weight == 0
     return f"{'dense' if dense else 'genret'}_in_val/NDCG@{k}"
 
@@ -92,6 +93,7 @@ class Trainer:
         """One pass over the training examples; the mean losses and gradient norm over it."""
         self.model.train()
         sums = torch.zeros(4, device=self.device)
+        absent = torch.zeros((), device=self.device)  # a loss the method does not use
         n = 0
         for chunk in self.data.shuffled(self.examples, self.cfg.batch_size, self.generator):
             if self.state.step >= self.cfg.steps:
@@ -103,9 +105,8 @@ class Trainer:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), GRAD_CLIP)
             self.optimizer.step()
             self.scheduler.step()
-            zero = torch.zeros((), device=self.device)
-            sums += torch.stack([out.loss.detach(), (out.sid_loss if out.sid_loss is not None else zero).detach(),
-                                 (out.dense_loss if out.dense_loss is not None else zero).detach(), grad_norm.detach()])
+            parts = (out.loss, out.sid_loss, out.dense_loss, grad_norm)
+            sums += torch.stack([absent if p is None else p.detach() for p in parts])
             n += 1
             self.state.step += 1
             if n % PROGRESS_EVERY == 0:

@@ -7,7 +7,6 @@ the codes and the seed; changing any of them retrains, the same inputs reuse the
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from src.cache import atomic_write, digest, fingerprint
+from src.cache import atomic_write, digest, fingerprint, safe_name
 from src.config import RQVAEConfig
 
 from ..semantic_ids import SemanticIds, quality_report
@@ -47,7 +46,7 @@ def cache_path(embeddings: torch.Tensor, seen_items: np.ndarray, cfg: RQVAEConfi
     """`{cache_dir}/{tag}_{seed}_{key}.pt`, the key covering everything that determines the codes."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IN_KEY}
     key = fingerprint(RQVAE_VERSION, digest(embeddings), digest(np.asarray(seen_items)), settings, seed)
-    return cfg.cache_dir / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', tag)}_{seed}_{key[:16]}.pt"
+    return cfg.cache_dir / f"{safe_name(tag)}_{seed}_{key[:16]}.pt"
 
 
 def semantic_ids_stage(embeddings: torch.Tensor, seen_items: np.ndarray, cfg: RQVAEConfig, seed: int,
