@@ -1,4 +1,5 @@
-"""Entry point: `python run.py [Hydra overrides]`.
+"""Entry point: `python run.py [Hydra overrides]`, or `torchrun --nproc_per_node=N run.py [...]` for
+data-parallel training, or `python run.py -m hydra/launcher=local|slurm key=a,b ...` for a sweep.
 
 Chains the pipeline stages — preprocessing → item text embeddings → RQ-VAE semantic IDs → training
 → evaluation — each cached on disk, and records the run's results in `{run_dir}/metrics.json`.
@@ -6,9 +7,14 @@ This file only composes stages; each lives in its own module.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import os
 import sys
+from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from ID_generation.embeddings import cached_width, item_embeddings
@@ -16,30 +22,54 @@ from ID_generation.preprocessing import leave_one_out, preprocess
 from ID_generation.preprocessing.pipeline import dataset_stats, describe_dataset
 from ID_generation.rqvae.stage import semantic_ids_stage
 from src.config import ConfigError, RunConfig, check_encoder_width, load_config
+from src.distributed import SINGLE, Processes, init_distributed, shutdown_distributed
 from src.experiment import build_experiment, eval_settings, results_table
 from src.runtime import resolve_device, seed_everything
 from src.tracking import RunRecorder, WandbLogger
 
 
-def run_pipeline(cfg: RunConfig, resolved_config: dict | None = None) -> RunRecorder:
-    """Run every stage up to `cfg.stop_after`; return the recorder holding the run's metrics."""
+def run_pipeline(cfg: RunConfig, resolved_config: dict | None = None, processes: Processes = SINGLE) -> RunRecorder:
+    """Run every stage up to `cfg.stop_after`; return the recorder holding the run's metrics. Under
+    several processes every one calls this; only the main one writes results."""
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device_id)
+    device = resolve_device(processes.local_rank if processes.enabled else cfg.device_id)
     logger = None
-    if cfg.logging.mode != "disabled":
+    if cfg.logging.mode != "disabled" and processes.is_main:
         logger = WandbLogger(cfg.logging, cfg.experiment_id, cfg.run_dir, resolved_config or {})
-    recorder = RunRecorder(cfg.run_dir, logger)
-    print(f"Run folder: {cfg.run_dir}  (device: {device})")
+    recorder = RunRecorder(cfg.run_dir, logger, write=processes.is_main)
+    print(f"Run folder: {cfg.run_dir}  (device: {device}"
+          + (f", {processes.world_size} processes)" if processes.enabled else ")"))
     try:
-        _run_stages(cfg, device, recorder)
+        _run_stages(cfg, device, recorder, processes)
     finally:
         recorder.finish()
     print(f"\nResults ({recorder.path}):\n{recorder.summary()}")
     return recorder
 
 
-def _run_stages(cfg: RunConfig, device, recorder: RunRecorder) -> None:
-    """The stages in order, each skipped after `stop_after`; results go to `recorder`."""
+def _run_stages(cfg: RunConfig, device, recorder: RunRecorder, processes: Processes) -> None:
+    """The stages in order, each skipped after `stop_after`; results go to `recorder`. The stages
+    before training run in the main process first; the others then read what it cached."""
+    with processes.main_first():
+        split, embeddings, sids = _prepare(cfg, device, recorder)
+    if cfg.runs_stage("train"):
+        experiment = build_experiment(cfg, split, sids.ids, embeddings.vectors, device, recorder, processes)
+        with recorder.stage("train"):
+            result = experiment.trainer.fit()
+        recorder.log({"train/best_epoch": result.best_epoch + 1, "train/steps": result.steps,
+                      "train/epochs": result.epochs, f"train/best_{experiment.trainer.selection}": result.best_score,
+                      **{f"train/last_epoch_{k}": v for k, v in result.last_losses.items()}})
+        if cfg.stop_after is None:  # the test evaluation ends a full run
+            with recorder.stage("test"):
+                metrics = experiment.evaluator.evaluate("test")
+            recorder.log(metrics)
+            print("\nTest results\n" + results_table(metrics, experiment.settings))
+
+
+def _prepare(cfg: RunConfig, device, recorder: RunRecorder):
+    """Preprocessing, embeddings and semantic IDs (as far as `stop_after` allows): (split,
+    embeddings, semantic IDs), None for a stage not run."""
+    embeddings = sids = None
     with recorder.stage("preprocess"):
         data = preprocess(cfg.data)
         split = leave_one_out(data.sequences, cfg.data.max_items_per_seq, cfg.data.user_stride)
@@ -64,24 +94,14 @@ def _run_stages(cfg: RunConfig, device, recorder: RunRecorder) -> None:
                                                      "rqvae/epoch", int(logs["epoch"])))
         recorder.log(sids.report)
         print(sids.describe())
-
-    if cfg.runs_stage("train"):
-        experiment = build_experiment(cfg, split, sids.ids, embeddings.vectors, device, recorder)
-        with recorder.stage("train"):
-            result = experiment.trainer.fit()
-        recorder.log({"train/best_epoch": result.best_epoch + 1, "train/steps": result.steps,
-                      "train/epochs": result.epochs, f"train/best_{experiment.trainer.selection}": result.best_score})
-        if cfg.stop_after is None:  # the test evaluation ends a full run
-            with recorder.stage("test"):
-                metrics = experiment.evaluator.evaluate("test")
-            recorder.log(metrics)
-            print("\nTest results\n" + results_table(metrics, experiment.settings))
+    return split, embeddings, sids
 
 
-def preflight(cfg: RunConfig) -> None:
-    """Checks that need no stage to run: evaluation settings, a configured width against a cached
-    encoder's width."""
+def preflight(cfg: RunConfig, processes: Processes) -> None:
+    """Checks that need no stage to run: evaluation settings, the batch size against the number of
+    processes, a configured width against a cached encoder's width."""
     eval_settings(cfg)
+    cfg.distributed.global_batch_size(cfg.model.trainer.batch_size, processes.world_size)
     width = cached_width(cfg.data.processed_data_path, cfg.data.name, cfg.data.content_model)
     if width is not None:
         check_encoder_width(cfg, width)
@@ -89,13 +109,22 @@ def preflight(cfg: RunConfig) -> None:
 
 @hydra.main(version_base=None, config_path="configs", config_name="main")
 def main(config: DictConfig) -> None:
+    # The run folder is Hydra's job folder: the configured one for a single run, one per job in a sweep.
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        cfg = load_config(config)
-        preflight(cfg)
+        cfg = dataclasses.replace(load_config(config), output_path=run_dir)
+        processes = init_distributed(cfg.distributed.timeout_min)
+        preflight(cfg, processes)
     except ConfigError as exc:
         print(f"Configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
-    run_pipeline(cfg, OmegaConf.to_container(config, resolve=True))
+    # Processes other than the main one stay quiet on stdout (their errors still reach stderr).
+    quiet = contextlib.redirect_stdout(open(os.devnull, "w")) if not processes.is_main else contextlib.nullcontext()
+    try:
+        with quiet:
+            run_pipeline(cfg, OmegaConf.to_container(config, resolve=True), processes)
+    finally:
+        shutdown_distributed()
 
 
 if __name__ == "__main__":

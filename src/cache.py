@@ -6,6 +6,7 @@ every cache is named or validated by `fingerprint` over everything that determin
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -19,6 +20,20 @@ import numpy as np
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read the process umask once: mkstemp creates files 0600, finished files honour it
+
+
+@contextmanager
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if absent) for the block: jobs of a sweep that share
+    a cache folder build it one at a time, and none reads a half-replaced set of files."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextmanager

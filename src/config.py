@@ -251,6 +251,20 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class DistributedConfig:
+    batch_size: str      # global: trainer.batch_size is split over the processes; per_device: each takes it
+    timeout_min: int     # how long a process waits for the others at a collective
+
+    def global_batch_size(self, batch_size: int, world_size: int) -> int:
+        """Examples per optimiser step over `world_size` processes for a configured `batch_size`."""
+        global_size = batch_size if self.batch_size == "global" else batch_size * world_size
+        if global_size < world_size:
+            raise ConfigError(f"config key 'dataset.TIGER.trainer.batch_size' ({batch_size}) must be at least the "
+                              f"number of processes ({world_size}) with distributed.batch_size=global")
+        return global_size
+
+
+@dataclass(frozen=True)
 class RunConfig:
     experiment_id: str
     seed: int
@@ -264,6 +278,7 @@ class RunConfig:
     method: MethodConfig
     evaluation: EvaluationConfig
     logging: LoggingConfig
+    distributed: DistributedConfig
 
     @property
     def run_dir(self) -> Path:
@@ -311,6 +326,7 @@ def load_config(cfg: DictConfig) -> RunConfig:
         method=_method_config(root.sub("method")),
         evaluation=_evaluation_config(root.sub("evaluation")),
         logging=_logging_config(root.sub("logging")),
+        distributed=_distributed_config(root.sub("distributed")),
     )
 
 
@@ -464,6 +480,11 @@ def _logging_config(r: _Reader) -> LoggingConfig:
     )
 
 
+def _distributed_config(r: _Reader) -> DistributedConfig:
+    return DistributedConfig(batch_size=r.str_("batch_size", choices=("global", "per_device")),
+                             timeout_min=r.int_("timeout_min", lo=1))
+
+
 def check_encoder_width(cfg: RunConfig, width: int) -> None:
     """Fail if a width set explicitly in the config disagrees with the text encoder's width."""
     for key, value in (("dataset.RQ-VAE.input_dim", cfg.rqvae.input_dim),
@@ -481,4 +502,11 @@ def _run_dir_resolver(output_path, test_method, dataset_type, dataset_name, expe
         run_dir_for(test_method, dataset_type, dataset_name, experiment_id, seed))
 
 
+def _sweep_dir_resolver(output_path, experiment_id) -> str:
+    """A sweep's root folder (each job in a subfolder): output_path, else results/multirun/{experiment_id}."""
+    output_path = _none_if_null(output_path)
+    return str(output_path) if output_path else str(Path("results") / "multirun" / str(experiment_id))
+
+
 OmegaConf.register_new_resolver("run_dir", _run_dir_resolver, replace=True)
+OmegaConf.register_new_resolver("sweep_dir", _sweep_dir_resolver, replace=True)

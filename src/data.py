@@ -55,12 +55,13 @@ class Examples:
     def __len__(self) -> int:
         return len(self.users)
 
-    def subset(self, mask: torch.Tensor) -> "Examples":
-        return Examples(self.users[mask], self.positions[mask])
+    def subset(self, index: torch.Tensor | slice) -> "Examples":
+        """The examples selected by a boolean mask, an index tensor or a slice."""
+        return Examples(self.users[index], self.positions[index])
 
     def chunks(self, size: int) -> Iterator["Examples"]:
         for start in range(0, len(self), size):
-            yield Examples(self.users[start:start + size], self.positions[start:start + size])
+            yield self.subset(slice(start, start + size))
 
 
 class SequenceData:
@@ -106,8 +107,7 @@ class SequenceData:
 
     def shuffled(self, examples: Examples, batch_size: int, generator: torch.Generator) -> Iterator[Examples]:
         """One epoch of `examples` in random batches (the permutation drawn on the CPU generator)."""
-        order = torch.randperm(len(examples), generator=generator)
-        return Examples(examples.users[order], examples.positions[order]).chunks(batch_size)
+        return examples.subset(torch.randperm(len(examples), generator=generator)).chunks(batch_size)
 
     # -- batches ------------------------------------------------------------------------------
 

@@ -8,6 +8,9 @@
 
 Metric names: `{genret|dense|uni}_{in|cold}_{val|test}/{Recall|NDCG}@k`, and for the hybrid
 `uni_{in|cold}_{val|test}/Gen{K}_{Recall|NDCG}@k`.
+
+Under several processes each evaluates its share of the batches and the rank histograms are
+summed, so the metrics are exactly those of one process evaluating them all.
 """
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ from ID_generation.semantic_ids import SemanticIds
 from src.beam_decoder import BeamDecoder
 from src.data import Examples, SequenceData
 from src.decoding import beam_search
-from src.metrics import MetricAccumulator, recall_ndcg
+from src.distributed import SINGLE, Processes
+from src.metrics import RankHistogram
 from src.model import Recommender
 
 
@@ -37,9 +41,11 @@ class EvalSettings:
 
 class Evaluator:
     def __init__(self, model: Recommender, data: SequenceData, sids: SemanticIds | None, settings: EvalSettings,
-                 cold_items: torch.Tensor):
-        """cold_items: 1-based ids of every cold-start item (validation and test), the hybrid's pool."""
+                 cold_items: torch.Tensor, processes: Processes = SINGLE):
+        """cold_items: 1-based ids of every cold-start item (validation and test), the hybrid's pool.
+        processes: the data-parallel processes sharing the work (every one must call `evaluate`)."""
         self.model, self.data, self.sids, self.settings = model, data, sids, settings
+        self.processes = processes
         self.cold_items = torch.as_tensor(cold_items, dtype=torch.long, device=data.device)
 
     @torch.no_grad()
@@ -58,35 +64,46 @@ class Evaluator:
     def evaluate_examples(self, examples: Examples, methods: tuple[str, ...]) -> dict[str, float]:
         """Mean metrics of `examples` per enabled method: `{method}/{metric}` (uni: `uni/Gen{K}_{metric}`)."""
         methods = tuple(m for m in methods if getattr(self.settings, m))
+        histograms = {prefix: RankHistogram(self.settings.ks, self.data.device) for prefix in self._prefixes(methods)}
         was_training = self.model.training
         self.model.eval()
         vectors = self.model.item_vectors() if ("dense" in methods or "uni" in methods) else None
-        accumulators: dict[str, MetricAccumulator] = {}
-        for chunk in examples.chunks(self.settings.batch_size):
-            for prefix, per_example in self._batch_metrics(chunk, methods, vectors).items():
-                accumulators.setdefault(prefix, MetricAccumulator()).add(per_example)
+        # Processes share whole batches, the ones a single process would form, so every example is
+        # scored in the same batch (same padding) as without sharding: the metrics are identical.
+        chunks = list(examples.chunks(self.settings.batch_size))
+        for chunk in chunks[self.processes.share(len(chunks))]:
+            for prefix, candidates, targets in self._batch_rankings(chunk, methods, vectors):
+                histograms[prefix].add(candidates, targets)
         self.model.train(was_training)
-        return {prefix + metric: value for prefix, acc in accumulators.items() for metric, value in acc.means().items()}
+        if histograms:  # one collective for all of them
+            totals = self.processes.sum_(torch.stack([h.counts for h in histograms.values()]))
+            for h, counts in zip(histograms.values(), totals):
+                h.counts = counts
+        return {prefix + metric: value for prefix, h in histograms.items() if h.count  # none for an empty group
+                for metric, value in h.means().items()}
 
-    def _batch_metrics(self, chunk, methods, vectors) -> dict[str, dict[str, torch.Tensor]]:
-        """Per-example metrics of one chunk, keyed by name prefix (`genret/`, `dense/`, `uni/Gen{K}_`)."""
+    def _prefixes(self, methods: tuple[str, ...]) -> list[str]:
+        """Metric-name prefixes of the enabled methods: `genret/`, `dense/`, `uni/Gen{K}_`."""
+        return ([f"{m}/" for m in ("genret", "dense") if m in methods]
+                + ([f"uni/Gen{k}_" for k in self.settings.uni_ks] if "uni" in methods else []))
+
+    def _batch_rankings(self, chunk, methods, vectors):
+        """(prefix, ranked candidates (B, C), targets (B,)) for each metric prefix of one chunk."""
         batch = self.data.batch(chunk)
-        ks = self.settings.ks
+        k = max(self.settings.ks)
         with autocast(self.data.device):
             encoded = self.model.encode(batch)
             generated = self._generate(encoded, batch.mask) if ("genret" in methods or "uni" in methods) else None
-        out: dict[str, dict[str, torch.Tensor]] = {}
         if "genret" in methods:
-            out["genret/"] = recall_ndcg(generated, batch.targets, ks)
+            yield "genret/", generated, batch.targets
         if "dense" in methods or "uni" in methods:
             scores = self.model.dense_scores(self.model.dense_query(encoded, batch.last), vectors)
             if "dense" in methods:
-                out["dense/"] = recall_ndcg(top_items(scores, max(ks)), batch.targets, ks)
+                yield "dense/", top_items(scores, k), batch.targets
             if "uni" in methods:
                 for k_gen in self.settings.uni_ks:
-                    ranked = top_items(scores.masked_fill(~self._hybrid_pool(generated[:, :k_gen]), float("-inf")), max(ks))
-                    out[f"uni/Gen{k_gen}_"] = recall_ndcg(ranked, batch.targets, ks)
-        return out
+                    pool = self._hybrid_pool(generated[:, :k_gen])
+                    yield f"uni/Gen{k_gen}_", top_items(scores.masked_fill(~pool, float("-inf")), k), batch.targets
 
     def _generate(self, encoded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, num_beams) item ids of the beams, best first; 0 where a beam names no item."""

@@ -14,6 +14,7 @@ from ID_generation.semantic_ids import N_USER_TOKENS, SemanticIds
 from src.cache import digest, fingerprint
 from src.config import ConfigError, RunConfig
 from src.data import SequenceData
+from src.distributed import SINGLE, Processes
 from src.evaluation import EvalSettings, Evaluator
 from src.metrics import headline_k
 from src.model import ModelSpec, Recommender
@@ -68,7 +69,7 @@ class Experiment:
 
 
 def build_experiment(cfg: RunConfig, split: Split, sids: SemanticIds, embeddings: torch.Tensor,
-                     device: torch.device, recorder: RunRecorder) -> Experiment:
+                     device: torch.device, recorder: RunRecorder, processes: Processes = SINGLE) -> Experiment:
     vocab = vocabulary(cfg, sids)
     spec = ModelSpec(vocab_size=vocab.vocab_size, pad=vocab.pad, eos=vocab.eos,
                      tokens_per_item=vocab.item_tokens.shape[1], max_items=cfg.data.max_items_per_seq,
@@ -78,11 +79,12 @@ def build_experiment(cfg: RunConfig, split: Split, sids: SemanticIds, embeddings
     data = SequenceData(split, vocab.item_tokens, device, vocab.user_token)
     settings = eval_settings(cfg)
     cold = np.union1d(split.cold_val_items, split.cold_test_items)
-    evaluator = Evaluator(model, data, vocab.sids, settings, torch.as_tensor(cold))
+    evaluator = Evaluator(model, data, vocab.sids, settings, torch.as_tensor(cold), processes)
     key = fingerprint(dataclasses.asdict(cfg.model), dataclasses.asdict(cfg.method), dataclasses.asdict(cfg.evaluation), cfg.seed,
                       digest(sids.codes), digest(embeddings), len(split.train_user))
     trainer = Trainer(model, data, evaluator, cfg.model.trainer, cfg.run_dir, recorder, cfg.seed,
-                      selection_metric(cfg.method, cfg.evaluation.ks), key)
+                      selection_metric(cfg.method, cfg.evaluation.ks), key, processes,
+                      cfg.distributed.global_batch_size(cfg.model.trainer.batch_size, processes.world_size))
     return Experiment(model, data, evaluator, trainer, settings)
 
 

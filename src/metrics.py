@@ -3,6 +3,9 @@
 Candidates are ranked item ids (1-based); 0 marks a slot with no item (e.g. a generated semantic ID
 that names no item), which never counts as a hit. Recall@k is the hit rate; NDCG@k is
 1 / log2(rank + 1) for a hit at 1-based rank ≤ k, else 0.
+
+Means are computed from a histogram of hit ranks (integer counts), so they are exactly the same
+whatever the batching, and whether the examples were evaluated by one process or shared by several.
 """
 from __future__ import annotations
 
@@ -15,34 +18,37 @@ def headline_k(ks: tuple[int, ...]) -> int:
 
 
 def hit_ranks(candidates: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """(B,) 1-based rank of each target among its candidates (B, C); C + 1 where absent."""
+    """(B,) 1-based rank of each target among its candidates (B, C); 0 where absent."""
     hits = (candidates == targets.unsqueeze(1)) & (targets.unsqueeze(1) > 0)
-    first = torch.where(hits.any(dim=1), hits.int().argmax(dim=1) + 1, torch.full_like(targets, candidates.shape[1] + 1))
-    return first
+    return torch.where(hits.any(dim=1), hits.int().argmax(dim=1) + 1, torch.zeros_like(targets))
 
 
-def recall_ndcg(candidates: torch.Tensor, targets: torch.Tensor, ks: tuple[int, ...]) -> dict[str, torch.Tensor]:
-    """Per-example `Recall@k` and `NDCG@k` (each (B,) float) for every k in ks."""
-    ranks = hit_ranks(candidates, targets).float()
-    out = {}
-    for k in ks:
-        hit = ranks <= k
-        out[f"Recall@{k}"] = hit.float()
-        out[f"NDCG@{k}"] = torch.where(hit, 1.0 / torch.log2(ranks + 1.0), torch.zeros_like(ranks))
-    return out
+class RankHistogram:
+    """Counts of examples by the rank of their target: `counts[r]` for r = 1..max(ks), `counts[0]`
+    unused, `counts[-1]` the misses (absent or ranked below max(ks))."""
 
+    def __init__(self, ks: tuple[int, ...], device: torch.device | str = "cpu"):
+        self.ks = ks
+        self.counts = torch.zeros(max(ks) + 2, dtype=torch.long, device=device)
 
-class MetricAccumulator:
-    """Sums per-example metrics over batches; `means()` gives the averages (NaN-free: empty → 0)."""
+    def add(self, candidates: torch.Tensor, targets: torch.Tensor) -> None:
+        """Count a batch: candidates (B, C) ranked item ids, targets (B,)."""
+        miss = len(self.counts) - 1
+        ranks = hit_ranks(candidates, targets)
+        ranks = torch.where(ranks == 0, miss, ranks.clamp(max=miss))
+        self.counts += torch.bincount(ranks, minlength=len(self.counts))
 
-    def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
-        self.count = 0
-
-    def add(self, per_example: dict[str, torch.Tensor]) -> None:
-        for name, values in per_example.items():
-            self.sums[name] = self.sums.get(name, 0) + values.sum()
-        self.count += len(next(iter(per_example.values()))) if per_example else 0
+    @property
+    def count(self) -> int:
+        return int(self.counts.sum())
 
     def means(self) -> dict[str, float]:
-        return {name: float(total) / self.count if self.count else 0.0 for name, total in self.sums.items()}
+        """`Recall@k` and `NDCG@k` for each k, averaged over the counted examples (0 when none)."""
+        counts = self.counts.double().cpu()
+        n = max(float(counts.sum()), 1.0)
+        gains = torch.cat([torch.zeros(1), 1.0 / torch.log2(torch.arange(2, len(counts) + 1).double())])
+        out = {}
+        for k in self.ks:
+            out[f"Recall@{k}"] = float(counts[1:k + 1].sum()) / n
+            out[f"NDCG@{k}"] = float((counts[1:k + 1] * gains[1:k + 1]).sum()) / n
+        return out

@@ -49,16 +49,18 @@ class WandbLogger:
 
 
 class RunRecorder:
-    def __init__(self, run_dir: Path, logger: WandbLogger | None = None):
+    def __init__(self, run_dir: Path, logger: WandbLogger | None = None, write: bool = True):
+        """write=False keeps the metrics in memory only (the processes other than the main one)."""
         self.path = Path(run_dir) / "metrics.json"
         self.metrics: dict[str, Scalar] = {}
-        self.logger = logger
+        self.logger, self.write = logger, write
 
     def log(self, values: dict[str, Scalar]) -> None:
         """Add or update flat `name -> value` results: metrics.json and the W&B summary."""
         values = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in values.items()}
         self.metrics.update(values)
-        write_json(self.path, self.metrics)
+        if self.write:
+            write_json(self.path, self.metrics)
         if self.logger is not None:
             self.logger.summary(values)
 

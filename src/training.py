@@ -5,20 +5,29 @@ the best model kept.
 The training state (model, optimiser, scheduler, step, epoch, best score, every random state) is
 saved atomically after each epoch to `{run_dir}/ckpt.pt`; a restarted run resumes from it and ends
 exactly as an uninterrupted run would. The best model's weights go to `{run_dir}/ckpt_best.pt`.
+
+Data-parallel (several processes, see src/distributed.py): every process draws the same permutation
+and takes its share of each global batch; the model is wrapped in DistributedDataParallel and each
+process's loss is weighted by its share, so the averaged gradient is the global batch's mean
+gradient. Only the main process writes checkpoints. A checkpoint holds the global batch order and
+every process's random state, so a run resumes under any number of processes (with another number,
+only dropout masks differ from an uninterrupted run).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 from transformers import get_scheduler
 
 from src.cache import atomic_write
 from src.config import MethodConfig, TrainerConfig
-from src.data import SequenceData
+from src.data import Examples, SequenceData
+from src.distributed import SINGLE, Processes
 from src.evaluation import Evaluator, autocast
 from src.metrics import headline_k
 from src.model import Recommender
@@ -35,6 +44,7 @@ class TrainState:
     best_score: float = -math.inf
     best_epoch: int = -1           # 0-based epoch of the best validation
     finished: bool = False
+    last_losses: dict[str, float] = field(default_factory=dict)  # the last epoch's means
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,7 @@ class TrainResult:
     best_score: float
     steps: int
     epochs: int
+    last_losses: dict[str, float]  # loss, sid_loss, embedding_loss, grad_norm: the last epoch's means
 
 
 def selection_metric(method: MethodConfig, ks: tuple[int, ...]) -> str:
@@ -55,28 +66,44 @@ def selection_metric(method: MethodConfig, ks: tuple[int, ...]) -> str:
 
 class Trainer:
     def __init__(self, model: Recommender, data: SequenceData, evaluator: Evaluator, cfg: TrainerConfig,
-                 run_dir: Path, recorder: RunRecorder, seed: int, selection: str, config_key: str):
+                 run_dir: Path, recorder: RunRecorder, seed: int, selection: str, config_key: str,
+                 processes: Processes = SINGLE, global_batch_size: int | None = None):
+        """global_batch_size: examples per optimiser step over all processes (default cfg.batch_size)."""
         self.model, self.data, self.evaluator, self.cfg = model, data, evaluator, cfg
         self.recorder, self.selection, self.config_key = recorder, selection, config_key
+        self.processes, self.seed = processes, seed
+        self.batch_size = global_batch_size or cfg.batch_size
         self.ckpt_path, self.best_path = Path(run_dir) / "ckpt.pt", Path(run_dir) / "ckpt_best.pt"
         self.device = data.device
+        self.examples = data.train_examples()
+        self.net = self._data_parallel(model) if processes.enabled else model
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                            fused=self.device.type == "cuda")
         self.scheduler = get_scheduler(cfg.scheduler, self.optimizer, num_warmup_steps=cfg.warmup_steps,
                                        num_training_steps=cfg.steps)
-        self.generator = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
-        self.examples = data.train_examples()
-        self.n_epochs = math.ceil(cfg.steps / max(1, math.ceil(len(self.examples) / cfg.batch_size)))
+        self.generator = torch.Generator().manual_seed(seed)  # the batch order: the same in every process
+        torch.manual_seed(seed + processes.rank)              # dropout: its own stream per process
+        self.n_epochs = math.ceil(cfg.steps / max(1, math.ceil(len(self.examples) / self.batch_size)))
         self.state = TrainState()
+
+    def _data_parallel(self, model: Recommender) -> DistributedDataParallel:
+        """The model under DDP. Buffers (text embeddings, masks) never change, so they are not
+        synchronised each step; DDP looks for unused parameters only when the method leaves some unused
+        (e.g. the decoder of a dense-only ablation), found by one trial backward pass."""
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            model(self.data.batch(self.examples.subset(slice(0, 2)))).loss.backward()
+        unused = [p for p in model.parameters() if p.requires_grad and p.grad is None]
+        model.zero_grad(set_to_none=True)
+        return DistributedDataParallel(model, forward_sync_buffers=False, find_unused_parameters=bool(unused))
 
     def fit(self) -> TrainResult:
         """Train (resuming from ckpt.pt if present), then load the best weights into the model."""
         self._resume()
-        bar = tqdm(total=self.cfg.steps, initial=self.state.step, desc="training", unit="step", mininterval=1.0)
+        bar = tqdm(total=self.cfg.steps, initial=self.state.step, desc="training", unit="step", mininterval=1.0,
+                   disable=not self.processes.is_main)
         while not self.state.finished:
             epoch = self.state.epoch
-            means = self._train_epoch(bar)
+            means = self.state.last_losses = self._train_epoch(bar)
             self.recorder.curve({f"train/{k}": v for k, v in {**means, "epoch": epoch + 1,
                                  "lr": self.scheduler.get_last_lr()[0]}.items()}, "train/step", self.state.step)
             last = epoch + 1 == self.n_epochs or self.state.step >= self.cfg.steps
@@ -86,35 +113,51 @@ class Trainer:
             self.state.finished = last or self._patience_exhausted(epoch)
             self.save_checkpoint()
         bar.close()
+        self.processes.barrier()  # the main process has written the best weights
         self.model.load_state_dict(torch.load(self.best_path, map_location=self.device, weights_only=True))
-        return TrainResult(self.state.best_epoch, self.state.best_score, self.state.step, self.state.epoch)
+        return TrainResult(self.state.best_epoch, self.state.best_score, self.state.step, self.state.epoch,
+                           self.state.last_losses)
 
     def _train_epoch(self, bar: tqdm) -> dict[str, float]:
-        """One pass over the training examples; the mean losses and gradient norm over it."""
-        self.model.train()
+        """One pass over the training examples; the mean losses and gradient norm over it (over the
+        global batches: the same in every process)."""
+        self.net.train()
         sums = torch.zeros(4, device=self.device)
         absent = torch.zeros((), device=self.device)  # a loss the method does not use
         n = 0
-        for chunk in self.data.shuffled(self.examples, self.cfg.batch_size, self.generator):
+        for chunk in self.data.shuffled(self.examples, self.batch_size, self.generator):
             if self.state.step >= self.cfg.steps:
                 break
+            mine, share = self._my_share(chunk)
             with autocast(self.device):
-                out = self.model(self.data.batch(chunk))
+                out = self.net(self.data.batch(mine))
             self.optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
+            # DDP averages gradients over processes: weighting by share × processes makes that average
+            # the global batch's mean gradient when the shares differ in size.
+            (out.loss * (share * self.processes.world_size)).backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), GRAD_CLIP)
             self.optimizer.step()
             self.scheduler.step()
-            parts = (out.loss, out.sid_loss, out.dense_loss, grad_norm)
-            sums += torch.stack([absent if p is None else p.detach() for p in parts])
+            parts = torch.stack([absent if p is None else p.detach() for p in (out.loss, out.sid_loss, out.dense_loss)])
+            sums += torch.cat([parts * share, grad_norm.detach()[None] / self.processes.world_size])
             n += 1
             self.state.step += 1
             if n % PROGRESS_EVERY == 0:
                 bar.update(PROGRESS_EVERY)
-                bar.set_postfix(epoch=self.state.epoch + 1, loss=f"{float(sums[0]) / n:.4f}")
+                # this process's share scaled up: an estimate of the global loss, without a collective
+                bar.set_postfix(epoch=self.state.epoch + 1, loss=f"{float(sums[0]) * self.processes.world_size / n:.4f}")
         bar.update(n % PROGRESS_EVERY)
-        means = (sums / max(n, 1)).tolist()
+        means = (self.processes.sum_(sums) / max(n, 1)).tolist()
         return dict(zip(("loss", "sid_loss", "embedding_loss", "grad_norm"), means))
+
+    def _my_share(self, chunk: Examples) -> tuple[Examples, float]:
+        """This process's examples of a global batch and their fraction of it. A process whose share
+        is empty (a last batch smaller than the number of processes) runs one example at weight 0,
+        so that every process takes part in each gradient exchange."""
+        mine = chunk.subset(self.processes.share(len(chunk)))
+        if len(mine) == 0:
+            return chunk.subset(slice(0, 1)), 0.0
+        return mine, len(mine) / len(chunk)
 
     def _validate(self, epoch: int) -> None:
         metrics = self.evaluator.evaluate("val", groups=("in",), methods=("genret", "dense"))
@@ -126,8 +169,9 @@ class Trainer:
         tqdm.write(f"  epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         if score > self.state.best_score:
             self.state.best_score, self.state.best_epoch = score, epoch
-            with atomic_write(self.best_path, "wb") as handle:
-                torch.save(self.model.state_dict(), handle)
+            if self.processes.is_main:
+                with atomic_write(self.best_path, "wb") as handle:
+                    torch.save(self.model.state_dict(), handle)
 
     def _patience_exhausted(self, epoch: int) -> bool:
         """Published rule: stop once `patience` epochs passed since the best one, after warm-up (and
@@ -138,10 +182,14 @@ class Trainer:
     # -- checkpoints --------------------------------------------------------------------------
 
     def save_checkpoint(self) -> None:
+        """Write ckpt.pt (main process), with the random states of every process."""
+        rng = self.processes.gather({"cpu": torch.get_rng_state(),
+                                     "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None})
+        if not self.processes.is_main:
+            return
         state = {"config_key": self.config_key, "state": asdict(self.state), "model": self.model.state_dict(),
                  "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "generator": self.generator.get_state(), "cpu_rng": torch.get_rng_state(),
-                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+                 "generator": self.generator.get_state(), "rng": rng}
         with atomic_write(self.ckpt_path, "wb") as handle:
             torch.save(state, handle)
 
@@ -156,9 +204,19 @@ class Trainer:
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
         self.generator.set_state(saved["generator"])
-        torch.set_rng_state(saved["cpu_rng"])
-        if saved["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(saved["cuda_rng"])
         self.state = TrainState(**saved["state"])
-        print(f"Resuming from {self.ckpt_path}: epoch {self.state.epoch}, step {self.state.step}")
+        self._restore_rng(saved["rng"])
+        print(f"Resuming from {self.ckpt_path}: epoch {self.state.epoch}, step {self.state.step}"
+              + (f" (saved by {len(saved['rng'])} processes, resumed by {self.processes.world_size})"
+                 if len(saved["rng"]) != self.processes.world_size else ""))
 
+    def _restore_rng(self, saved: list[dict]) -> None:
+        """This process's saved random state; a process the interrupted run did not have starts a
+        fresh stream, drawn from the seed, its rank and the step."""
+        rank = self.processes.rank
+        if rank >= len(saved):
+            torch.manual_seed(self.seed + rank + 1_000_003 * self.state.step)
+            return
+        torch.set_rng_state(saved[rank]["cpu"])
+        if saved[rank]["cuda"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(saved[rank]["cuda"], self.device)

@@ -11,6 +11,7 @@ from conftest import load
 from ID_generation.preprocessing.sequences import Sequences
 from ID_generation.preprocessing.split import leave_one_out
 from ID_generation.semantic_ids import SemanticIds
+from src.distributed import SINGLE
 from src.experiment import build_experiment
 from src.training import Trainer, selection_metric
 from src.tracking import RunRecorder
@@ -36,14 +37,14 @@ class Curves:
         pass
 
 
-def experiment(tmp_path, *overrides, logger=None):
+def experiment(tmp_path, *overrides, logger=None, processes=SINGLE):
     g = torch.Generator().manual_seed(0)
     sids = SemanticIds.from_rqvae_codes(torch.randint(0, 4, (25, 3), generator=g).numpy(), codebook_size=4)
     lengths = torch.randint(4, 10, (20,), generator=g).numpy()
     split = leave_one_out(Sequences.from_lengths(lengths, torch.randint(1, 26, (int(lengths.sum()),), generator=g).numpy()), 20)
     cfg = load(*TINY, f"output_path={tmp_path}", *overrides)
     return build_experiment(cfg, split, sids, torch.randn(25, 12, generator=g), torch.device("cpu"),
-                            RunRecorder(tmp_path, logger))
+                            RunRecorder(tmp_path, logger, write=processes.is_main), processes)
 
 
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from src.cache import file_stamp, fingerprint, read_json, write_json
+from src.cache import file_lock, file_stamp, fingerprint, read_json, write_json
 from src.config import DataConfig
 
 from .amazon import AmazonSource
@@ -65,7 +65,15 @@ def output_paths(cfg: DataConfig) -> tuple[Path, Path, Path]:
 
 
 def preprocess(cfg: DataConfig) -> ProcessedData:
-    """Run (or reuse) preprocessing for one dataset config."""
+    """Run (or reuse) preprocessing for one dataset config. Concurrent runs sharing the processed
+    folder (the jobs of a sweep) take turns, the writing of generated raw files included."""
+    if cfg.type != "generated":  # a missing raw file fails before anything is written
+        ensure_raw_files(make_source(cfg).raw_files())
+    with file_lock(Path(cfg.processed_data_path) / f".{cfg.name}.lock"):
+        return _preprocess(cfg)
+
+
+def _preprocess(cfg: DataConfig) -> ProcessedData:
     source = make_source(cfg)
     files = source.raw_files()
     ensure_raw_files(files)
