@@ -73,12 +73,21 @@ def test_every_published_key_path_overrides():
     ("stop_after=evaluate", "stop_after", "preprocess, embed, semantic_ids, train"),
     ("dataset.features_needed=[title,color]", "dataset.features_needed", "brand"),
     ("experiment_id=a/b", "experiment_id", "'/'"),
+    ("distributed.batch_size=local", "distributed.batch_size", "global, per_device"),
 ])
 def test_invalid_value_names_key_and_accepted_values(override, key, accepted):
     with pytest.raises(ConfigError) as info:
         load("dataset=amazon", override)
     message = str(info.value)
     assert f"'{key}'" in message and accepted in message
+
+
+def test_global_batch_size_under_several_processes():
+    assert load().distributed.batch_size == "global"  # the published batch holds for any process count
+    assert load().distributed.global_batch_size(256, 4) == 256
+    assert load("distributed.batch_size=per_device").distributed.global_batch_size(256, 4) == 1024
+    with pytest.raises(ConfigError, match="'dataset.TIGER.trainer.batch_size' .2. must be at least the number of processes .4."):
+        load().distributed.global_batch_size(2, 4)
 
 
 def test_unknown_group_option_or_key_fails_at_composition():
