@@ -118,10 +118,10 @@ def main(config: DictConfig) -> None:
     except ConfigError as exc:
         print(f"Configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
-    # Processes other than the main one stay quiet on stdout (their errors still reach stderr).
-    quiet = contextlib.redirect_stdout(open(os.devnull, "w")) if not processes.is_main else contextlib.nullcontext()
     try:
-        with quiet:
+        with contextlib.ExitStack() as stack:
+            if not processes.is_main:  # the others stay quiet on stdout (their errors still reach stderr)
+                stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
             run_pipeline(cfg, OmegaConf.to_container(config, resolve=True), processes)
     finally:
         shutdown_distributed()

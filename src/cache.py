@@ -6,6 +6,7 @@ every cache is named or validated by `fingerprint` over everything that determin
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -25,15 +26,29 @@ os.umask(_UMASK)  # read the process umask once: mkstemp creates files 0600, fin
 @contextmanager
 def file_lock(path: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive lock on `path` (created if absent) for the block: jobs of a sweep that share
-    a cache folder build it one at a time, and none reads a half-replaced set of files."""
+    a cache folder build it one at a time, and none reads a half-replaced set of files. Where no lock
+    can be taken (a read-only folder, a file system without flock), the block runs unlocked."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")
+    except OSError:
+        handle = None
+    with handle or contextlib.nullcontext():
+        locked = handle is not None and _flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if locked:
+                _flock(handle, fcntl.LOCK_UN)
+
+
+def _flock(handle, operation: int) -> bool:
+    try:
+        fcntl.flock(handle, operation)
+        return True
+    except OSError:
+        return False
 
 
 @contextmanager

@@ -40,12 +40,26 @@ class Processes:
     @contextmanager
     def main_first(self) -> Iterator[None]:
         """Run the block on the main process first; the others wait, then run it (reading the caches
-        the main process wrote)."""
-        if not self.is_main:
-            self.barrier()
-        yield
-        if self.is_main:
-            self.barrier()
+        the main process wrote). Every process must enter it. If the main process fails in the block,
+        the others stop too, instead of waiting for it until the timeout."""
+        if not self.enabled:
+            yield
+        elif self.is_main:
+            failed = True
+            try:
+                yield
+                failed = False
+            finally:
+                self._any(failed)  # releases the others
+        else:
+            if self._any(False):
+                raise RuntimeError("process 0 failed before training (its error is above); stopping")
+            yield
+
+    def _any(self, flag: bool) -> bool:
+        """Whether any process passed True (a collective: every process must call it)."""
+        device = torch.device("cuda", self.local_rank) if dist.get_backend() == "nccl" else torch.device("cpu")
+        return bool(self.sum_(torch.tensor([float(flag)], device=device)).item())
 
     def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
         """Sum `tensor` over the processes, in place; returns it."""
@@ -82,6 +96,9 @@ def init_distributed(timeout_min: int) -> Processes:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
         if torch.cuda.is_available():
+            if local_rank >= torch.cuda.device_count():
+                raise RuntimeError(f"process {local_rank} of this node has no GPU: {torch.cuda.device_count()} "
+                                   "visible; start at most that many processes per node")
             torch.cuda.set_device(local_rank)  # NCCL's collectives run on the current device
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend=backend, timeout=timedelta(minutes=timeout_min))

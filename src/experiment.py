@@ -83,8 +83,8 @@ def build_experiment(cfg: RunConfig, split: Split, sids: SemanticIds, embeddings
     key = fingerprint(dataclasses.asdict(cfg.model), dataclasses.asdict(cfg.method), dataclasses.asdict(cfg.evaluation), cfg.seed,
                       digest(sids.codes), digest(embeddings), len(split.train_user))
     trainer = Trainer(model, data, evaluator, cfg.model.trainer, cfg.run_dir, recorder, cfg.seed,
-                      selection_metric(cfg.method, cfg.evaluation.ks), key, processes,
-                      cfg.distributed.global_batch_size(cfg.model.trainer.batch_size, processes.world_size))
+                      selection_metric(cfg.method, cfg.evaluation.ks), key,
+                      cfg.distributed.global_batch_size(cfg.model.trainer.batch_size, processes.world_size), processes)
     return Experiment(model, data, evaluator, trainer, settings)
 
 

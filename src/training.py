@@ -34,6 +34,7 @@ from src.model import Recommender
 from src.tracking import RunRecorder
 
 GRAD_CLIP = 1.0
+RNG_STEP_STRIDE = 1_000_003  # spreads the fresh random streams of resumed extra processes apart
 PROGRESS_EVERY = 50  # steps between progress-bar updates (each waits for the device once)
 
 
@@ -67,12 +68,12 @@ def selection_metric(method: MethodConfig, ks: tuple[int, ...]) -> str:
 class Trainer:
     def __init__(self, model: Recommender, data: SequenceData, evaluator: Evaluator, cfg: TrainerConfig,
                  run_dir: Path, recorder: RunRecorder, seed: int, selection: str, config_key: str,
-                 processes: Processes = SINGLE, global_batch_size: int | None = None):
-        """global_batch_size: examples per optimiser step over all processes (default cfg.batch_size)."""
+                 batch_size: int, processes: Processes = SINGLE):
+        """batch_size: examples per optimiser step over all processes (the global batch)."""
         self.model, self.data, self.evaluator, self.cfg = model, data, evaluator, cfg
         self.recorder, self.selection, self.config_key = recorder, selection, config_key
         self.processes, self.seed = processes, seed
-        self.batch_size = global_batch_size or cfg.batch_size
+        self.batch_size = batch_size
         self.ckpt_path, self.best_path = Path(run_dir) / "ckpt.pt", Path(run_dir) / "ckpt_best.pt"
         self.device = data.device
         self.examples = data.train_examples()
@@ -187,7 +188,8 @@ class Trainer:
                                      "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None})
         if not self.processes.is_main:
             return
-        state = {"config_key": self.config_key, "state": asdict(self.state), "model": self.model.state_dict(),
+        state = {"config_key": self.config_key, "batch_size": self.batch_size, "state": asdict(self.state),
+                 "model": self.model.state_dict(),
                  "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                  "generator": self.generator.get_state(), "rng": rng}
         with atomic_write(self.ckpt_path, "wb") as handle:
@@ -200,22 +202,27 @@ class Trainer:
         if saved["config_key"] != self.config_key:
             raise RuntimeError(f"{self.ckpt_path} was written by a run with other settings; choose another "
                                "experiment_id (or output_path), or delete the checkpoint to start over")
+        if saved.get("batch_size", self.batch_size) != self.batch_size:
+            raise RuntimeError(f"{self.ckpt_path} was trained with a global batch of {saved['batch_size']}, this run "
+                               f"has {self.batch_size} (distributed.batch_size=per_device under another number of "
+                               "processes); resume with the same number, or use distributed.batch_size=global")
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
         self.generator.set_state(saved["generator"])
         self.state = TrainState(**saved["state"])
-        self._restore_rng(saved["rng"])
+        # checkpoints written before data-parallel training held one process's random state
+        self._restore_rng(saved.get("rng") or [{"cpu": saved["cpu_rng"], "cuda": None}])
         print(f"Resuming from {self.ckpt_path}: epoch {self.state.epoch}, step {self.state.step}"
               + (f" (saved by {len(saved['rng'])} processes, resumed by {self.processes.world_size})"
-                 if len(saved["rng"]) != self.processes.world_size else ""))
+                 if len(saved.get("rng", [])) not in (0, self.processes.world_size) else ""))
 
     def _restore_rng(self, saved: list[dict]) -> None:
         """This process's saved random state; a process the interrupted run did not have starts a
         fresh stream, drawn from the seed, its rank and the step."""
         rank = self.processes.rank
         if rank >= len(saved):
-            torch.manual_seed(self.seed + rank + 1_000_003 * self.state.step)
+            torch.manual_seed(self.seed + rank + RNG_STEP_STRIDE * self.state.step)
             return
         torch.set_rng_state(saved[rank]["cpu"])
         if saved[rank]["cuda"] is not None and self.device.type == "cuda":

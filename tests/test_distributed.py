@@ -67,6 +67,23 @@ def test_stages_run_in_the_main_process_first(tmp_path):
     assert (tmp_path / "read.txt").read_text() == "ok"
 
 
+def _fail_in_main(processes, tmp_path):
+    try:
+        with processes.main_first():
+            if processes.is_main:
+                raise ValueError("broken raw file")
+    except Exception as exc:  # noqa: BLE001 - each process records how it stopped
+        (tmp_path / f"rank{processes.rank}.txt").write_text(f"{type(exc).__name__}: {exc}")
+
+
+def test_failure_of_the_main_process_stops_the_others(tmp_path):
+    start = time.perf_counter()
+    spawn(_fail_in_main, tmp_path)  # would wait for distributed.timeout_min without the shared flag
+    assert (tmp_path / "rank0.txt").read_text() == "ValueError: broken raw file"
+    assert "process 0 failed" in (tmp_path / "rank1.txt").read_text()
+    assert time.perf_counter() - start < 120
+
+
 # -- sharded evaluation -------------------------------------------------------------------------
 
 
@@ -138,6 +155,23 @@ def test_run_interrupted_under_two_processes_resumes_under_one(tmp_path):
     assert result.last_losses["loss"] == pytest.approx(expected.last_losses["loss"], rel=1e-4)
     for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
         torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4, msg=name)
+
+
+def test_resume_refuses_another_global_batch(tmp_path):
+    experiment(tmp_path, "dataset.TIGER.trainer.steps=6").trainer.fit()
+    other = experiment(tmp_path, "dataset.TIGER.trainer.steps=6")
+    other.trainer.batch_size = 16  # what per_device gives under another number of processes
+    with pytest.raises(RuntimeError, match="global batch of 8, this run has 16"):
+        other.trainer.fit()
+
+
+def test_checkpoint_from_before_data_parallel_training_resumes(tmp_path):
+    experiment(tmp_path, *TRAIN).trainer.fit()
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=False)
+    old = {k: v for k, v in ckpt.items() if k not in ("rng", "batch_size")}
+    old["cpu_rng"], old["state"]["finished"] = ckpt["rng"][0]["cpu"], False
+    torch.save(old, tmp_path / "ckpt.pt")
+    assert experiment(tmp_path, *TRAIN).trainer.fit().steps == 40
 
 
 # -- the command line: torchrun and a submitit sweep --------------------------------------------

@@ -67,8 +67,8 @@ def output_paths(cfg: DataConfig) -> tuple[Path, Path, Path]:
 def preprocess(cfg: DataConfig) -> ProcessedData:
     """Run (or reuse) preprocessing for one dataset config. Concurrent runs sharing the processed
     folder (the jobs of a sweep) take turns, the writing of generated raw files included."""
-    if cfg.type != "generated":  # a missing raw file fails before anything is written
-        ensure_raw_files(make_source(cfg).raw_files())
+    if cfg.type != "generated":  # raw files are downloaded (atomically) or reported missing before
+        ensure_raw_files(make_source(cfg).raw_files())  # the processed folder is touched
     with file_lock(Path(cfg.processed_data_path) / f".{cfg.name}.lock"):
         return _preprocess(cfg)
 
