@@ -241,3 +241,18 @@ def test_cache_lock_excludes_another_process(tmp_path):
     with file_lock(lock):
         assert subprocess.run([sys.executable, "-c", probe, str(lock)]).returncode == 3
     assert subprocess.run([sys.executable, "-c", probe, str(lock)]).returncode == 0
+
+
+def test_slurm_launcher_config_exposes_job_resources():
+    from hydra import compose, initialize_config_dir
+
+    import src.config  # noqa: F401  registers the resolvers
+
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
+        cfg = compose(config_name="main", return_hydra_config=True,
+                      overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=4",
+                                 "hydra.launcher.tasks_per_node=4", "hydra.launcher.mem_gb=128"])
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.partition, launcher.gpus_per_node, launcher.tasks_per_node, launcher.mem_gb) == ("gpu", 4, 4, 128)
+    assert launcher.timeout_min == 720 and launcher.cpus_per_task == 8 and "SLURM_KILL_BAD_EXIT=1" in launcher.setup[0]
