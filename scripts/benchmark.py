@@ -55,6 +55,10 @@ def timed(fn, repeats: int, device: torch.device) -> list[float]:
     return out
 
 
+def tensor_mb(tensors) -> float:
+    return sum(t.numel() * t.element_size() for t in tensors) / 2**20
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -109,6 +113,10 @@ def bench_method(args, work, method: str, split, sids, embeddings, device, resul
     cfg = config(args, work, method)
     exp = build_experiment(cfg, split, sids, embeddings, device, RunRecorder(work / f"run_{method}"))
     trainer, name = exp.trainer, "liger" if method == "setting" else "tiger"
+    # what the training data holds (published: ~9.7 GB of materialised examples): the id matrix, the
+    # token table, the example index and the model's buffers (text embeddings, masks)
+    results[f"{name}_train_data_mb"] = tensor_mb([exp.data.matrix, exp.data.item_tokens, trainer.examples.users,
+                                                  trainer.examples.positions, *exp.model.buffers()])
     chunks = iter(exp.data.shuffled(trainer.examples, cfg.model.trainer.batch_size, trainer.generator))
 
     def step():
@@ -123,7 +131,7 @@ def bench_method(args, work, method: str, split, sids, embeddings, device, resul
     results[f"{name}_train_ms_per_step"] = step_s * 1000
     results[f"{name}_train_seqs_per_s"] = cfg.model.trainer.batch_size / step_s
     examples = exp.data.eval_examples("val", cold=False)
-    examples = type(examples)(examples.users[:args.eval_examples], examples.positions[:args.eval_examples])
+    examples = examples.subset(slice(0, args.eval_examples))
     evaluator, n = exp.evaluator, len(examples)
     for label, methods, beams in (("beam10", ("genret",), 10), ("beam100", ("genret",), 100),
                                   ("dense", ("dense",), None), ("uni", ("uni",), 100)):
