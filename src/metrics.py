@@ -25,18 +25,16 @@ def hit_ranks(candidates: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 class RankHistogram:
     """Counts of examples by the rank of their target: `counts[r]` for r = 1..max(ks), `counts[0]`
-    unused, `counts[-1]` the misses (absent or ranked below max(ks))."""
+    the misses (absent, or ranked below max(ks))."""
 
     def __init__(self, ks: tuple[int, ...], device: torch.device | str = "cpu"):
         self.ks = ks
-        self.counts = torch.zeros(max(ks) + 2, dtype=torch.long, device=device)
+        self.counts = torch.zeros(max(ks) + 1, dtype=torch.long, device=device)
 
     def add(self, candidates: torch.Tensor, targets: torch.Tensor) -> None:
         """Count a batch: candidates (B, C) ranked item ids, targets (B,)."""
-        miss = len(self.counts) - 1
         ranks = hit_ranks(candidates, targets)
-        ranks = torch.where(ranks == 0, miss, ranks.clamp(max=miss))
-        self.counts += torch.bincount(ranks, minlength=len(self.counts))
+        self.counts += torch.bincount(ranks.masked_fill(ranks >= len(self.counts), 0), minlength=len(self.counts))
 
     @property
     def count(self) -> int:
@@ -44,11 +42,11 @@ class RankHistogram:
 
     def means(self) -> dict[str, float]:
         """`Recall@k` and `NDCG@k` for each k, averaged over the counted examples (0 when none)."""
-        counts = self.counts.double().cpu()
-        n = max(float(counts.sum()), 1.0)
-        gains = torch.cat([torch.zeros(1), 1.0 / torch.log2(torch.arange(2, len(counts) + 1).double())])
+        hits = self.counts[1:].double().cpu()                                 # ranks 1..max(ks)
+        gains = 1.0 / torch.log2(torch.arange(2, len(hits) + 2, dtype=torch.double))
+        n = max(float(self.counts.sum()), 1.0)
         out = {}
         for k in self.ks:
-            out[f"Recall@{k}"] = float(counts[1:k + 1].sum()) / n
-            out[f"NDCG@{k}"] = float((counts[1:k + 1] * gains[1:k + 1]).sum()) / n
+            out[f"Recall@{k}"] = float(hits[:k].sum()) / n
+            out[f"NDCG@{k}"] = float((hits[:k] * gains[:k]).sum()) / n
         return out

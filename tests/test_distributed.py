@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from conftest import REPO
+from conftest import REPO, small_generated
 from src.distributed import Processes
 from src.training import Trainer
 from test_training import experiment
@@ -178,10 +178,8 @@ def test_checkpoint_from_before_data_parallel_training_resumes(tmp_path):
 
 
 def _generated(tmp_path, *extra):
-    return (f"dataset.raw_data_path={tmp_path}/raw", f"dataset.processed_data_path={tmp_path}/processed",
-            "dataset.generator.n_users=300", "dataset.generator.n_groups=4", "dataset.generator.items_per_group=8",
-            "dataset.generator.cold_items_per_group=1", "dataset.TIGER.trainer.steps=24",
-            "dataset.TIGER.trainer.eval_frequence=2", "dataset.RQ-VAE.epochs=20", *NO_DROPOUT, *extra)
+    return small_generated(tmp_path, "dataset.TIGER.trainer.steps=24", "dataset.TIGER.trainer.eval_frequence=2",
+                           "dataset.RQ-VAE.epochs=20", *NO_DROPOUT, *extra)
 
 
 def _run(command, **env):

@@ -7,15 +7,8 @@ import sys
 
 import pytest
 
-from conftest import REPO, load
+from conftest import REPO, load, small_generated as _overrides
 from run import run_pipeline
-
-
-def _overrides(tmp_path, *extra):
-    return (f"dataset.raw_data_path={tmp_path}/raw", f"dataset.processed_data_path={tmp_path}/processed",
-            f"output_path={tmp_path}/run", "dataset.generator.n_users=300", "dataset.generator.n_groups=4",
-            "dataset.generator.items_per_group=8", "dataset.generator.cold_items_per_group=1",
-            "logging.mode=disabled", *extra)
 
 
 @pytest.fixture(scope="module")

@@ -67,16 +67,18 @@ def output_paths(cfg: DataConfig) -> tuple[Path, Path, Path]:
 def preprocess(cfg: DataConfig) -> ProcessedData:
     """Run (or reuse) preprocessing for one dataset config. Concurrent runs sharing the processed
     folder (the jobs of a sweep) take turns, the writing of generated raw files included."""
-    if cfg.type != "generated":  # raw files are downloaded (atomically) or reported missing before
-        ensure_raw_files(make_source(cfg).raw_files())  # the processed folder is touched
-    with file_lock(Path(cfg.processed_data_path) / f".{cfg.name}.lock"):
-        return _preprocess(cfg)
-
-
-def _preprocess(cfg: DataConfig) -> ProcessedData:
+    lock = file_lock(Path(cfg.processed_data_path) / f".{cfg.name}.lock")
+    if cfg.type == "generated":  # make_source writes the raw files: part of the turn
+        with lock:
+            return _preprocess(cfg, make_source(cfg))
     source = make_source(cfg)
+    ensure_raw_files(source.raw_files())  # downloaded (atomically) or reported before the folder is touched
+    with lock:
+        return _preprocess(cfg, source)
+
+
+def _preprocess(cfg: DataConfig, source: Source) -> ProcessedData:
     files = source.raw_files()
-    ensure_raw_files(files)
     key = fingerprint(PREPROCESS_VERSION, cfg.type, cfg.name, cfg.features_needed, cfg.prompt_format,
                       cfg.user_core, cfg.item_core, [file_stamp(f.path) for f in files])
     seq_path, meta_path, manifest_path = output_paths(cfg)
