@@ -19,6 +19,7 @@ STAGES = ("preprocess", "embed", "semantic_ids", "train")
 AMAZON_FEATURES = ("title", "price", "brand", "categories")
 STEAM_FEATURES = ("title", "genre", "specs", "tags", "price", "publisher")
 OFFLINE_ENCODER = "all-MiniLM-L6-v2"
+TEXT_CLEANINGS = ("published", "tidy")  # see ID_generation/preprocessing/text.py
 
 
 class ConfigError(ValueError):
@@ -148,6 +149,7 @@ class DataConfig:
     max_items_per_seq: int
     features_needed: tuple[str, ...]
     prompt_format: str
+    text_cleaning: str      # published | tidy (ID_generation/preprocessing/text.py)
     user_core: int
     item_core: int
     user_stride: int
@@ -186,6 +188,7 @@ class T5Settings:
     dropout_rate: float
     feed_forward_proj: str
     initializer_factor: float
+    init_scheme: str        # published | normal (src/model.py, init_weights)
 
 
 @dataclass(frozen=True)
@@ -348,6 +351,7 @@ def _data_config(r: _Reader) -> DataConfig:
         max_items_per_seq=r.int_("max_items_per_seq", lo=3),
         features_needed=r.str_list("features_needed", features),
         prompt_format=prompt_format,
+        text_cleaning=r.str_("text_cleaning", choices=TEXT_CLEANINGS),
         user_core=r.int_("user_core", lo=1),
         item_core=r.int_("item_core", lo=1),
         user_stride=r.int_("user_stride", lo=1),
@@ -409,6 +413,7 @@ def _model_config(r: _Reader) -> ModelConfig:
             dropout_rate=t5.float_("dropout_rate", lo=0.0, hi=1.0, hi_open=True),
             feed_forward_proj=t5.str_("feed_forward_proj", choices=("relu", "gelu", "gated-gelu", "gated-relu")),
             initializer_factor=t5.float_("initializer_factor", lo=0.0, lo_open=True),
+            init_scheme=t5.str_("init_scheme", choices=("published", "normal")),
         ),
         trainer=TrainerConfig(
             steps=tr.int_("steps", lo=1),

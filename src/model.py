@@ -58,7 +58,7 @@ class Recommender(nn.Module):
             feed_forward_proj=t5.feed_forward_proj, initializer_factor=t5.initializer_factor,
             layer_norm_epsilon=LAYER_NORM_EPS, pad_token_id=spec.pad, eos_token_id=spec.eos,
             decoder_start_token_id=spec.pad, n_positions=spec.n_positions))
-        init_normal(self.t5, t5.initializer_factor)
+        init_t5(self.t5, t5)
         self.uses_text = method.flag_add_input_embedding or method.flag_use_output_embedding
         if self.uses_text:
             self.text_proj = self._text_projection(item_text.shape[1], t5.d_model)
@@ -68,7 +68,7 @@ class Recommender(nn.Module):
             self.input_norm = nn.LayerNorm(t5.d_model, eps=LAYER_NORM_EPS)
             self.input_dropout = nn.Dropout(method.embedding_head.embd_proj_dropout_rate)
         if method.embedding_head.use_new_init:
-            init_normal(self, t5.initializer_factor)
+            init_new(self)
         self.register_buffer("item_text", item_text.float(), persistent=False)
         unseen = torch.ones(len(item_text), dtype=torch.bool)
         unseen[torch.as_tensor(seen_items, dtype=torch.long) - 1] = False
@@ -108,11 +108,13 @@ class Recommender(nn.Module):
         return F.normalize(encoded[torch.arange(len(last), device=last.device), last].float(), dim=-1)
 
     def item_vectors(self) -> torch.Tensor:
-        """(n_items, d_model) L2-normalised dense targets: projected text (+ item-id embedding)."""
-        vectors = self.text_proj(self.item_text).float()
-        if self.spec.method.embedding_head.embed_target == "ground_truth+item_id":
-            vectors = vectors + self.t5.shared.weight[1:len(self.item_text) + 1].float()
-        return F.normalize(vectors, dim=-1)
+        """(n_items, d_model) L2-normalised dense targets: projected text (+ item-id embedding), in
+        float32 also under autocast, as published."""
+        with torch.autocast(device_type=self.item_text.device.type, enabled=False):
+            vectors = self.text_proj(self.item_text)
+            if self.spec.method.embedding_head.embed_target == "ground_truth+item_id":
+                vectors = vectors + self.t5.shared.weight[1:len(self.item_text) + 1]
+            return F.normalize(vectors, dim=-1)
 
     def dense_scores(self, query: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
         """(B, n_items) cosine / temperature; column j is item j + 1."""
@@ -154,15 +156,69 @@ class Recommender(nn.Module):
         return ModelOutput(loss, sid_loss, dense_loss, query)
 
 
-def init_normal(module: nn.Module, std: float) -> None:
-    """Linear and embedding weights ~ N(0, std), biases 0, layer norms 1 — the published
-    initialisation, which replaced T5's own for every T5 weight."""
+def init_t5(network: nn.Module, t5: T5Settings) -> None:
+    """Initialise the T5 network as `dataset.TIGER.T5.init_scheme` says (README, "Initialisation")."""
+    if t5.init_scheme == "normal":
+        init_normal(network, t5.initializer_factor, norm_modules=(T5LayerNorm,))
+    else:
+        init_t5_published(network, t5)
+
+
+def init_new(model: Recommender) -> None:
+    """`use_new_init` (Dense (ID)): every Linear and Embedding N(0, factor), biases 0, LayerNorms 1.
+    Published: T5's layer norms stay as they are, and so do the MLP's residual paths (`Conv1d`
+    there); under `init_scheme=normal` every layer norm is set to 1 and every Linear redrawn."""
+    t5 = model.spec.t5
+    if t5.init_scheme == "normal":
+        init_normal(model, t5.initializer_factor, norm_modules=(nn.LayerNorm, T5LayerNorm))
+    else:
+        init_normal(model, t5.initializer_factor, norm_modules=(nn.LayerNorm,),
+                    skip=[m for mlp in model.modules() if isinstance(mlp, ResidualMLP) for m in mlp.residuals])
+
+
+def t5_published_std(name: str, t5: T5Settings) -> float | None:
+    """The standard deviation T5's own scheme draws parameter `name` from (`transformers`' state-dict
+    names); None for a layer norm, which is filled with the factor. The shared token embedding is
+    N(0, 1): in the published runs T5's `post_init` never reaches it (it belongs to the outer model,
+    whose `_init_weights` is overridden and only ever sees the `lm_head` tied to it)."""
+    f, leaf = t5.initializer_factor, name.rsplit(".", 2)[-2]
+    per_model = f * t5.d_model ** -0.5
+    stds = {"shared": 1.0, "q": f * (t5.d_model * t5.d_kv) ** -0.5, "k": per_model, "v": per_model,
+            "o": f * (t5.num_heads * t5.d_kv) ** -0.5, "relative_attention_bias": per_model,
+            "wi": per_model, "wi_0": per_model, "wi_1": per_model, "wo": f * t5.d_ff ** -0.5}
+    if leaf in ("layer_norm", "final_layer_norm"):
+        return None
+    if leaf not in stds or not name.endswith(".weight"):
+        raise ValueError(f"no published initialisation is known for T5 parameter {name!r}")
+    return stds[leaf]
+
+
+@torch.no_grad()
+def init_t5_published(network: nn.Module, t5: T5Settings) -> None:
+    """T5's own scheme with `initializer_factor`, as the published runs start (transformers 4.39.3):
+    layer norms = factor, q ~ N(0, f·(d_model·d_kv)^-½), k, v, relative bias, wi ~ N(0, f·d_model^-½),
+    o ~ N(0, f·(heads·d_kv)^-½), wo ~ N(0, f·d_ff^-½), the shared (tied) embedding N(0, 1)."""
+    for name, param in network.named_parameters():
+        std = t5_published_std(name, t5)
+        if std is None:
+            param.fill_(t5.initializer_factor)
+        else:
+            param.normal_(0.0, std)
+
+
+@torch.no_grad()
+def init_normal(module: nn.Module, std: float, norm_modules: tuple[type, ...], skip=()) -> None:
+    """Linear and embedding weights ~ N(0, std), biases 0, the weights of `norm_modules` 1 (biases 0);
+    modules in `skip` are left as they are."""
+    skipped = {id(m) for m in skip}
     for m in module.modules():
+        if id(m) in skipped:
+            continue
         if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, mean=0.0, std=std)
-            if getattr(m, "bias", None) is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.LayerNorm, T5LayerNorm)):
-            nn.init.ones_(m.weight)
-            if getattr(m, "bias", None) is not None:
-                nn.init.zeros_(m.bias)
+            m.weight.normal_(0.0, std)
+        elif isinstance(m, norm_modules):
+            m.weight.fill_(1.0)
+        else:
+            continue
+        if getattr(m, "bias", None) is not None:
+            m.bias.zero_()

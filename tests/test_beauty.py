@@ -1,14 +1,20 @@
 """The published numbers on the Amazon 2014 Beauty files of shared/data/raw (read-only input)."""
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from conftest import load
 from ID_generation.preprocessing import leave_one_out, preprocess
 from ID_generation.preprocessing.pipeline import dataset_stats
+from scripts.dev.published_text_digests import text_digest
+
+# Made by running the published preprocessing on the same files (scripts/dev/published_text_digests.py).
+PUBLISHED_DIGESTS = Path(__file__).parent / "fixtures" / "Beauty_published_text_digests.txt.gz"
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +56,37 @@ def test_item_texts_follow_published_template(beauty):
     assert "manufactured" not in id2meta["23"] and "priced" in id2meta["23"]  # no brand field
     assert "priced" not in id2meta["25"] and "manufactured" not in id2meta["25"]
     assert id2meta["495"] == "It belongs to the categories of Hair Care, Styling Products, Hair Sprays. "  # no title
+
+
+def test_every_item_text_equals_the_published_preprocessing(beauty):
+    _, data, _ = beauty
+    expected = gzip.decompress(PUBLISHED_DIGESTS.read_bytes()).decode("ascii").split()
+    got = [text_digest(text) for text in data.item_texts]
+    differing = [i + 1 for i, (g, e) in enumerate(zip(got, expected)) if g != e]
+    assert len(got) == len(expected) == 12101
+    assert not differing, (f"{len(differing)} item texts differ from the published preprocessing, e.g. "
+                           + "; ".join(f"{i}: {data.item_texts[i - 1]!r}" for i in differing[:3]))
+
+
+def test_published_cleaning_quirks_on_beauty(beauty):
+    _, data, _ = beauty
+    texts = data.item_texts
+    # 'WEN&reg; Sweet': the entity unescapes to a non-ASCII character, replaced last, leaving two spaces
+    assert texts[33 - 1].startswith("This item is called 'WEN  Sweet Almond Mint Cleansing Conditioner 16oz'.")
+    # a non-ASCII character at a field's end leaves a trailing space (nothing is stripped after it)
+    assert "by Cheeky '. It is priced at 6.99. " in texts[744 - 1]
+    # every `true`/`false` of a raw metadata line is capitalised before parsing, titles included
+    assert "Banggood 50pcs False nail art Tips" in texts[10114 - 1]
+    assert "shape french False Silver'" in texts[7922 - 1]
+
+
+def test_tidy_cleaning_collapses_what_the_published_one_leaves(beauty, tmp_path):
+    cfg, data, _ = beauty
+    tidy = preprocess(replace(cfg, text_cleaning="tidy", processed_data_path=tmp_path))
+    assert not tidy.cached
+    changed = [i for i, (a, b) in enumerate(zip(data.item_texts, tidy.item_texts)) if a != b]
+    assert 150 < len(changed) < 400  # the published cleaning differs on a few hundred items
+    assert not any("  " in t for t in tidy.item_texts)
 
 
 def test_second_run_reads_the_cache(beauty):

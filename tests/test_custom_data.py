@@ -54,7 +54,7 @@ def config(tmp_path: Path, user_core: int = 1, item_core: int = 1) -> DataConfig
     return DataConfig(type="custom", name=NAME, raw_data_path=tmp_path / "raw",
                       processed_data_path=tmp_path / "processed", max_items_per_seq=20,
                       features_needed=("title", "price", "brand", "categories"), prompt_format="amazon",
-                      user_core=user_core, item_core=item_core, user_stride=1,
+                      text_cleaning="tidy", user_core=user_core, item_core=item_core, user_stride=1,
                       content_model="all-MiniLM-L6-v2", embedding_batch_size=64, generator=None)
 
 
@@ -117,17 +117,17 @@ def test_iso_dates_give_the_same_sequences_as_integers(tmp_path):
 
 def test_iso_dates_and_datetimes_become_unix_seconds(tmp_path):
     folder = write_dataset(tmp_path, rows=[("u", "apple", 0), ("u", "kiwi", 1)], time_format=iso)
-    assert CustomSource(tmp_path, NAME).read_interactions().times.tolist() == [1_293_840_000, 1_293_926_400]
+    assert CustomSource(tmp_path, NAME, "tidy").read_interactions().times.tolist() == [1_293_840_000, 1_293_926_400]
     (folder / "interactions.csv").write_text("user_id,item_id,timestamp\nu,apple,2011-01-01T00:00:01\n"
                                              "u,kiwi,2011-01-02T12:00:00\n")
-    times = CustomSource(tmp_path, NAME).read_interactions().times
+    times = CustomSource(tmp_path, NAME, "tidy").read_interactions().times
     assert times.dtype == np.int64
     assert times.tolist() == [1_293_840_001, 1_293_926_400 + 43_200]
 
 
 def test_integer_timestamps_are_kept_as_given(tmp_path):
     write_dataset(tmp_path, rows=[("u", "apple", 1_700_000_000), ("u", "kiwi", 3)])
-    assert CustomSource(tmp_path, NAME).read_interactions().times.tolist() == [1_700_000_000, 3]
+    assert CustomSource(tmp_path, NAME, "tidy").read_interactions().times.tolist() == [1_700_000_000, 3]
 
 
 def test_equal_timestamps_keep_file_order(tmp_path):
@@ -190,9 +190,9 @@ def test_bad_timestamp_line_number_counts_blank_lines(tmp_path):
 def test_timezone_aware_iso_timestamps_are_converted_to_utc(tmp_path):
     folder = write_dataset(tmp_path, rows=[("u", "apple", 0)])
     (folder / "interactions.csv").write_text("user_id,item_id,timestamp\nu,apple,2020-01-01T00:00:00Z\n")
-    assert CustomSource(tmp_path, NAME).read_interactions().times.tolist() == [1_577_836_800]
+    assert CustomSource(tmp_path, NAME, "tidy").read_interactions().times.tolist() == [1_577_836_800]
     (folder / "interactions.csv").write_text("user_id,item_id,timestamp\nu,apple,2020-01-01T02:00:00+02:00\n")
-    assert CustomSource(tmp_path, NAME).read_interactions().times.tolist() == [1_577_836_800]
+    assert CustomSource(tmp_path, NAME, "tidy").read_interactions().times.tolist() == [1_577_836_800]
 
 
 def test_empty_interactions_file_names_file_and_expected_header(tmp_path):

@@ -144,7 +144,7 @@ def restore_permissions():
 def amazon_config(raw: Path, processed: Path, name: str = "Beauty") -> DataConfig:
     return DataConfig(type="Amazon", name=name, raw_data_path=raw, processed_data_path=processed,
                       max_items_per_seq=20, features_needed=("title", "price", "brand", "categories"),
-                      prompt_format="amazon", user_core=5, item_core=5, user_stride=1,
+                      prompt_format="amazon", text_cleaning="published", user_core=5, item_core=5, user_stride=1,
                       content_model="all-MiniLM-L6-v2", embedding_batch_size=64, generator=None)
 
 

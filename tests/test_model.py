@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -118,3 +119,109 @@ def test_batch_layout_tokens_positions_levels_and_user_token():
     assert with_users.tokens[0, 0] == layout.user_offset + u % N_USER_TOKENS
     assert torch.equal(with_users.tokens[:, 1:], batch.tokens) and with_users.last[0] == 4 * n
     assert with_users.levels[0, 1:5].tolist() == [0, 1, 2, 3] and with_users.items[0, 0] == 0
+
+
+# -- initialisation at the published size --------------------------------------------------------
+
+DENSE_ID = ("method=setting", "method.sid_loss_weight=0", "method.use_id=item_id",
+            "method.embedding_head_dict.embed_target=ground_truth+item_id",
+            "method.embedding_head_dict.embed_proj_type=linear", "method.embedding_head_dict.use_new_init=True")
+PUBLISHED_METHODS = {"tiger": ("method=base",), "liger": ("method=setting",), "dense_id": DENSE_ID,
+                     # use_new_init with LIGER's MLP projection (not a published run; its residual paths)
+                     "dense_id_mlp": tuple(o.replace("=linear", "=mlp") for o in DENSE_ID)}
+
+
+def published_size_model(method: str, seed: int = 42, *overrides: str) -> Recommender:
+    """The model at the published Beauty size (12,101 items, 768-d texts, 3×256 codes + 4th level)."""
+    cfg = load("dataset=amazon", *PUBLISHED_METHODS[method], *overrides)
+    n_items, item_id = 12101, method.startswith("dense_id")
+    spec = ModelSpec(vocab_size=n_items + 2 if item_id else 4 * 256 + 2, pad=0,
+                     eos=n_items + 1 if item_id else 4 * 256 + 1, tokens_per_item=1 if item_id else 4,
+                     max_items=20, n_positions=102, t5=cfg.model.t5, method=cfg.method)
+    torch.manual_seed(seed)
+    return Recommender(spec, torch.zeros(n_items, 768), torch.arange(1, n_items + 1))
+
+
+def assert_normal(param: torch.Tensor, std: float, name: str) -> None:
+    """Mean 0 and standard deviation `std` within five standard errors of the sample."""
+    n = param.numel()
+    assert abs(param.mean().item()) < 5 * std / n ** 0.5, name
+    assert abs(param.std().item() / std - 1) < 5 / (2 * n) ** 0.5, (name, param.std().item(), std)
+
+
+def pytorch_default_std(linear: torch.nn.Linear) -> float:
+    return (3 * linear.in_features) ** -0.5  # kaiming_uniform(a=√5): U(±1/√fan_in)
+
+
+T5_STDS = {"q": 0.02 * (128 * 64) ** -0.5, "k": 0.02 * 128 ** -0.5, "v": 0.02 * 128 ** -0.5,
+           "o": 0.02 * (6 * 64) ** -0.5, "relative_attention_bias": 0.02 * 128 ** -0.5,
+           "wi": 0.02 * 128 ** -0.5, "wo": 0.02 * 1024 ** -0.5}
+
+
+@pytest.mark.parametrize("method", ["tiger", "liger"])
+def test_published_initialisation_is_t5s_own_scheme(method):
+    model = published_size_model(method)
+    assert T5_STDS["q"] == pytest.approx(2.21e-4, rel=1e-2) and T5_STDS["wo"] == pytest.approx(6.25e-4)
+    seen = set()
+    for name, param in model.t5.named_parameters():
+        leaf = name.split(".")[-2]
+        if leaf.endswith("layer_norm"):
+            assert (param == 0.02).all(), name
+        elif leaf == "shared":
+            assert_normal(param, 1.0, name)
+        else:
+            assert_normal(param, T5_STDS[leaf], name)
+        seen.add(leaf)
+    assert seen == {*T5_STDS, "shared", "layer_norm", "final_layer_norm"}
+    if method == "liger":  # LIGER's added modules keep PyTorch's defaults
+        assert (model.input_norm.weight == 1).all() and (model.input_norm.bias == 0).all()
+        assert_normal(model.item_position.weight, 1.0, "item_position")
+        assert_normal(model.level.weight, 1.0, "level")
+        for i, linear in enumerate([*(b[0] for b in model.text_proj.blocks), *model.text_proj.residuals]):
+            assert abs(linear.weight.std().item() / pytorch_default_std(linear) - 1) < 0.05, i
+            assert linear.weight.abs().max() <= linear.in_features ** -0.5
+
+
+@pytest.mark.parametrize("method", ["dense_id", "dense_id_mlp"])
+def test_dense_id_initialisation_is_normal_everywhere_but_t5_layer_norms(method):
+    model = published_size_model(method)
+    for name, param in model.named_parameters():
+        if name.endswith("layer_norm.weight"):
+            assert (param == 0.02).all(), name
+        elif name.startswith("input_norm.") or re.search(r"\.blocks\.\d+\.1\.", name):  # nn.LayerNorm
+            assert (param == (1.0 if name.endswith("weight") else 0.0)).all(), name
+        elif name.endswith(".bias"):
+            assert (param == 0).all(), name
+        elif ".residuals." not in name:  # every Linear and Embedding, T5's included
+            assert_normal(param, 0.02, name)
+    # the published projection's residual paths are Conv1d, which `use_new_init` does not touch
+    residuals = getattr(model.text_proj, "residuals", [])
+    assert len(residuals) == (3 if method == "dense_id_mlp" else 0)
+    for linear in residuals:
+        assert abs(linear.weight.std().item() / pytorch_default_std(linear) - 1) < 0.05
+
+
+def test_the_same_seed_gives_the_same_initial_weights():
+    first, again, other = (published_size_model("liger", seed).state_dict() for seed in (7, 7, 8))
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first["t5.shared.weight"], other["t5.shared.weight"])
+
+
+def test_normal_init_scheme_keeps_the_earlier_initialisation():
+    model = published_size_model("tiger", 42, "dataset.TIGER.T5.init_scheme=normal")
+    for name, param in model.t5.named_parameters():
+        if name.endswith("layer_norm.weight"):
+            assert (param == 1).all(), name
+        else:
+            assert_normal(param, 0.02, name)
+
+
+def test_item_vectors_are_float32_under_autocast():
+    model, _, _, _ = tiny()
+    reference = model.item_vectors()
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        under_autocast = model.item_vectors()
+        projected = model.text_proj(model.item_text)
+    assert projected.dtype == torch.bfloat16  # autocast is on for the projection elsewhere
+    assert under_autocast.dtype == torch.float32
+    torch.testing.assert_close(under_autocast, reference, rtol=0, atol=0)

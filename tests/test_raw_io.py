@@ -189,7 +189,7 @@ def test_require_fields_names_file_line_and_missing_fields():
 
 
 def _amazon(tmp_path: Path, review_lines: list[str]) -> AmazonSource:
-    source = AmazonSource(tmp_path, "Beauty", ("title",), downloadable=False)
+    source = AmazonSource(tmp_path, "Beauty", ("title",), "published", downloadable=False)
     source.folder.mkdir(parents=True, exist_ok=True)
     write_lines(source.reviews_path, review_lines)
     return source

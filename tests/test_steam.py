@@ -19,7 +19,7 @@ def _write(path: Path, records: list[dict]) -> None:
 
 def _config(tmp_path: Path, **overrides) -> DataConfig:
     values = dict(type="steam", name="steam", raw_data_path=tmp_path / "raw", processed_data_path=tmp_path / "out",
-                  max_items_per_seq=20, features_needed=STEAM_FEATURES, prompt_format="steam", user_core=2,
+                  max_items_per_seq=20, features_needed=STEAM_FEATURES, prompt_format="steam", text_cleaning="published", user_core=2,
                   item_core=2, user_stride=1, content_model="all-MiniLM-L6-v2", embedding_batch_size=8, generator=None)
     return DataConfig(**{**values, **overrides})
 

@@ -10,15 +10,16 @@ from tqdm import tqdm
 from .download import RawFile
 from .raw_io import int_field, iter_records, key_filter, require_fields
 from .source import Interactions, texts_in_order
-from .text import amazon_item_text
+from .text import READ_FIXES, amazon_item_text
 
 BASE_URL = "https://snap.stanford.edu/data/amazon/productGraph/categoryFiles"
 
 
 class AmazonSource:
-    def __init__(self, raw_data_path: Path, name: str, features: tuple[str, ...], downloadable: bool = True):
+    def __init__(self, raw_data_path: Path, name: str, features: tuple[str, ...], cleaning: str,
+                 downloadable: bool = True):
         self.folder = Path(raw_data_path) / "amazon"
-        self.name, self.features, self.downloadable = name, features, downloadable
+        self.name, self.features, self.cleaning, self.downloadable = name, features, cleaning, downloadable
 
     @property
     def reviews_path(self) -> Path:
@@ -47,9 +48,9 @@ class AmazonSource:
     def read_item_texts(self, raw_items: np.ndarray) -> list[str]:
         wanted = set(raw_items.tolist())
         texts: dict[str, str] = {}
-        records = iter_records(self.meta_path, keep_line=key_filter("asin", wanted))
+        records = iter_records(self.meta_path, keep_line=key_filter("asin", wanted), fix_line=READ_FIXES[self.cleaning])
         for line_no, meta in tqdm(records, desc=f"reading {self.meta_path.name}", unit=" items", mininterval=1.0):
             require_fields(meta, ("asin",), self.meta_path, line_no)
             if meta["asin"] in wanted:
-                texts[meta["asin"]] = amazon_item_text(meta, self.features)
+                texts[meta["asin"]] = amazon_item_text(meta, self.features, self.cleaning)
         return texts_in_order(raw_items, texts, str(self.meta_path))

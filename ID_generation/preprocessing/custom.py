@@ -13,7 +13,7 @@ import pandas as pd
 
 from .download import RawFile
 from .raw_io import RawDataError
-from .text import clean_text
+from .text import published_text, tidy_text
 from .source import Interactions
 
 INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp")
@@ -21,8 +21,9 @@ ITEM_COLUMNS = ("item_id", "text")
 
 
 class CustomSource:
-    def __init__(self, raw_data_path: Path, name: str):
+    def __init__(self, raw_data_path: Path, name: str, cleaning: str):
         self.folder = Path(raw_data_path) / name
+        self.clean = published_text if cleaning == "published" else tidy_text
         self.interactions_path = self.folder / "interactions.csv"
         self.items_path = self.folder / "items.csv"
 
@@ -41,7 +42,7 @@ class CustomSource:
         if missing:
             raise RawDataError(f"{self.items_path}: {len(missing)} item(s) of interactions.csv have no row "
                                f"(e.g. {', '.join(missing[:5])}); add a row 'item_id,text' for each")
-        return [clean_text(texts[item]) for item in raw_items]
+        return [self.clean(texts[item]) for item in raw_items]
 
 
 def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:

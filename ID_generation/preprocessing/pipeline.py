@@ -45,14 +45,14 @@ class ProcessedData:
 def make_source(cfg: DataConfig) -> Source:
     """The raw-data reader for `dataset.type` (the generated dataset is written first)."""
     if cfg.type == "Amazon":
-        return AmazonSource(cfg.raw_data_path, cfg.name, cfg.features_needed)
+        return AmazonSource(cfg.raw_data_path, cfg.name, cfg.features_needed, cfg.text_cleaning)
     if cfg.type == "steam":
-        return SteamSource(cfg.raw_data_path, cfg.features_needed)
+        return SteamSource(cfg.raw_data_path, cfg.features_needed, cfg.text_cleaning)
     if cfg.type == "custom":
-        return CustomSource(cfg.raw_data_path, cfg.name)
+        return CustomSource(cfg.raw_data_path, cfg.name, cfg.text_cleaning)
     if cfg.type == "generated":
         write_generated_dataset(cfg.raw_data_path, cfg.name, cfg.generator)
-        return AmazonSource(cfg.raw_data_path, cfg.name, cfg.features_needed, downloadable=False)
+        return AmazonSource(cfg.raw_data_path, cfg.name, cfg.features_needed, cfg.text_cleaning, downloadable=False)
     raise ValueError(f"unknown dataset.type {cfg.type!r}")
 
 
@@ -80,7 +80,7 @@ def preprocess(cfg: DataConfig) -> ProcessedData:
 def _preprocess(cfg: DataConfig, source: Source) -> ProcessedData:
     files = source.raw_files()
     key = fingerprint(PREPROCESS_VERSION, cfg.type, cfg.name, cfg.features_needed, cfg.prompt_format,
-                      cfg.user_core, cfg.item_core, [file_stamp(f.path) for f in files])
+                      cfg.text_cleaning, cfg.user_core, cfg.item_core, [file_stamp(f.path) for f in files])
     seq_path, meta_path, manifest_path = output_paths(cfg)
     if _manifest_key(manifest_path) == key and seq_path.exists() and meta_path.exists():
         return _load(seq_path, meta_path)

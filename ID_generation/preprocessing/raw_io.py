@@ -68,15 +68,17 @@ def int_field(record: dict, key: str, path: Path, line_no: int) -> int:
                            f"got {record[key]!r}") from None
 
 
-def iter_records(path: Path, keep_line: Callable[[str], bool] | None = None) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, record) for every non-blank line; `keep_line` pre-filters raw lines cheaply."""
+def iter_records(path: Path, keep_line: Callable[[str], bool] | None = None,
+                 fix_line: Callable[[str], str] | None = None) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, record) for every non-blank line; `keep_line` pre-filters raw lines cheaply,
+    `fix_line` rewrites a kept line before it is parsed."""
     path = Path(path)
     try:
         with open_text(path) as handle:
             for line_no, line in enumerate(handle, start=1):
                 if not line.strip() or (keep_line is not None and not keep_line(line)):
                     continue
-                yield line_no, parse_line(line, path, line_no)
+                yield line_no, parse_line(fix_line(line) if fix_line else line, path, line_no)
     except FileNotFoundError:
         raise RawDataError(f"{path}: file not found") from None
     except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:

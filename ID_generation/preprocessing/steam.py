@@ -22,9 +22,9 @@ BASE_URL = "https://cseweb.ucsd.edu/~wckang"
 
 
 class SteamSource:
-    def __init__(self, raw_data_path: Path, features: tuple[str, ...]):
+    def __init__(self, raw_data_path: Path, features: tuple[str, ...], cleaning: str):
         self.folder = Path(raw_data_path) / "steam"
-        self.features = features
+        self.features, self.cleaning = features, cleaning
         self.reviews_path = self.folder / "steam_reviews.json.gz"
         self.games_path = self.folder / "steam_games.json.gz"
 
@@ -65,5 +65,5 @@ class SteamSource:
         records = iter_records(self.games_path, keep_line=key_filter("id", wanted))
         for line_no, game in tqdm(records, desc=f"reading {self.games_path.name}", unit=" games", mininterval=1.0):
             if "id" in game and str(game["id"]) in wanted:
-                texts[str(game["id"])] = steam_item_text(game, self.features)
+                texts[str(game["id"])] = steam_item_text(game, self.features, self.cleaning)
         return texts_in_order(raw_items, texts, str(self.games_path))
