@@ -77,8 +77,10 @@ class _Reader:
         return value
 
     def float_(self, name: str, lo: float | None = None, hi: float | None = None,
-               lo_open: bool = False, hi_open: bool = False) -> float:
-        value = self.raw(name)
+               lo_open: bool = False, hi_open: bool = False, optional: bool = False) -> float | None:
+        value = _none_if_null(self.raw(name))
+        if value is None and optional:
+            return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self._fail(name, "a number" + _range_text(lo, hi, lo_open, hi_open), value)
         too_low = lo is not None and (value <= lo if lo_open else value < lo)
@@ -202,6 +204,7 @@ class TrainerConfig:
     batch_size: int
     eval_batch_size: int
     eval_frequence: int
+    time_budget_min: float | None  # stop after the epoch that runs past this many minutes; None: no limit
 
 
 @dataclass(frozen=True)
@@ -425,6 +428,7 @@ def _model_config(r: _Reader) -> ModelConfig:
             batch_size=tr.int_("batch_size", lo=1),
             eval_batch_size=tr.int_("eval_batch_size", lo=1),
             eval_frequence=tr.int_("eval_frequence", lo=1),
+            time_budget_min=tr.float_("time_budget_min", lo=0.0, lo_open=True, optional=True),
         ),
     )
 

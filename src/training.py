@@ -16,6 +16,7 @@ only dropout masks differ from an uninterrupted run).
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from src.tracking import RunRecorder
 GRAD_CLIP = 1.0
 RNG_STEP_STRIDE = 1_000_003  # spreads the fresh random streams of resumed extra processes apart
 PROGRESS_EVERY = 50  # steps between progress-bar updates (each waits for the device once)
+clock = time.monotonic  # seconds, for trainer.time_budget_min
 
 
 @dataclass
@@ -45,6 +47,7 @@ class TrainState:
     best_score: float = -math.inf
     best_epoch: int = -1           # 0-based epoch of the best validation
     finished: bool = False
+    out_of_time: bool = False      # stopped by trainer.time_budget_min, not by steps or patience
     last_losses: dict[str, float] = field(default_factory=dict)  # the last epoch's means
 
 
@@ -55,6 +58,7 @@ class TrainResult:
     steps: int
     epochs: int
     last_losses: dict[str, float]  # loss, sid_loss, embedding_loss, grad_norm: the last epoch's means
+    out_of_time: bool              # stopped early by trainer.time_budget_min
 
 
 def selection_metric(method: MethodConfig, ks: tuple[int, ...]) -> str:
@@ -100,6 +104,7 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train (resuming from ckpt.pt if present), then load the best weights into the model."""
         self._resume()
+        deadline = None if self.cfg.time_budget_min is None else clock() + 60 * self.cfg.time_budget_min
         bar = tqdm(total=self.cfg.steps, initial=self.state.step, desc="training", unit="step", mininterval=1.0,
                    disable=not self.processes.is_main)
         while not self.state.finished:
@@ -108,6 +113,9 @@ class Trainer:
             self.recorder.curve({f"train/{k}": v for k, v in {**means, "epoch": epoch + 1,
                                  "lr": self.scheduler.get_last_lr()[0]}.items()}, "train/step", self.state.step)
             last = epoch + 1 == self.n_epochs or self.state.step >= self.cfg.steps
+            # out of time: this epoch is the last; it is validated, so a best model always exists
+            self.state.out_of_time = not last and self._out_of_time(deadline)
+            last = last or self.state.out_of_time
             if (epoch + 1) % self.cfg.eval_frequence == 0 or last:
                 self._validate(epoch)
             self.state.epoch = epoch + 1
@@ -117,7 +125,11 @@ class Trainer:
         self.processes.barrier()  # the main process has written the best weights
         self.model.load_state_dict(torch.load(self.best_path, map_location=self.device, weights_only=True))
         return TrainResult(self.state.best_epoch, self.state.best_score, self.state.step, self.state.epoch,
-                           self.state.last_losses)
+                           self.state.last_losses, self.state.out_of_time)
+
+    def _out_of_time(self, deadline: float | None) -> bool:
+        """Whether the time budget is spent, in any process (so that all stop together)."""
+        return any(self.processes.gather(deadline is not None and clock() >= deadline))
 
     def _train_epoch(self, bar: tqdm) -> dict[str, float]:
         """One pass over the training examples; the mean losses and gradient norm over it (over the

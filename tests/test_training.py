@@ -116,3 +116,19 @@ def test_patience_shorter_than_the_validation_interval_still_validates(tmp_path)
                      "dataset.TIGER.trainer.patience=1", "method=base")
     result = exp.trainer.fit()
     assert result.best_epoch >= 0 and (tmp_path / "ckpt_best.pt").exists()
+
+
+def test_time_budget_ends_training_after_a_validated_epoch(tmp_path, monkeypatch):
+    exp = experiment(tmp_path, "dataset.TIGER.trainer.steps=400", "dataset.TIGER.trainer.eval_frequence=10",
+                     "dataset.TIGER.trainer.time_budget_min=0.5", "dataset.TIGER.trainer.patience=50")
+    clock = iter(range(0, 10_000, 12))  # every look at the clock: 12 s later
+    monkeypatch.setattr("src.training.clock", lambda: next(clock))
+    result = exp.trainer.fit()
+    # the deadline is set at 0 s (30 s budget); epochs end at 12 s, 24 s, then 36 s: out of time
+    assert result.out_of_time and result.epochs == 3 < exp.trainer.n_epochs
+    assert result.best_epoch == 2 and (tmp_path / "ckpt_best.pt").exists()  # the last epoch was validated
+
+
+def test_no_time_budget_by_default(tmp_path):
+    exp = experiment(tmp_path, "dataset.TIGER.trainer.steps=12")
+    assert exp.trainer.cfg.time_budget_min is None and not exp.trainer.fit().out_of_time
