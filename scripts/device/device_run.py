@@ -1,0 +1,219 @@
+"""The prepared GPU call (README, "The GPU run"): a smoke check, the benchmark, and the Beauty
+reproduction (TIGER and LIGER at once on the one GPU), each step time-boxed, all results in OUT_DIR.
+
+    bash scripts/device/run.sh OUT_DIR             # on the GPU machine, with .carry/ from prepare.sh
+    bash scripts/device/run.sh --dry-run OUT_DIR   # here, on the CPU: tiny sizes, the same steps
+
+OUT_DIR receives at most 8 files: device.log, smoke.json, bench.json, {tiger,liger}_metrics.json
+(each run's metrics.json plus a `device_run` block: the steps, warm-up and RQ-VAE epochs actually
+used and why), {tiger,liger}_train.log and summary.json (each step's status and wall time).
+
+The training length is chosen from the step times the benchmark measured: the published 200,000
+steps where they fit in the time left, otherwise the most that fit, with the warm-up scaled in
+proportion; `trainer.time_budget_min` backs the estimate up, so a run always ends with a test.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PUBLISHED_STEPS, PUBLISHED_WARMUP, PUBLISHED_RQVAE_EPOCHS = 200_000, 10_000, 8_000
+METHODS = {"tiger": ("method=base", "test_method=tiger"), "liger": ("method=setting", "test_method=liger")}
+# Used when the benchmark gave no figure: deliberately slow guesses (seconds).
+FALLBACK = {"tiger_train_ms_per_step": 100.0, "liger_train_ms_per_step": 150.0, "rqvae_s_per_epoch": 0.05,
+            "tiger_eval_beam10_seqs_per_s": 500.0, "liger_eval_uni_seqs_per_s": 200.0}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What differs between the GPU run and its dry run on the CPU."""
+    budget_s: float               # everything ends within this (run.sh adds a hard limit above it)
+    smoke_s: float                # time box of the smoke check
+    bench_s: float                # time box of the benchmark
+    bench_args: tuple[str, ...]
+    data: tuple[str, ...]         # overrides selecting the data (and the carried caches)
+    rqvae_budget_s: float         # seconds the RQ-VAE may take
+    rqvae_epochs: int             # at most this many epochs
+    max_steps: int                # at most this many training steps
+    eval_batch_size: int
+    startup_s: float              # a run's start (imports, caches, model) before it trains
+    safety: float                 # share of the estimated time actually planned
+
+
+def profiles(work: Path) -> dict[str, Profile]:
+    carry = REPO / ".carry"
+    return {
+        "device": Profile(budget_s=520, smoke_s=75, bench_s=130,
+                          bench_args=("--data", "beauty", "--raw", str(carry / "raw")),
+                          data=("dataset=amazon", "dataset.name=Beauty", f"dataset.raw_data_path={carry / 'raw'}",
+                                f"dataset.processed_data_path={carry / 'processed'}",
+                                "dataset.content_model=all-MiniLM-L6-v2", f"dataset.RQ-VAE.cache_dir={work}/ids"),
+                          rqvae_budget_s=60, rqvae_epochs=PUBLISHED_RQVAE_EPOCHS, max_steps=PUBLISHED_STEPS,
+                          eval_batch_size=512, startup_s=25, safety=0.8),
+        "dry-run": Profile(budget_s=280, smoke_s=90, bench_s=90, bench_args=("--tiny",),
+                           data=("dataset=generated", f"dataset.raw_data_path={work}/raw",
+                                 f"dataset.processed_data_path={work}/processed", f"dataset.RQ-VAE.cache_dir={work}/ids"),
+                           rqvae_budget_s=5, rqvae_epochs=150, max_steps=30, eval_batch_size=256,
+                           startup_s=25, safety=0.8),
+    }
+
+
+class Log:
+    """Prints and appends to OUT_DIR/device.log; subprocess output is appended there too."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __call__(self, message: str) -> None:
+        line = f"[{time.strftime('%H:%M:%S')}] {message}"
+        print(line, flush=True)
+        with self.path.open("a") as handle:
+            handle.write(line + "\n")
+
+
+def run_boxed(cmd: list[str], seconds: float, output: Path, env: dict) -> tuple[int | None, float]:
+    """Run cmd with its output appended to `output`, killed (with its children) after `seconds`;
+    (exit code, None if killed; wall seconds)."""
+    return wait_boxed(start(cmd, output, env), seconds)
+
+
+def start(cmd: list[str], output: Path, env: dict) -> subprocess.Popen:
+    with output.open("a") as handle:
+        return subprocess.Popen(cmd, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+
+
+def wait_boxed(process: subprocess.Popen, seconds: float) -> tuple[int | None, float]:
+    begin = time.monotonic()
+    try:
+        code = process.wait(timeout=max(seconds, 1))
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        code = None
+    return code, time.monotonic() - begin
+
+
+def rate(bench: dict, key: str) -> float:
+    value = bench.get(key)
+    return float(value) if isinstance(value, (int, float)) and value > 0 else FALLBACK[key]
+
+
+def rqvae_epochs(bench: dict, profile: Profile) -> int:
+    """As many RQ-VAE epochs as fit in its budget, at most the profile's (published: 8,000)."""
+    return max(1, min(profile.rqvae_epochs, int(profile.rqvae_budget_s / rate(bench, "rqvae_s_per_epoch"))))
+
+
+def training_plan(bench: dict, seconds_left: float, profile: Profile) -> dict:
+    """Steps (and the warm-up scaled to them) that let both runs train, validate every 10 epochs and
+    test in `seconds_left`, the two sharing the device: a step of each in the time of both."""
+    step_s = (rate(bench, "tiger_train_ms_per_step") + rate(bench, "liger_train_ms_per_step")) / 1000
+    n_eval = bench.get("users") or 25_000
+    eval_s = n_eval / rate(bench, "tiger_eval_beam10_seqs_per_s") + n_eval / rate(bench, "liger_eval_uni_seqs_per_s")
+    steps_per_epoch = math.ceil((bench.get("train_examples") or 120_000) / 256)
+    usable = seconds_left * profile.safety - profile.startup_s - eval_s  # the test of both runs
+    # a validation every 10 epochs and one at the end: steps · (step + eval / 10 epochs) + eval ≤ usable
+    steps = int((usable - eval_s) / (step_s + eval_s / (10 * steps_per_epoch)))
+    steps = max(1, min(steps, profile.max_steps))
+    warmup = max(1, round(PUBLISHED_WARMUP * steps / PUBLISHED_STEPS))
+    why = ("published" if steps == PUBLISHED_STEPS else
+           "the dry run's cap" if steps == profile.max_steps else "the most that fit the time left")
+    budget_min = max(0.1, (usable - eval_s) / 60)
+    return {"steps": steps, "warmup_steps": warmup, "published_steps": PUBLISHED_STEPS, "steps_reason": why,
+            "time_budget_min": round(budget_min, 2), "seconds_left_at_plan": round(seconds_left, 1),
+            "estimated_s_per_step_of_both": round(step_s, 4), "estimated_eval_s": round(eval_s, 1)}
+
+
+def run_overrides(profile: Profile, work: Path, name: str, epochs: int, plan: dict | None) -> list[str]:
+    overrides = [*profile.data, *METHODS[name], "seed=42", f"experiment_id={name}_Beauty", "logging.mode=disabled",
+                 f"output_path={work}/{name}", f"dataset.RQ-VAE.epochs={epochs}",
+                 f"dataset.TIGER.trainer.eval_batch_size={profile.eval_batch_size}"]
+    if plan is None:
+        return [*overrides, "stop_after=semantic_ids"]
+    return [*overrides, f"dataset.TIGER.trainer.steps={plan['steps']}",
+            f"dataset.TIGER.trainer.warmup_steps={plan['warmup_steps']}",
+            f"dataset.TIGER.trainer.time_budget_min={plan['time_budget_min']}"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--dry-run", action="store_true", help="on this CPU, tiny sizes, the same steps")
+    args = parser.parse_args()
+    start_time = time.monotonic()
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="liger_device_"))
+    profile = profiles(work)["dry-run" if args.dry_run else "device"]
+    deadline = start_time + profile.budget_s
+    log = Log(out / "device.log")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
+    py = sys.executable
+    summary: dict = {"mode": "dry-run" if args.dry_run else "device", "profile": asdict(profile), "steps": {}}
+
+    def left() -> float:
+        return deadline - time.monotonic()
+
+    def record(step: str, code: int | None, wall: float, **extra) -> None:
+        status = "ok" if code == 0 else "killed at its time limit" if code is None else f"exit {code}"
+        summary["steps"][step] = {"status": status, "wall_s": round(wall, 1), **extra}
+        log(f"{step}: {status} in {wall:.1f} s")
+
+    log(f"device run ({summary['mode']}), {profile.budget_s:.0f} s in all; work folder {work}")
+    if shutil.which("nvidia-smi"):
+        run_boxed(["nvidia-smi"], 20, out / "device.log", env)
+
+    # 1. smoke check
+    smoke = [py, "scripts/device/smoke.py", "--out", str(out / "smoke.json")] + (["--device", "cpu"] if args.dry_run else [])
+    record("smoke", *run_boxed(smoke, min(profile.smoke_s, left()), out / "device.log", env))
+
+    # 2. benchmark
+    bench_cmd = [py, "scripts/benchmark.py", *profile.bench_args, "--out", str(out / "bench.json")]
+    record("benchmark", *run_boxed(bench_cmd, min(profile.bench_s, left()), out / "device.log", env))
+    bench = json.loads((out / "bench.json").read_text()) if (out / "bench.json").exists() else {}
+
+    # 3. the reproduction: the stages before training once, then TIGER and LIGER at once
+    epochs = rqvae_epochs(bench, profile)
+    prepare = [py, "run.py", *run_overrides(profile, work, "liger", epochs, None)]
+    code, wall = run_boxed(prepare, min(profile.rqvae_budget_s * 2 + 90, left()), out / "device.log", env)
+    record("prepare", code, wall, rqvae_epochs=epochs)
+    plan = training_plan(bench, left(), profile)
+    summary["plan"] = plan
+    log(f"plan: {json.dumps(plan)}")
+    processes = {name: (start([py, "run.py", *run_overrides(profile, work, name, epochs, plan)],
+                              out / f"{name}_train.log", env), time.monotonic()) for name in METHODS}
+    for name, (process, began) in processes.items():
+        code, _ = wait_boxed(process, left())
+        record(name, code, time.monotonic() - began)
+        metrics_path = work / name / "metrics.json"
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {"error": "no metrics.json"}
+        metrics["device_run"] = {**plan, "rqvae_epochs": epochs, "published_rqvae_epochs": PUBLISHED_RQVAE_EPOCHS,
+                                 "status": summary["steps"][name]["status"],
+                                 "overrides": run_overrides(profile, work, name, epochs, plan)}
+        (out / f"{name}_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+
+    summary["wall_s"] = round(time.monotonic() - start_time, 1)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    for name in METHODS:
+        m = json.loads((out / f"{name}_metrics.json").read_text())
+        head = "uni_in_test/Gen20_Recall@10" if name == "liger" else "genret_in_test/Recall@10"
+        log(f"{name}: {m.get('train/steps', '-')} steps, genret in-set Recall@10 {m.get('genret_in_test/Recall@10', '-')}"
+            f", {head} {m.get(head, '-')}, uni cold Recall@10 {m.get('uni_cold_test/Gen20_Recall@10', '-')}")
+    log(f"done in {summary['wall_s']} s: " + ", ".join(f"{k} {v['status']}" for k, v in summary["steps"].items()))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Device smoke check: the model, a training step, the beam search, the evaluation and a short fit on
+a tiny dataset, on the device (bfloat16 autocast on a GPU) against the same in float32 on the CPU.
+
+    python scripts/device/smoke.py --out smoke.json [--device cpu]
+
+Every check runs even when an earlier one fails; a failure prints its traceback in full. Writes
+{check: {"ok", "detail", "error"}} as JSON and exits 1 if any check failed.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+from ID_generation.preprocessing.sequences import Sequences  # noqa: E402
+from ID_generation.preprocessing.split import leave_one_out  # noqa: E402
+from ID_generation.semantic_ids import SemanticIds  # noqa: E402
+from src.evaluation import autocast  # noqa: E402
+from src.experiment import build_experiment  # noqa: E402
+from src.tracking import RunRecorder  # noqa: E402
+
+TINY = ("dataset.TIGER.T5.encoder_layers=2", "dataset.TIGER.T5.decoder_layers=2", "dataset.TIGER.T5.d_model=32",
+        "dataset.TIGER.T5.d_ff=64", "dataset.TIGER.T5.num_heads=2", "dataset.TIGER.T5.d_kv=16",
+        "method.embedding_head_dict.hidden_sizes=[32]", "dataset.TIGER.trainer.batch_size=32",
+        "dataset.TIGER.trainer.eval_batch_size=64", "dataset.TIGER.trainer.warmup_steps=2",
+        "dataset.TIGER.trainer.steps=20", "dataset.TIGER.trainer.eval_frequence=1", "evaluation.uni_ks=[20]",
+        "logging.mode=disabled")
+N_ITEMS, N_USERS = 60, 96
+# bfloat16 autocast against float32: relative loss difference allowed, and beam agreement required
+LOSS_RTOL, BEAM_OVERLAP, METRIC_ATOL = 3e-2, 0.7, 0.2
+
+
+def tiny_inputs(seed: int = 0):
+    """(split, semantic IDs, text embeddings) of a random tiny dataset."""
+    g = torch.Generator().manual_seed(seed)
+    sids = SemanticIds.from_rqvae_codes(torch.randint(0, 8, (N_ITEMS, 3), generator=g).numpy(), codebook_size=8)
+    lengths = torch.randint(4, 12, (N_USERS,), generator=g).numpy()
+    items = torch.randint(1, N_ITEMS + 1, (int(lengths.sum()),), generator=g).numpy()
+    return leave_one_out(Sequences.from_lengths(lengths, items), 20), sids, torch.randn(N_ITEMS, 24, generator=g)
+
+
+def experiments(device: torch.device, work: Path):
+    """The same LIGER experiment (same initial weights) on the CPU and on `device`."""
+    from hydra import compose, initialize_config_dir
+
+    from src.config import load_config
+
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
+        cfg = load_config(compose(config_name="main", overrides=[*TINY, f"output_path={work}/cpu"]))
+    split, sids, text = tiny_inputs()
+    built = {}
+    for name, dev in (("cpu", torch.device("cpu")), ("device", device)):
+        built[name] = build_experiment(dataclasses.replace(cfg, output_path=work / name), split, sids, text, dev, RunRecorder(work / name, write=False))
+    built["device"].model.load_state_dict(built["cpu"].model.state_dict())
+    return built["cpu"], built["device"]
+
+
+def losses(exp, batch_examples) -> torch.Tensor:
+    """(3,) total, token and dense loss in evaluation mode (no dropout)."""
+    exp.model.eval()
+    with torch.no_grad(), autocast(exp.data.device):
+        out = exp.model(exp.data.batch(batch_examples))
+    return torch.stack([out.loss, out.sid_loss, out.dense_loss]).float().cpu()
+
+
+def check_forward(cpu, dev, examples) -> str:
+    a, b = losses(cpu, examples), losses(dev, examples)
+    rel = ((a - b).abs() / a.abs()).max().item()
+    assert torch.isfinite(b).all() and rel <= LOSS_RTOL, f"losses cpu {a.tolist()} device {b.tolist()} (rel {rel:.2e})"
+    return f"losses {b.tolist()}, max relative difference {rel:.2e}"
+
+
+def check_train_step(cpu, dev, examples) -> str:
+    for exp in (cpu, dev):
+        exp.model.eval()  # no dropout: the two steps must agree
+        # the trainer's own optimiser starts at lr 0 (warm-up); this one moves the weights
+        optimizer = torch.optim.AdamW(exp.model.parameters(), lr=1e-3, fused=exp.data.device.type == "cuda")
+        with autocast(exp.data.device):
+            out = exp.model(exp.data.batch(examples))
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(exp.model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    a, b = losses(cpu, examples), losses(dev, examples)
+    rel = ((a - b).abs() / a.abs()).max().item()
+    assert rel <= LOSS_RTOL, f"losses after one step: cpu {a.tolist()} device {b.tolist()} (rel {rel:.2e})"
+    return f"losses after one AdamW step {b.tolist()}, max relative difference {rel:.2e}"
+
+
+def check_beams(cpu, dev, examples) -> str:
+    top = []
+    for exp in (cpu, dev):
+        batch = exp.data.batch(examples)
+        with torch.no_grad(), autocast(exp.data.device):
+            top.append(exp.evaluator._generate(exp.model.encode(batch), batch.mask)[:, :10].cpu())
+    # near-ties may swap under bfloat16: compare the beams' items as multisets (0: names no item)
+    overlap = sum(sum((Counter(a.tolist()) & Counter(b.tolist())).values()) / 10 for a, b in zip(*top)) / len(top[0])
+    assert overlap >= BEAM_OVERLAP, f"top-10 beams agree on {overlap:.2f} of their items"
+    return f"top-10 beams agree on {overlap:.1%} of their items"
+
+
+def check_evaluation(cpu, dev) -> str:
+    a, b = cpu.evaluator.evaluate("test"), dev.evaluator.evaluate("test")
+    assert a.keys() == b.keys() and a, f"metric names differ: {sorted(a)} vs {sorted(b)}"
+    worst = max(abs(a[k] - b[k]) for k in a)
+    assert all(math.isfinite(v) for v in b.values()) and worst <= METRIC_ATOL, f"cpu {a}\ndevice {b}"
+    return f"{len(b)} test metrics, largest difference {worst:.3f}"
+
+
+def check_fit(dev) -> str:
+    result = dev.trainer.fit()
+    assert all(math.isfinite(v) for v in result.last_losses.values()), result.last_losses
+    return f"{result.steps} steps, {result.epochs} epochs, last losses {result.last_losses}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    report: dict[str, dict] = {}
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        state: dict = {}
+
+        def setup() -> str:
+            state["cpu"], state["dev"] = experiments(device, Path(tmp))
+            state["examples"] = state["cpu"].data.train_examples().subset(slice(0, 32))
+            return f"tiny LIGER ({N_USERS} users, {N_ITEMS} items) built on cpu and {device}"
+
+        checks = [("setup", setup),
+                  ("forward", lambda: check_forward(state["cpu"], state["dev"], state["examples"])),
+                  ("train_step", lambda: check_train_step(state["cpu"], state["dev"], state["examples"])),
+                  ("beam_search", lambda: check_beams(state["cpu"], state["dev"], state["cpu"].data.eval_examples("test"))),
+                  ("evaluation", lambda: check_evaluation(state["cpu"], state["dev"])),
+                  ("fit", lambda: check_fit(state["dev"]))]
+        for name, check in checks:
+            if name != "setup" and not report["setup"]["ok"]:
+                break
+            try:
+                report[name] = {"ok": True, "detail": check()}
+            except Exception as exc:  # noqa: BLE001  every check runs; failures are reported in full
+                report[name] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}", "error": traceback.format_exc()}
+                print(f"FAILED {name}:\n{report[name]['error']}", flush=True)
+    summary = {"device": str(device), "name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+               "torch": torch.__version__, "seconds": round(time.perf_counter() - start, 1),
+               "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None}
+    Path(args.out).write_text(json.dumps({"summary": summary, "checks": report}, indent=2) + "\n")
+    for name, result in report.items():
+        print(f"{'ok  ' if result['ok'] else 'FAIL'} {name:<12} {result['detail']}")
+    print(f"smoke: {sum(r['ok'] for r in report.values())}/{len(report)} checks passed on {summary['name']} "
+          f"in {summary['seconds']} s")
+    sys.exit(0 if all(r["ok"] for r in report.values()) else 1)
+
+
+if __name__ == "__main__":
+    main()

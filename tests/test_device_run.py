@@ -1,0 +1,80 @@
+"""The prepared GPU call, proven on the CPU: its dry run goes through every step and leaves the
+layout the GPU run leaves; the training plan follows the measured speed."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "scripts" / "device"))
+from device_run import PUBLISHED_STEPS, profiles, rqvae_epochs, training_plan  # noqa: E402
+
+EXPECTED_FILES = {"device.log", "smoke.json", "bench.json", "tiger_metrics.json", "liger_metrics.json",
+                  "tiger_train.log", "liger_train.log", "summary.json"}
+
+
+@pytest.fixture(scope="module")
+def dry_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("device_out")
+    done = subprocess.run(["bash", "scripts/device/run.sh", "--dry-run", str(out)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out
+
+
+def test_dry_run_leaves_the_gpu_runs_files(dry_run):
+    assert {p.name for p in dry_run.iterdir()} == EXPECTED_FILES  # at most 8 files come back
+
+
+def test_dry_run_passes_every_step(dry_run):
+    summary = json.loads((dry_run / "summary.json").read_text())
+    assert {step: s["status"] for step, s in summary["steps"].items()} == {
+        "smoke": "ok", "benchmark": "ok", "prepare": "ok", "tiger": "ok", "liger": "ok"}
+    assert summary["wall_s"] < summary["profile"]["budget_s"]
+    smoke = json.loads((dry_run / "smoke.json").read_text())
+    assert set(smoke["checks"]) == {"setup", "forward", "train_step", "beam_search", "evaluation", "fit"}
+    assert all(check["ok"] for check in smoke["checks"].values())
+    bench = json.loads((dry_run / "bench.json").read_text())
+    assert bench["tiger_train_ms_per_step"] > 0 and bench["liger_eval_uni_seqs_per_s"] > 0
+
+
+def test_dry_run_metrics_are_the_runs_with_the_plan(dry_run):
+    for name, headline in (("tiger", "genret_in_test/Recall@10"), ("liger", "uni_cold_test/Gen20_Recall@10")):
+        metrics = json.loads((dry_run / f"{name}_metrics.json").read_text())
+        plan = metrics["device_run"]
+        assert headline in metrics and metrics["train/steps"] == plan["steps"] == 30
+        assert plan["steps_reason"] == "the dry run's cap" and plan["status"] == "ok"
+        assert f"dataset.TIGER.trainer.warmup_steps={plan['warmup_steps']}" in plan["overrides"]
+        assert "seed=42" in plan["overrides"] and f"dataset.RQ-VAE.epochs={plan['rqvae_epochs']}" in plan["overrides"]
+    assert "uni_in_test/Gen20_Recall@10" not in json.loads((dry_run / "tiger_metrics.json").read_text())
+
+
+GPU_BENCH = {"tiger_train_ms_per_step": 20.0, "liger_train_ms_per_step": 30.0, "rqvae_s_per_epoch": 0.02,
+             "tiger_eval_beam10_seqs_per_s": 20000.0, "liger_eval_uni_seqs_per_s": 5000.0,
+             "users": 22363, "train_examples": 114104}
+
+
+def test_plan_takes_the_most_steps_that_fit_with_the_warm_up_in_proportion(tmp_path):
+    device = profiles(tmp_path)["device"]
+    plan = training_plan(GPU_BENCH, 300.0, device)
+    # (300 s × 0.8 − 25 s start − test 5.6 s − 1 validation) / 50 ms of both ≈ 4,000 steps
+    assert 3500 < plan["steps"] < 4500 and plan["steps_reason"] == "the most that fit the time left"
+    assert plan["warmup_steps"] == round(10_000 * plan["steps"] / PUBLISHED_STEPS)
+    faster = training_plan({**GPU_BENCH, "tiger_train_ms_per_step": 10.0, "liger_train_ms_per_step": 15.0}, 300.0, device)
+    assert faster["steps"] > 1.8 * plan["steps"]
+    instant = training_plan({**GPU_BENCH, "tiger_train_ms_per_step": 0.1, "liger_train_ms_per_step": 0.1,
+                             "tiger_eval_beam10_seqs_per_s": 1e7, "liger_eval_uni_seqs_per_s": 1e7}, 300.0, device)
+    assert instant["steps"] == PUBLISHED_STEPS and instant["warmup_steps"] == 10_000
+    assert instant["steps_reason"] == "published"
+
+
+def test_plan_without_a_benchmark_uses_slow_guesses(tmp_path):
+    device = profiles(tmp_path)["device"]
+    assert 0 < training_plan({}, 300.0, device)["steps"] < training_plan(GPU_BENCH, 300.0, device)["steps"]
+    assert rqvae_epochs({}, device) == 1200  # 60 s at the guessed 50 ms an epoch
+    assert rqvae_epochs({"rqvae_s_per_epoch": 0.001}, device) == 8000  # the published count, no more
