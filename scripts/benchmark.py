@@ -70,6 +70,7 @@ def config(args, work: Path, method: str):
     from hydra import compose, initialize_config_dir
 
     overrides = [f"method={method}", "logging.mode=disabled", f"output_path={work}/run_{method}",
+                 *([f"dataset.TIGER.trainer.eval_batch_size={args.eval_batch_size}"] if args.eval_batch_size else []),
                  f"dataset.processed_data_path={work}/processed", f"dataset.RQ-VAE.cache_dir={work}/ids"]
     if args.tiny:
         overrides += ["dataset=generated", f"dataset.raw_data_path={work}/raw"]
@@ -157,6 +158,8 @@ def main() -> None:
     parser.add_argument("--raw", default=str(REPO.parent / "shared" / "data" / "raw"))
     parser.add_argument("--out", default="benchmark.json")
     parser.add_argument("--tiny", action="store_true", help="the offline default's data and model sizes, few repeats")
+    parser.add_argument("--eval-batch-size", type=int, default=None,
+                        help="sequences per evaluation batch (default: the config's, published 32)")
     args = parser.parse_args()
     device = resolve_device(0)
     cpu = device.type == "cpu"
@@ -165,24 +168,29 @@ def main() -> None:
     args.eval_examples = 64 if args.tiny else 256 if cpu else 4096
     results = {"device": torch.cuda.get_device_name(device) if not cpu else platform.processor() or "cpu",
                "torch": torch.__version__, "data": "tiny" if args.tiny else args.data, "date": time.strftime("%Y-%m-%d")}
+    def save() -> None:  # after every stage, so a run stopped midway still leaves what it measured
+        results["peak_host_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if not cpu:
+            results["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         data, split = bench_data(args, work, results)
         bench_encoder(data, device, results, 32 if args.tiny else 128 if cpu else 2048)
+        save()
         cfg = config(args, work, "setting")
         embeddings = torch.randn(len(data.item_texts), 768)
         bench_rqvae(cfg, embeddings, split, device, results, 2 if cpu else 20)
+        save()
         codebook = cfg.rqvae.code_book_size
         codes = torch.randint(0, codebook, (len(data.item_texts), 3)).numpy()
         sids = SemanticIds.from_rqvae_codes(codes, codebook)
         for method in ("base", "setting"):
             bench_method(args, work, method, split, sids, embeddings, device, results)
-    results["peak_host_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if not cpu:
-        results["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+            save()
     width = max(map(len, results))
     print("\n".join(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}" for k, v in results.items()))
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(f"written: {args.out}")
 
 

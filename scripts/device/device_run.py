@@ -180,7 +180,8 @@ def main() -> None:
     record("smoke", *run_boxed(smoke, min(profile.smoke_s, left()), out / "device.log", env))
 
     # 2. benchmark
-    bench_cmd = [py, "scripts/benchmark.py", *profile.bench_args, "--out", str(out / "bench.json")]
+    bench_cmd = [py, "scripts/benchmark.py", *profile.bench_args, "--eval-batch-size", str(profile.eval_batch_size),
+                 "--out", str(out / "bench.json")]
     record("benchmark", *run_boxed(bench_cmd, min(profile.bench_s, left()), out / "device.log", env))
     bench = json.loads((out / "bench.json").read_text()) if (out / "bench.json").exists() else {}
 
