@@ -66,10 +66,11 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def config(args, work: Path, method: str):
+def config(args, work: Path, method: str, implementation: str | None = None):
     from hydra import compose, initialize_config_dir
 
-    overrides = [f"method={method}", "logging.mode=disabled", f"output_path={work}/run_{method}",
+    overrides = [f"method={method}", "logging.mode=disabled", f"output_path={work}/run_{method}_{implementation}",
+                 *([f"dataset.TIGER.T5.implementation={implementation}"] if implementation else []),
                  *([f"dataset.TIGER.trainer.eval_batch_size={args.eval_batch_size}"] if args.eval_batch_size else []),
                  f"dataset.processed_data_path={work}/processed", f"dataset.RQ-VAE.cache_dir={work}/ids"]
     if args.tiny:
@@ -119,15 +120,22 @@ def bench_rqvae(cfg, embeddings, split, device: torch.device, results: dict, epo
         timed(lambda: train_epoch(model, opt, x, r.batch_size, r.beta), epochs, device))
 
 
-def bench_method(args, work, method: str, split, sids, embeddings, device, results: dict) -> None:
-    cfg = config(args, work, method)
-    exp = build_experiment(cfg, split, sids, embeddings, device, RunRecorder(work / f"run_{method}"))
-    trainer, name = exp.trainer, "liger" if method == "setting" else "tiger"
-    # what the training data holds (published: ~9.7 GB of materialised examples): the id matrix, the
-    # token table, the example index and the model's buffers (text embeddings, masks)
-    results[f"{name}_train_data_mb"] = tensor_mb([exp.data.matrix, exp.data.item_tokens, trainer.examples.users,
-                                                  trainer.examples.positions, *exp.model.buffers()])
-    chunks = iter(exp.data.shuffled(trainer.examples, cfg.model.trainer.batch_size, trainer.generator))
+IMPLEMENTATIONS = ("compact", "transformers")
+
+
+def first_batch_loss(exp, batch_size: int) -> float:
+    """The loss of the first training batch in evaluation mode (no dropout): equal for equal weights."""
+    exp.model.eval()
+    with torch.no_grad(), autocast(exp.data.device):
+        loss = float(exp.model(exp.data.batch(exp.trainer.examples.subset(slice(0, batch_size)))).loss)
+    exp.model.train()
+    return loss
+
+
+def train_step_seconds(exp, batch_size: int, args, device: torch.device) -> list[float]:
+    """Seconds of each timed training step (forward, backward, AdamW) after warm-up steps."""
+    trainer = exp.trainer
+    chunks = iter(exp.data.shuffled(trainer.examples, batch_size, torch.Generator().manual_seed(0)))
 
     def step():
         with autocast(device):
@@ -137,9 +145,30 @@ def bench_method(args, work, method: str, split, sids, embeddings, device, resul
         trainer.optimizer.step()
 
     timed(step, args.warmup, device)
-    step_s = statistics.median(timed(step, args.steps, device))
-    results[f"{name}_train_ms_per_step"] = step_s * 1000
-    results[f"{name}_train_seqs_per_s"] = cfg.model.trainer.batch_size / step_s
+    return timed(step, args.steps, device)
+
+
+def bench_method(args, work, method: str, split, sids, embeddings, device, results: dict) -> None:
+    """Training step of both T5 implementations side by side (the same weights and batches; keys
+    `train_ms_{tiger|liger}` for the compact one, `..._transformers` for the baseline), then the
+    evaluation speeds of the configured one."""
+    name = "liger" if method == "setting" else "tiger"
+    exps = {impl: build_experiment(config(args, work, method, impl), split, sids, embeddings, device,
+                                   RunRecorder(work / f"run_{method}_{impl}")) for impl in IMPLEMENTATIONS}
+    exps["transformers"].model.load_state_dict(exps["compact"].model.state_dict())
+    cfg = config(args, work, method)
+    exp, trainer = exps[cfg.model.t5.implementation], exps[cfg.model.t5.implementation].trainer
+    # what the training data holds (published: ~9.7 GB of materialised examples): the id matrix, the
+    # token table, the example index and the model's buffers (text embeddings, masks)
+    results[f"{name}_train_data_mb"] = tensor_mb([exp.data.matrix, exp.data.item_tokens, trainer.examples.users,
+                                                  trainer.examples.positions, *exp.model.buffers()])
+    for impl, run in exps.items():
+        suffix = "" if impl == "compact" else "_transformers"
+        results[f"loss_{name}{suffix}"] = first_batch_loss(run, cfg.model.trainer.batch_size)
+        step_s = statistics.median(train_step_seconds(run, cfg.model.trainer.batch_size, args, device))
+        results[f"train_ms_{name}{suffix}"] = step_s * 1000
+        results[f"train_seqs_per_s_{name}{suffix}"] = cfg.model.trainer.batch_size / step_s
+    results[f"train_speedup_{name}"] = results[f"train_ms_{name}_transformers"] / results[f"train_ms_{name}"]
     examples = exp.data.eval_examples("val", cold=False)
     examples = examples.subset(slice(0, args.eval_examples))
     evaluator, n = exp.evaluator, len(examples)

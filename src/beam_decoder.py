@@ -3,20 +3,22 @@
 `transformers`' decoder projects the encoder states to cross-attention keys and values for every
 beam copy of an input. Here they are projected once per input, and the queries of all its beams
 attend to them together (beams folded into the query length). Self-attention runs over the whole
-prefix, at most 4 tokens, so no cache is needed. It uses the weights of `T5ForConditionalGeneration`
-unchanged, in evaluation mode (no dropout); a test checks it gives `transformers`' logits.
+prefix, at most 4 tokens, so no cache is needed. It uses the weights of either T5 implementation
+(`src/t5.py`, or `transformers`' through `src/model.py`'s `TransformersT5`; the parameter names are
+the same) unchanged, in evaluation mode (no dropout); a test checks it gives `transformers`' logits.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from transformers import T5ForConditionalGeneration
+from torch import nn
 
 
 class BeamDecoder:
-    def __init__(self, t5: T5ForConditionalGeneration, encoded: torch.Tensor, mask: torch.Tensor):
-        """encoded: (B, S, d_model) encoder states; mask: (B, S) bool, True on real tokens."""
-        self.t5, self.heads, self.d_kv = t5, t5.config.num_heads, t5.config.d_kv
+    def __init__(self, t5: nn.Module, encoded: torch.Tensor, mask: torch.Tensor):
+        """t5: the recommender's T5 (`heads`, `d_kv`, `output_scale`, `decoder_self_bias`, and the
+        state-dict layout); encoded: (B, S, d_model) encoder states; mask: (B, S) bool, True on real tokens."""
+        self.t5, self.heads, self.d_kv = t5, t5.heads, t5.d_kv
         blocks = t5.decoder.block
         self.cross_kv = [(self._split(block.layer[1].EncDecAttention.k(encoded)),
                           self._split(block.layer[1].EncDecAttention.v(encoded))) for block in blocks]
@@ -30,23 +32,15 @@ class BeamDecoder:
         """(B, k, V) logits of the token after each of the k decoder prefixes (B, k, t) of each input."""
         batch, beams, length = prefixes.shape
         x = self.t5.decoder.embed_tokens(prefixes.flatten(0, 1))                              # (B·k, t, d)
-        self_bias = self._self_attention_bias(length, x.device)
+        self_bias = self.t5.decoder_self_bias(length, x.device)
         for block, (keys, values) in zip(self.t5.decoder.block, self.cross_kv):
             x = x + self._self_attention(block.layer[0], x, self_bias)
             x = x + self._cross_attention(block.layer[1], x, keys, values, batch, beams)
             x = block.layer[2](x)
-        x = self.t5.decoder.final_layer_norm(x[:, -1])
-        if self.t5.config.scale_decoder_outputs:
-            x = x * self.t5.model_dim ** -0.5
+        x = self.t5.decoder.final_layer_norm(x[:, -1]) * self.t5.output_scale
         with torch.autocast(device_type=x.device.type, enabled=False):  # beams are ranked on these: float32
             logits = F.linear(x.float(), self.t5.lm_head.weight.float())
         return logits.view(batch, beams, -1)
-
-    def _self_attention_bias(self, length: int, device: torch.device) -> torch.Tensor:
-        """(1, h, t, t) float32 relative position bias of the first block plus the causal mask."""
-        bias = self.t5.decoder.block[0].layer[0].SelfAttention.compute_bias(length, length, device=device).float()
-        causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()
-        return bias.masked_fill(~causal, float("-inf"))
 
     def _self_attention(self, layer, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         attn, normed = layer.SelfAttention, layer.layer_norm(x)

@@ -190,7 +190,8 @@ class T5Settings:
     dropout_rate: float
     feed_forward_proj: str
     initializer_factor: float
-    init_scheme: str        # published | normal (src/model.py, init_weights)
+    init_scheme: str        # published | normal (src/model.py, init_t5)
+    implementation: str     # transformers | compact (src/t5.py): the T5 code, same parameters
 
 
 @dataclass(frozen=True)
@@ -417,6 +418,7 @@ def _model_config(r: _Reader) -> ModelConfig:
             feed_forward_proj=t5.str_("feed_forward_proj", choices=("relu", "gelu", "gated-gelu", "gated-relu")),
             initializer_factor=t5.float_("initializer_factor", lo=0.0, lo_open=True),
             init_scheme=t5.str_("init_scheme", choices=("published", "normal")),
+            implementation=t5.str_("implementation", choices=("transformers", "compact")),
         ),
         trainer=TrainerConfig(
             steps=tr.int_("steps", lo=1),

@@ -21,6 +21,7 @@ from transformers.models.t5.modeling_t5 import T5LayerNorm
 from src.config import MethodConfig, T5Settings
 from src.data import Batch
 from src.layers import ResidualMLP
+from src.t5 import RMSNorm, T5, T5Config as CompactT5Config
 
 LAYER_NORM_EPS = 1e-8  # published
 
@@ -52,12 +53,7 @@ class Recommender(nn.Module):
         dense training softmax)."""
         super().__init__()
         self.spec, method, t5 = spec, spec.method, spec.t5
-        self.t5 = T5ForConditionalGeneration(T5Config(
-            vocab_size=spec.vocab_size, d_model=t5.d_model, d_kv=t5.d_kv, d_ff=t5.d_ff, num_layers=t5.encoder_layers,
-            num_decoder_layers=t5.decoder_layers, num_heads=t5.num_heads, dropout_rate=t5.dropout_rate,
-            feed_forward_proj=t5.feed_forward_proj, initializer_factor=t5.initializer_factor,
-            layer_norm_epsilon=LAYER_NORM_EPS, pad_token_id=spec.pad, eos_token_id=spec.eos,
-            decoder_start_token_id=spec.pad, n_positions=spec.n_positions))
+        self.t5 = t5_network(spec)
         init_t5(self.t5, t5)
         self.uses_text = method.flag_add_input_embedding or method.flag_use_output_embedding
         if self.uses_text:
@@ -85,9 +81,8 @@ class Recommender(nn.Module):
 
     def encode(self, batch: Batch) -> torch.Tensor:
         """(B, S, d_model) encoder states of the batch's inputs."""
-        if self.spec.method.flag_add_input_embedding:
-            return self.t5.encoder(inputs_embeds=self.input_embeddings(batch), attention_mask=batch.mask).last_hidden_state
-        return self.t5.encoder(input_ids=batch.tokens, attention_mask=batch.mask).last_hidden_state
+        embeds = self.input_embeddings(batch) if self.spec.method.flag_add_input_embedding else self.t5.shared(batch.tokens)
+        return self.t5.encode(embeds, batch.mask)
 
     def input_embeddings(self, batch: Batch) -> torch.Tensor:
         """(B, S, d_model): token + projected item text + item position (+ level), LayerNorm, dropout.
@@ -126,11 +121,7 @@ class Recommender(nn.Module):
 
     def decoder_logits(self, encoded: torch.Tensor, mask: torch.Tensor, decoder_inputs: torch.Tensor) -> torch.Tensor:
         """(N, t, V) next-token logits for decoder inputs (N, t) (start token first)."""
-        hidden = self.t5.decoder(input_ids=decoder_inputs, encoder_hidden_states=encoded,
-                                 encoder_attention_mask=mask).last_hidden_state
-        if self.t5.config.scale_decoder_outputs:  # tied embeddings: T5 rescales before the LM head
-            hidden = hidden * self.t5.model_dim ** -0.5
-        return self.t5.lm_head(hidden)
+        return self.t5.decode(decoder_inputs, encoded, mask)
 
     def shift_right(self, labels: torch.Tensor) -> torch.Tensor:
         return torch.cat([torch.full_like(labels[:, :1], self.spec.pad), labels[:, :-1]], dim=1)
@@ -156,10 +147,56 @@ class Recommender(nn.Module):
         return ModelOutput(loss, sid_loss, dense_loss, query)
 
 
+class TransformersT5(T5ForConditionalGeneration):
+    """`transformers`' T5 with the compact T5's interface (`src/t5.py`): the reference the compact
+    one is tested against, and the benchmark's baseline (`dataset.TIGER.T5.implementation`)."""
+
+    @property
+    def heads(self) -> int:
+        return self.config.num_heads
+
+    @property
+    def d_kv(self) -> int:
+        return self.config.d_kv
+
+    @property
+    def output_scale(self) -> float:
+        return self.model_dim ** -0.5 if self.config.scale_decoder_outputs else 1.0
+
+    def encode(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.encoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+
+    def decoder_self_bias(self, length: int, device: torch.device) -> torch.Tensor:
+        bias = self.decoder.block[0].layer[0].SelfAttention.compute_bias(length, length, device=device).float()
+        causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()
+        return bias.masked_fill(~causal, float("-inf"))
+
+    def decode(self, tokens: torch.Tensor, encoded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.decoder(input_ids=tokens, encoder_hidden_states=encoded, encoder_attention_mask=mask).last_hidden_state
+        return self.lm_head(hidden * self.output_scale)
+
+
+def t5_network(spec: ModelSpec) -> nn.Module:
+    """The T5 encoder-decoder of `dataset.TIGER.T5.implementation`; both have the same parameter names."""
+    t5 = spec.t5
+    if t5.implementation == "compact":
+        return T5(CompactT5Config(
+            vocab_size=spec.vocab_size, d_model=t5.d_model, d_kv=t5.d_kv, d_ff=t5.d_ff, num_heads=t5.num_heads,
+            encoder_layers=t5.encoder_layers, decoder_layers=t5.decoder_layers, dropout=t5.dropout_rate,
+            feed_forward_proj=t5.feed_forward_proj, layer_norm_eps=LAYER_NORM_EPS))
+    network = TransformersT5(T5Config(
+        vocab_size=spec.vocab_size, d_model=t5.d_model, d_kv=t5.d_kv, d_ff=t5.d_ff, num_layers=t5.encoder_layers,
+        num_decoder_layers=t5.decoder_layers, num_heads=t5.num_heads, dropout_rate=t5.dropout_rate,
+        feed_forward_proj=t5.feed_forward_proj, initializer_factor=t5.initializer_factor,
+        layer_norm_epsilon=LAYER_NORM_EPS, pad_token_id=spec.pad, eos_token_id=spec.eos,
+        decoder_start_token_id=spec.pad, n_positions=spec.n_positions))
+    return network
+
+
 def init_t5(network: nn.Module, t5: T5Settings) -> None:
     """Initialise the T5 network as `dataset.TIGER.T5.init_scheme` says (README, "Initialisation")."""
     if t5.init_scheme == "normal":
-        init_normal(network, t5.initializer_factor, norm_modules=(T5LayerNorm,))
+        init_normal(network, t5.initializer_factor, norm_modules=(T5LayerNorm, RMSNorm))
     else:
         init_t5_published(network, t5)
 
@@ -170,7 +207,7 @@ def init_new(model: Recommender) -> None:
     there); under `init_scheme=normal` every layer norm is set to 1 and every Linear redrawn."""
     t5 = model.spec.t5
     if t5.init_scheme == "normal":
-        init_normal(model, t5.initializer_factor, norm_modules=(nn.LayerNorm, T5LayerNorm))
+        init_normal(model, t5.initializer_factor, norm_modules=(nn.LayerNorm, T5LayerNorm, RMSNorm))
     else:
         init_normal(model, t5.initializer_factor, norm_modules=(nn.LayerNorm,),
                     skip=[m for mlp in model.modules() if isinstance(mlp, ResidualMLP) for m in mlp.residuals])

@@ -28,6 +28,7 @@ class T5Config:
     encoder_layers: int = 6
     decoder_layers: int = 6
     dropout: float = 0.2
+    feed_forward_proj: str = "relu"   # relu | gelu | gated-gelu | gated-relu, as transformers names them
     layer_norm_eps: float = 1e-8
     num_buckets: int = 32
     max_distance: int = 128
@@ -92,15 +93,28 @@ class CrossAttentionLayer(nn.Module):
         return x + self.dropout(self.EncDecAttention(self.layer_norm(x), bias, encoded))
 
 
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gated-relu": F.relu,
+               "gated-gelu": lambda x: F.gelu(x, approximate="tanh")}
+
+
 class DenseReluDense(nn.Module):
+    """The feed-forward network (T5's name for it, whatever the activation): wi, activation, dropout,
+    wo; the gated variants multiply the activation of wi_0 by wi_1."""
+
     def __init__(self, cfg: T5Config):
         super().__init__()
-        self.wi = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
+        self.act, self.gated = ACTIVATIONS[cfg.feed_forward_proj], cfg.feed_forward_proj.startswith("gated")
+        if self.gated:
+            self.wi_0 = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
+            self.wi_1 = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
+        else:
+            self.wi = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
         self.wo = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.wo(self.dropout(F.relu(self.wi(x))))
+        hidden = self.act(self.wi_0(x)) * self.wi_1(x) if self.gated else self.act(self.wi(x))
+        return self.wo(self.dropout(hidden))
 
 
 class FeedForwardLayer(nn.Module):
@@ -134,23 +148,25 @@ class Stack(nn.Module):
         self.final_layer_norm = RMSNorm(cfg.d_model, cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def position_bias(self, length: int, device: torch.device) -> torch.Tensor:
-        """(1, h, L, L) float32 relative position bias of the first block (shared by all)."""
+    def self_bias(self, length: int, device: torch.device) -> torch.Tensor:
+        """(1, h, L, L) float32 self-attention bias: the first block's relative position bias (shared
+        by all blocks), and in the decoder the causal mask."""
         position = torch.arange(length, device=device)
         buckets = relative_position_bucket(position[None, :] - position[:, None], not self.is_decoder,
                                            self.cfg.num_buckets, self.cfg.max_distance)
         table = self.block[0].layer[0].SelfAttention.relative_attention_bias
-        return table(buckets).permute(2, 0, 1)[None].float()
+        bias = table(buckets).permute(2, 0, 1)[None].float()
+        if self.is_decoder:
+            causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()
+            bias = bias.masked_fill(~causal, float("-inf"))
+        return bias
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, encoded: torch.Tensor | None = None,
                 encoded_mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, L, d) input embeddings; mask: (B, L) bool, True on real tokens (encoder; the decoder is
         causal); encoded, encoded_mask: the encoder's states (B, S, d) and mask (B, S). (B, L, d)."""
-        bias = self.position_bias(x.shape[1], x.device)
-        if self.is_decoder:
-            causal = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool, device=x.device).tril()
-            bias = bias.masked_fill(~causal, float("-inf"))
-        elif mask is not None:
+        bias = self.self_bias(x.shape[1], x.device)
+        if not self.is_decoder and mask is not None:
             bias = bias.masked_fill(~mask[:, None, None, :], torch.finfo(torch.float32).min)
         cross_bias = None
         if encoded is not None:
@@ -167,16 +183,22 @@ class Stack(nn.Module):
 
 
 class T5(nn.Module):
-    """Encoder-decoder with a tied LM head; the state dict is `T5ForConditionalGeneration`'s."""
+    """Encoder-decoder with a tied LM head; the state dict is `T5ForConditionalGeneration`'s.
+    `heads`, `d_kv`, `output_scale` and `decoder_self_bias` serve the beam decoder."""
 
     def __init__(self, cfg: T5Config):
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.heads, self.d_kv = cfg, cfg.num_heads, cfg.d_kv
+        self.output_scale = cfg.d_model ** -0.5  # tied LM head: T5 rescales the decoder output
         self.shared = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.encoder = Stack(cfg, self.shared, decoder=False)
         self.decoder = Stack(cfg, self.shared, decoder=True)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.shared.weight
+
+    def decoder_self_bias(self, length: int, device: torch.device) -> torch.Tensor:
+        """(1, h, L, L) float32: the decoder's relative position bias and causal mask."""
+        return self.decoder.self_bias(length, device)
 
     def encode(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, S, d) encoder states of input embeddings (B, S, d) with mask (B, S) bool."""
@@ -185,7 +207,7 @@ class T5(nn.Module):
     def decode(self, tokens: torch.Tensor, encoded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(N, t, V) next-token logits of decoder inputs (N, t) (start token first)."""
         hidden = self.decoder(self.shared(tokens), encoded=encoded, encoded_mask=mask)
-        return self.lm_head(hidden * self.cfg.d_model ** -0.5)
+        return self.lm_head(hidden * self.output_scale)
 
 
 def relative_position_bucket(relative: torch.Tensor, bidirectional: bool, num_buckets: int,

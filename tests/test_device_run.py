@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "scripts" / "device"))
-from device_run import PUBLISHED_STEPS, profiles, rqvae_epochs, training_plan  # noqa: E402
+from device_run import PUBLISHED_STEPS, profiles, rqvae_epochs, train_ms_key, training_plan  # noqa: E402
 
 EXPECTED_FILES = {"device.log", "smoke.json", "bench.json", "tiger_metrics.json", "liger_metrics.json",
                   "tiger_train.log", "liger_train.log", "summary.json"}
@@ -40,7 +40,8 @@ def test_dry_run_passes_every_step(dry_run):
     assert set(smoke["checks"]) == {"setup", "forward", "train_step", "beam_search", "evaluation", "fit"}
     assert all(check["ok"] for check in smoke["checks"].values())
     bench = json.loads((dry_run / "bench.json").read_text())
-    assert bench["tiger_train_ms_per_step"] > 0 and bench["liger_eval_uni_seqs_per_s"] > 0
+    assert bench[train_ms_key("tiger")] > 0 and bench["liger_eval_uni_seqs_per_s"] > 0
+    assert bench["loss_tiger"] == pytest.approx(bench["loss_tiger_transformers"], rel=1e-4)
 
 
 def test_dry_run_metrics_are_the_runs_with_the_plan(dry_run):
@@ -54,7 +55,7 @@ def test_dry_run_metrics_are_the_runs_with_the_plan(dry_run):
     assert "uni_in_test/Gen20_Recall@10" not in json.loads((dry_run / "tiger_metrics.json").read_text())
 
 
-GPU_BENCH = {"tiger_train_ms_per_step": 20.0, "liger_train_ms_per_step": 30.0, "rqvae_s_per_epoch": 0.02,
+GPU_BENCH = {train_ms_key("tiger"): 20.0, train_ms_key("liger"): 30.0, "rqvae_s_per_epoch": 0.02,
              "tiger_eval_beam10_seqs_per_s": 20000.0, "liger_eval_uni_seqs_per_s": 5000.0,
              "users": 22363, "train_examples": 114104}
 
@@ -65,9 +66,9 @@ def test_plan_takes_the_most_steps_that_fit_with_the_warm_up_in_proportion(tmp_p
     # (300 s × 0.8 − 25 s start − test 5.6 s − 1 validation) / 50 ms of both ≈ 4,000 steps
     assert 3500 < plan["steps"] < 4500 and plan["steps_reason"] == "the most that fit the time left"
     assert plan["warmup_steps"] == round(10_000 * plan["steps"] / PUBLISHED_STEPS)
-    faster = training_plan({**GPU_BENCH, "tiger_train_ms_per_step": 10.0, "liger_train_ms_per_step": 15.0}, 300.0, device)
+    faster = training_plan({**GPU_BENCH, train_ms_key("tiger"): 10.0, train_ms_key("liger"): 15.0}, 300.0, device)
     assert faster["steps"] > 1.8 * plan["steps"]
-    instant = training_plan({**GPU_BENCH, "tiger_train_ms_per_step": 0.1, "liger_train_ms_per_step": 0.1,
+    instant = training_plan({**GPU_BENCH, train_ms_key("tiger"): 0.1, train_ms_key("liger"): 0.1,
                              "tiger_eval_beam10_seqs_per_s": 1e7, "liger_eval_uni_seqs_per_s": 1e7}, 300.0, device)
     assert instant["steps"] == PUBLISHED_STEPS and instant["warmup_steps"] == 10_000
     assert instant["steps_reason"] == "published"
@@ -77,4 +78,5 @@ def test_plan_without_a_benchmark_uses_slow_guesses(tmp_path):
     device = profiles(tmp_path)["device"]
     assert 0 < training_plan({}, 300.0, device)["steps"] < training_plan(GPU_BENCH, 300.0, device)["steps"]
     assert rqvae_epochs({}, device) == 1200  # 60 s at the guessed 50 ms an epoch
+    assert train_ms_key("liger") in ("train_ms_liger", "train_ms_liger_transformers")
     assert rqvae_epochs({"rqvae_s_per_epoch": 0.001}, device) == 8000  # the published count, no more

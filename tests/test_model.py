@@ -15,6 +15,7 @@ from ID_generation.semantic_ids import N_USER_TOKENS, SemanticIds
 from src.beam_decoder import BeamDecoder
 from src.data import SequenceData
 from src.model import ModelSpec, Recommender
+from src.t5 import T5
 
 CPU = torch.device("cpu")
 
@@ -225,3 +226,45 @@ def test_item_vectors_are_float32_under_autocast():
     assert projected.dtype == torch.bfloat16  # autocast is on for the projection elsewhere
     assert under_autocast.dtype == torch.float32
     torch.testing.assert_close(under_autocast, reference, rtol=0, atol=0)
+
+
+# -- the compact T5 (src/t5.py) inside the recommender -------------------------------------------
+
+@pytest.mark.parametrize("method", [("method=base",), ("method=setting",),
+                                    ("method=setting", "method.embedding_head_dict.use_new_init=True")])
+def test_compact_t5_recommender_equals_the_transformers_one(method):
+    reference, data, sids, split = tiny(method)
+    compact, _, _, _ = tiny((*method, "dataset.TIGER.T5.implementation=compact"))
+    assert isinstance(compact.t5, T5) and not isinstance(reference.t5, T5)
+    compact.load_state_dict(reference.state_dict())  # strict: the same parameter names throughout
+    batch = data.batch(data.train_examples())
+    torch.testing.assert_close(compact.encode(batch)[batch.mask], reference.encode(batch)[batch.mask],
+                               rtol=1e-5, atol=1e-5)
+    ours, theirs = compact(batch), reference(batch)
+    for name in ("loss", "sid_loss", "dense_loss"):
+        if getattr(theirs, name) is not None:
+            torch.testing.assert_close(getattr(ours, name), getattr(theirs, name), rtol=1e-5, atol=1e-6)
+    ours.loss.backward()
+    theirs.loss.backward()
+    grads = dict(reference.named_parameters())
+    for name, param in compact.named_parameters():
+        if param.grad is not None:
+            torch.testing.assert_close(param.grad, grads[name].grad, rtol=1e-4, atol=1e-5, msg=name)
+    test = data.batch(data.eval_examples("test"))
+    prefixes = torch.randint(1, reference.spec.vocab_size, (len(test), 5, 3), generator=torch.Generator().manual_seed(0))
+    prefixes[:, :, 0] = 0
+    with torch.no_grad():
+        logits = [BeamDecoder(m.t5, m.encode(test), test.mask).next_token_logits(prefixes) for m in (compact, reference)]
+    torch.testing.assert_close(*logits, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["tiger", "liger"])
+def test_compact_t5_takes_the_published_initialisation(method):
+    model = published_size_model(method, 42, "dataset.TIGER.T5.implementation=compact")
+    assert isinstance(model.t5, T5)
+    for name, param in model.t5.named_parameters():
+        leaf = name.split(".")[-2]
+        if leaf.endswith("layer_norm"):
+            assert (param == 0.02).all(), name
+        else:
+            assert_normal(param, 1.0 if leaf == "shared" else T5_STDS[leaf], name)

@@ -2,6 +2,8 @@
 weights: state dicts load both ways; encoder states, logits, loss and gradients agree."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,17 +15,17 @@ CFG = T5Config(vocab_size=40, d_model=32, d_kv=8, d_ff=64, num_heads=4, encoder_
                dropout=0.1)
 
 
-def pair(seed: int = 0) -> tuple[T5, T5ForConditionalGeneration]:
+def pair(seed: int = 0, cfg: T5Config = CFG) -> tuple[T5, T5ForConditionalGeneration]:
     torch.manual_seed(seed)
     reference = T5ForConditionalGeneration(HFConfig(
         vocab_size=CFG.vocab_size, d_model=CFG.d_model, d_kv=CFG.d_kv, d_ff=CFG.d_ff, num_heads=CFG.num_heads,
         num_layers=CFG.encoder_layers, num_decoder_layers=CFG.decoder_layers, dropout_rate=CFG.dropout,
-        layer_norm_epsilon=CFG.layer_norm_eps, feed_forward_proj="relu", pad_token_id=0, eos_token_id=CFG.vocab_size - 1,
+        layer_norm_epsilon=CFG.layer_norm_eps, feed_forward_proj=cfg.feed_forward_proj, pad_token_id=0, eos_token_id=CFG.vocab_size - 1,
         decoder_start_token_id=0))
     with torch.no_grad():  # spread the weights: T5's own scheme starts layer norms at 1 and would hide them
         for p in reference.parameters():
             p.normal_(0.0, 0.3)
-    ours = T5(CFG)
+    ours = T5(cfg)
     ours.load_state_dict(reference.state_dict())
     return ours.eval(), reference.eval()
 
@@ -46,8 +48,9 @@ def test_state_dicts_load_both_ways():
     assert ours.lm_head.weight is ours.shared.weight and ours.encoder.embed_tokens is ours.shared
 
 
-def test_encoder_states_and_logits_equal_transformers():
-    ours, reference = pair()
+@pytest.mark.parametrize("activation", ["relu", "gelu", "gated-gelu", "gated-relu"])
+def test_encoder_states_and_logits_equal_transformers(activation):
+    ours, reference = pair(cfg=dataclasses.replace(CFG, feed_forward_proj=activation))
     embeds, mask, labels, decoder_in = inputs()
     with torch.no_grad():
         encoded = ours.encode(embeds, mask)
