@@ -184,12 +184,15 @@ def t5_network(spec: ModelSpec) -> nn.Module:
             vocab_size=spec.vocab_size, d_model=t5.d_model, d_kv=t5.d_kv, d_ff=t5.d_ff, num_heads=t5.num_heads,
             encoder_layers=t5.encoder_layers, decoder_layers=t5.decoder_layers, dropout=t5.dropout_rate,
             feed_forward_proj=t5.feed_forward_proj, layer_norm_eps=LAYER_NORM_EPS))
-    network = TransformersT5(T5Config(
+    network = T5ForConditionalGeneration(T5Config(
         vocab_size=spec.vocab_size, d_model=t5.d_model, d_kv=t5.d_kv, d_ff=t5.d_ff, num_layers=t5.encoder_layers,
         num_decoder_layers=t5.decoder_layers, num_heads=t5.num_heads, dropout_rate=t5.dropout_rate,
         feed_forward_proj=t5.feed_forward_proj, initializer_factor=t5.initializer_factor,
         layer_norm_epsilon=LAYER_NORM_EPS, pad_token_id=spec.pad, eos_token_id=spec.eos,
         decoder_start_token_id=spec.pad, n_positions=spec.n_positions))
+    # Built as the base class, then given the interface: transformers initialises a subclass
+    # differently, which would move the random stream and so change every later draw for a seed.
+    network.__class__ = TransformersT5
     return network
 
 

@@ -268,3 +268,17 @@ def test_compact_t5_takes_the_published_initialisation(method):
             assert (param == 0.02).all(), name
         else:
             assert_normal(param, 1.0 if leaf == "shared" else T5_STDS[leaf], name)
+
+
+def test_transformers_network_draws_as_the_plain_transformers_class():
+    """The interface class must not change how transformers initialises (a seed's weights stay put)."""
+    from transformers import T5ForConditionalGeneration
+
+    from src.model import TransformersT5, t5_network
+    model, _, _, _ = tiny(("method=base",))
+    torch.manual_seed(5)
+    ours = t5_network(model.spec)
+    torch.manual_seed(5)
+    plain = T5ForConditionalGeneration(ours.config)
+    assert isinstance(ours, TransformersT5)
+    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), plain.state_dict().values()))
