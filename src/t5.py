@@ -71,26 +71,19 @@ class Attention(nn.Module):
         return self.o(out.transpose(1, 2).flatten(2))
 
 
-class SelfAttentionLayer(nn.Module):
-    def __init__(self, cfg: T5Config, relative_bias: bool):
+class PreNormResidual(nn.Module):
+    """x + dropout(sublayer(layer_norm(x), ...)), the sublayer kept under `transformers`' attribute
+    name (`SelfAttention`, `EncDecAttention` or `DenseReluDense`), so the state dicts match."""
+
+    def __init__(self, cfg: T5Config, name: str, sublayer: nn.Module):
         super().__init__()
-        self.SelfAttention = Attention(cfg, relative_bias)
+        self.sublayer_name = name
+        setattr(self, name, sublayer)  # registered first, before the norm, as in transformers
         self.layer_norm = RMSNorm(cfg.d_model, cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        return x + self.dropout(self.SelfAttention(self.layer_norm(x), bias))
-
-
-class CrossAttentionLayer(nn.Module):
-    def __init__(self, cfg: T5Config):
-        super().__init__()
-        self.EncDecAttention = Attention(cfg)
-        self.layer_norm = RMSNorm(cfg.d_model, cfg.layer_norm_eps)
-        self.dropout = nn.Dropout(cfg.dropout)
-
-    def forward(self, x: torch.Tensor, encoded: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        return x + self.dropout(self.EncDecAttention(self.layer_norm(x), bias, encoded))
+    def forward(self, x: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
+        return x + self.dropout(getattr(self, self.sublayer_name)(self.layer_norm(x), *args))
 
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gated-relu": F.relu,
@@ -117,24 +110,13 @@ class DenseReluDense(nn.Module):
         return self.wo(self.dropout(hidden))
 
 
-class FeedForwardLayer(nn.Module):
-    def __init__(self, cfg: T5Config):
-        super().__init__()
-        self.DenseReluDense = DenseReluDense(cfg)
-        self.layer_norm = RMSNorm(cfg.d_model, cfg.layer_norm_eps)
-        self.dropout = nn.Dropout(cfg.dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.dropout(self.DenseReluDense(self.layer_norm(x)))
-
-
 class Block(nn.Module):
     def __init__(self, cfg: T5Config, decoder: bool, first: bool):
         super().__init__()
-        layers = [SelfAttentionLayer(cfg, relative_bias=first)]
+        layers = [PreNormResidual(cfg, "SelfAttention", Attention(cfg, relative_bias=first))]
         if decoder:
-            layers.append(CrossAttentionLayer(cfg))
-        self.layer = nn.ModuleList([*layers, FeedForwardLayer(cfg)])
+            layers.append(PreNormResidual(cfg, "EncDecAttention", Attention(cfg)))
+        self.layer = nn.ModuleList([*layers, PreNormResidual(cfg, "DenseReluDense", DenseReluDense(cfg))])
 
 
 class Stack(nn.Module):
@@ -177,7 +159,7 @@ class Stack(nn.Module):
         for block in self.block:
             x = block.layer[0](x, bias)
             if self.is_decoder:
-                x = block.layer[1](x, encoded, cross_bias)
+                x = block.layer[1](x, cross_bias, encoded)
             x = block.layer[-1](x)
         return self.dropout(self.final_layer_norm(x))
 

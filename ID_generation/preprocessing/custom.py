@@ -13,7 +13,7 @@ import pandas as pd
 
 from .download import RawFile
 from .raw_io import RawDataError
-from .text import published_text, tidy_text
+from .text import VALUE_CLEANERS
 from .source import Interactions
 
 INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp")
@@ -23,7 +23,7 @@ ITEM_COLUMNS = ("item_id", "text")
 class CustomSource:
     def __init__(self, raw_data_path: Path, name: str, cleaning: str):
         self.folder = Path(raw_data_path) / name
-        self.clean = published_text if cleaning == "published" else tidy_text
+        self.clean = VALUE_CLEANERS[cleaning]
         self.interactions_path = self.folder / "interactions.csv"
         self.items_path = self.folder / "items.csv"
 

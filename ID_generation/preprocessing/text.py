@@ -24,6 +24,8 @@ import re
 from typing import Any, Callable
 
 _TAG = re.compile(r"<[^>]+>")
+_TAB_NEWLINE = re.compile(r"[\t\n\r]")
+_TAB_NEWLINE_PUBLISHED = re.compile(r"[\n\t]")  # the published cleaning keeps carriage returns
 _NON_ASCII = re.compile(r"[^\x00-\x7F]")
 _SPACES = re.compile(r" +")
 
@@ -32,7 +34,7 @@ def tidy_text(value: Any) -> str:
     """Unescape HTML entities, drop tags, tabs/newlines and non-ASCII to spaces, collapse, strip."""
     text = html.unescape(str(value))
     text = _TAG.sub("", text)
-    text = re.sub(r"[\t\n\r]", " ", text)
+    text = _TAB_NEWLINE.sub(" ", text)
     text = _NON_ASCII.sub(" ", text)
     return _SPACES.sub(" ", text).strip()
 
@@ -41,7 +43,7 @@ def published_text(value: Any) -> str:
     """The published cleaning of one Amazon value, in its order; lists are joined by ', ' first."""
     text = html.unescape(_comma_joined(value)).strip()
     text = _TAG.sub("", text)
-    text = re.sub(r"[\n\t]", " ", text)
+    text = _TAB_NEWLINE_PUBLISHED.sub(" ", text)
     text = _SPACES.sub(" ", text)
     return _NON_ASCII.sub(" ", text)  # last: nothing is collapsed or stripped after it
 
@@ -58,8 +60,10 @@ def capitalise_literal_names(line: str) -> str:
     return line.replace("true", "True").replace("false", "False")
 
 
-# Raw-line rewrite applied before parsing an Amazon metadata line, per cleaning.
+# Per cleaning: the raw-line rewrite before parsing an Amazon metadata line, and the cleaner of a
+# single free-text value (your own data's texts).
 READ_FIXES: dict[str, Callable[[str], str] | None] = {"published": capitalise_literal_names, "tidy": None}
+VALUE_CLEANERS: dict[str, Callable[[Any], str]] = {"published": published_text, "tidy": tidy_text}
 
 
 # --------------------------------------------------------------------------------------------
