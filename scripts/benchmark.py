@@ -127,7 +127,7 @@ def first_batch_loss(exp, batch_size: int) -> float:
     """The loss of the first training batch in evaluation mode (no dropout): equal for equal weights."""
     exp.model.eval()
     with torch.no_grad(), autocast(exp.data.device):
-        loss = float(exp.model(exp.data.batch(exp.trainer.examples.subset(slice(0, batch_size)))).loss)
+        loss = float(exp.model(exp.data.batch(exp.trainer.examples.subset(slice(0, batch_size)), exp.trainer.packing_groups)).loss)
     exp.model.train()
     return loss
 
@@ -139,7 +139,7 @@ def train_step_seconds(exp, batch_size: int, args, device: torch.device) -> list
 
     def step():
         with autocast(device):
-            out = exp.model(exp.data.batch(next(chunks)))
+            out = exp.model(exp.data.batch(next(chunks), trainer.packing_groups))
         trainer.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         trainer.optimizer.step()

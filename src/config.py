@@ -192,6 +192,7 @@ class T5Settings:
     initializer_factor: float
     init_scheme: str        # published | normal (src/model.py, init_t5)
     implementation: str     # transformers | compact (src/t5.py): the T5 code, same parameters
+    packing_groups: int     # compact: training batches packed, attention in this many length groups; 0: padded
 
 
 @dataclass(frozen=True)
@@ -419,6 +420,7 @@ def _model_config(r: _Reader) -> ModelConfig:
             initializer_factor=t5.float_("initializer_factor", lo=0.0, lo_open=True),
             init_scheme=t5.str_("init_scheme", choices=("published", "normal")),
             implementation=t5.str_("implementation", choices=("transformers", "compact")),
+            packing_groups=t5.int_("packing_groups", lo=0),
         ),
         trainer=TrainerConfig(
             steps=tr.int_("steps", lo=1),

@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 import torch
 
 from ID_generation.preprocessing.split import Split
+from src.t5 import PackedLayout
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class Batch:
     last:      (B,) index of the last real encoder position
     labels:    (B, T) the target item's tokens
     targets:   (B,) the target item id
+    layout:    for a packed batch (examples sorted longest first), where its real encoder tokens lie
+               in one stream (src/t5.py, PackedLayout); None: the padded (B, S) layout only
     """
     history: torch.Tensor
     tokens: torch.Tensor
@@ -40,6 +43,7 @@ class Batch:
     last: torch.Tensor
     labels: torch.Tensor
     targets: torch.Tensor
+    layout: PackedLayout | None = None
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -111,9 +115,13 @@ class SequenceData:
 
     # -- batches ------------------------------------------------------------------------------
 
-    def batch(self, examples: Examples) -> Batch:
+    def batch(self, examples: Examples, packing_groups: int = 0) -> Batch:
         """Gather histories and targets of `examples` and lay out their encoder inputs, trimmed to the
-        batch's longest history (padding beyond it would only cost compute)."""
+        batch's longest history (padding beyond it would only cost compute). With `packing_groups` > 0
+        the examples are sorted longest history first (stable) and the batch also carries their packed
+        layout (attention in that many length groups): the same examples, whose losses are means."""
+        if packing_groups > 0:
+            examples = examples.subset(torch.argsort(examples.positions, descending=True, stable=True))
         history_len, per_item = max(int(examples.positions.max()), 1), self.item_tokens.shape[1]
         users = examples.users.to(self.device, non_blocking=True)
         positions = examples.positions.to(self.device, non_blocking=True)
@@ -131,5 +139,9 @@ class SequenceData:
             items, slots, levels = (torch.cat([zero, t], 1) for t in (items, slots, levels))
             real = torch.cat([torch.ones_like(user, dtype=torch.bool), real], dim=1)
         targets = self.matrix[users, positions]
+        layout = None
+        if packing_groups > 0:  # token counts known on the host: histories plus the user token
+            lengths = examples.positions * per_item + (self.user_token is not None)
+            layout = PackedLayout.from_lengths(lengths, packing_groups, self.device)
         return Batch(history=hist, tokens=tokens, mask=real, items=items, positions=slots * real, levels=levels * real,
-                     last=real.sum(dim=1) - 1, labels=self.item_tokens[targets], targets=targets)
+                     last=real.sum(dim=1) - 1, labels=self.item_tokens[targets], targets=targets, layout=layout)

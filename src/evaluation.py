@@ -97,7 +97,7 @@ class Evaluator:
         if "genret" in methods:
             yield "genret/", generated, batch.targets
         if "dense" in methods or "uni" in methods:
-            scores = self.model.dense_scores(self.model.dense_query(encoded, batch.last), vectors)
+            scores = self.model.dense_scores(self.model.dense_query(encoded, batch), vectors)
             if "dense" in methods:
                 yield "dense/", top_items(scores, k), batch.targets
             if "uni" in methods:

@@ -21,7 +21,7 @@ from transformers.models.t5.modeling_t5 import T5LayerNorm
 from src.config import MethodConfig, T5Settings
 from src.data import Batch
 from src.layers import ResidualMLP
-from src.t5 import RMSNorm, T5, T5Config as CompactT5Config
+from src.t5 import PackedLayout, RMSNorm, T5, T5Config as CompactT5Config
 
 LAYER_NORM_EPS = 1e-8  # published
 
@@ -79,28 +79,43 @@ class Recommender(nn.Module):
 
     # -- encoder ------------------------------------------------------------------------------
 
+    @property
+    def packs_batches(self) -> bool:
+        """Whether training batches should be packed (`data.batch(..., packing_groups=...)`): the compact
+        T5 with `dataset.TIGER.T5.packing_groups` > 0."""
+        return self.spec.t5.implementation == "compact" and self.spec.t5.packing_groups > 0
+
     def encode(self, batch: Batch) -> torch.Tensor:
-        """(B, S, d_model) encoder states of the batch's inputs."""
-        embeds = self.input_embeddings(batch) if self.spec.method.flag_add_input_embedding else self.t5.shared(batch.tokens)
-        return self.t5.encode(embeds, batch.mask)
+        """Encoder states of the batch's inputs: (B, S, d_model), or (T, d_model) for a packed batch."""
+        tokens = batch.tokens if batch.layout is None else batch.tokens[batch.layout.rows, batch.layout.positions]
+        embeds = self.input_embeddings(batch) if self.spec.method.flag_add_input_embedding else self.t5.shared(tokens)
+        if batch.layout is None:
+            return self.t5.encode(embeds, batch.mask)
+        return self.t5.encode(embeds, None, batch.layout)
 
     def input_embeddings(self, batch: Batch) -> torch.Tensor:
-        """(B, S, d_model): token + projected item text + item position (+ level), LayerNorm, dropout.
-        The text projection runs once per history item and is shared by the item's tokens."""
-        embeds = self.t5.shared(batch.tokens)
-        is_item = (batch.items > 0).unsqueeze(-1)
+        """(B, S, d_model), or (T, d_model) for a packed batch: token + projected item text + item
+        position (+ level), LayerNorm, dropout. The text projection runs once per history item and is
+        shared by the item's tokens."""
+        if batch.layout is None:
+            rows = torch.arange(len(batch), device=batch.tokens.device)[:, None]
+            tokens, items, slots, levels = batch.tokens, batch.items, batch.positions, batch.levels
+        else:
+            rows, columns = batch.layout.rows, batch.layout.positions
+            tokens, items, slots, levels = (t[rows, columns] for t in (batch.tokens, batch.items, batch.positions, batch.levels))
         projected = self.text_proj(self.item_text[batch.history.clamp(min=1) - 1])            # (B, H, d)
-        per_token = projected.gather(1, batch.positions.unsqueeze(-1).expand(-1, -1, projected.shape[-1]))
-        embeds = embeds + is_item * (per_token + self.item_position(batch.positions))
+        embeds = self.t5.shared(tokens) + (items > 0).unsqueeze(-1) * (projected[rows, slots] + self.item_position(slots))
         if self.spec.tokens_per_item > 1:  # the published item-id mode adds no level embedding
-            embeds = embeds + self.level(batch.levels)
+            embeds = embeds + self.level(levels)
         return self.input_dropout(self.input_norm(embeds))
 
     # -- dense head ---------------------------------------------------------------------------
 
-    def dense_query(self, encoded: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    def dense_query(self, encoded: torch.Tensor, batch: Batch) -> torch.Tensor:
         """(B, d_model) L2-normalised encoder state at each sequence's last input token."""
-        return F.normalize(encoded[torch.arange(len(last), device=last.device), last].float(), dim=-1)
+        if batch.layout is not None:
+            return F.normalize(encoded[batch.layout.last].float(), dim=-1)
+        return F.normalize(encoded[torch.arange(len(batch), device=encoded.device), batch.last].float(), dim=-1)
 
     def item_vectors(self) -> torch.Tensor:
         """(n_items, d_model) L2-normalised dense targets: projected text (+ item-id embedding), in
@@ -119,8 +134,12 @@ class Recommender(nn.Module):
 
     # -- decoder ------------------------------------------------------------------------------
 
-    def decoder_logits(self, encoded: torch.Tensor, mask: torch.Tensor, decoder_inputs: torch.Tensor) -> torch.Tensor:
-        """(N, t, V) next-token logits for decoder inputs (N, t) (start token first)."""
+    def decoder_logits(self, encoded: torch.Tensor, mask: torch.Tensor, decoder_inputs: torch.Tensor,
+                       layout: PackedLayout | None = None) -> torch.Tensor:
+        """(N, t, V) next-token logits for decoder inputs (N, t) (start token first), over encoder states
+        as `encode` returns them."""
+        if layout is not None:
+            return self.t5.decode(decoder_inputs, encoded, mask, layout)
         return self.t5.decode(decoder_inputs, encoded, mask)
 
     def shift_right(self, labels: torch.Tensor) -> torch.Tensor:
@@ -134,11 +153,11 @@ class Recommender(nn.Module):
         loss = torch.zeros((), device=encoded.device)
         sid_loss = dense_loss = query = None
         if method.sid_loss_weight > 0:
-            logits = self.decoder_logits(encoded, batch.mask, self.shift_right(batch.labels))
+            logits = self.decoder_logits(encoded, batch.mask, self.shift_right(batch.labels), batch.layout)
             sid_loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.labels.flatten())
             loss = loss + method.sid_loss_weight * sid_loss
         if method.flag_use_output_embedding:
-            query = self.dense_query(encoded, batch.last)
+            query = self.dense_query(encoded, batch)
             scores = self.dense_scores(query, self.item_vectors())
             if self.training:  # items never seen in training (cold-start) are kept out of the softmax
                 scores = scores.masked_fill(self.unseen, float("-inf"))

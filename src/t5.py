@@ -61,14 +61,44 @@ class Attention(nn.Module):
         """(B, L, h·d_kv) → (B, h, L, d_kv)."""
         return x.view(*x.shape[:2], self.heads, self.d_kv).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B, L, d) queries; source: (B, S, d) keys and values (None: x); bias: (B|1, h|1, L, S)
-        additive float (relative position and masks)."""
-        source = x if source is None else source
-        q, k, v = self.split(self.q(x)), self.split(self.k(source)), self.split(self.v(source))
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """(B, L, h·d_kv) attention of q (B, h, L, d_kv) over k, v (B, h, S, d_kv) with an additive float
+        bias (B|1, h|1, L, S) (relative position and masks; T5 does not scale the scores)."""
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=1.0,
                                              dropout_p=self.dropout if self.training else 0.0)
-        return self.o(out.transpose(1, 2).flatten(2))
+        return out.transpose(1, 2).flatten(2)
+
+    def forward(self, x: torch.Tensor, bias, source: torch.Tensor | None = None,
+                layout: "PackedLayout | None" = None) -> torch.Tensor:
+        """Padded (layout None): x (B, L, d) queries, source (B, S, d) keys and values (None: x), bias
+        (B|1, h|1, L, S). Packed: `packed_self` (source None; bias: one per length group) or
+        `packed_cross` (bias unused)."""
+        if layout is not None:
+            return self.packed_self(x, layout, bias) if source is None else self.packed_cross(x, source, layout)
+        source = x if source is None else source
+        return self.o(self.attend(self.split(self.q(x)), self.split(self.k(source)), self.split(self.v(source)), bias))
+
+    def packed_self(self, x: torch.Tensor, layout: "PackedLayout", biases: list[torch.Tensor]) -> torch.Tensor:
+        """Self-attention within each sequence of a packed stream x (T, d): (T, d). One fused q/k/v
+        projection over the real tokens; attention per length group, padded to the group's longest,
+        with the group's bias (n_g, h, L_g, L_g)."""
+        qkv = F.linear(x, torch.cat([self.q.weight, self.k.weight, self.v.weight]))          # (T, 3·h·d_kv)
+        outs = []
+        for group, bias in zip(layout.groups, biases):
+            q, k, v = (self.split(part) for part in layout.pad(qkv, group).chunk(3, dim=-1))
+            outs.append(layout.unpad(self.attend(q, k, v, bias), group))
+        return self.o(torch.cat(outs))
+
+    def packed_cross(self, x: torch.Tensor, source: torch.Tensor, layout: "PackedLayout") -> torch.Tensor:
+        """Attention of padded queries x (B, t, d), row i over sequence i of the packed stream source
+        (T, d): (B, t, d). Keys and values are projected on the real tokens only."""
+        q = self.split(self.q(x))                                                              # (B, h, t, d_kv)
+        kv = F.linear(source, torch.cat([self.k.weight, self.v.weight]))                      # (T, 2·h·d_kv)
+        outs = []
+        for group in layout.groups:
+            k, v = (self.split(part) for part in layout.pad(kv, group).chunk(2, dim=-1))
+            outs.append(self.attend(q[group.rows], k, v, group.key_bias))
+        return self.o(torch.cat(outs))
 
 
 class PreNormResidual(nn.Module):
@@ -82,8 +112,8 @@ class PreNormResidual(nn.Module):
         self.layer_norm = RMSNorm(cfg.d_model, cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
-        return x + self.dropout(getattr(self, self.sublayer_name)(self.layer_norm(x), *args))
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return x + self.dropout(getattr(self, self.sublayer_name)(self.layer_norm(x), *args, **kwargs))
 
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gated-relu": F.relu,
@@ -144,22 +174,28 @@ class Stack(nn.Module):
         return bias
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, encoded: torch.Tensor | None = None,
-                encoded_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B, L, d) input embeddings; mask: (B, L) bool, True on real tokens (encoder; the decoder is
-        causal); encoded, encoded_mask: the encoder's states (B, S, d) and mask (B, S). (B, L, d)."""
-        bias = self.self_bias(x.shape[1], x.device)
-        if not self.is_decoder and mask is not None:
-            bias = bias.masked_fill(~mask[:, None, None, :], torch.finfo(torch.float32).min)
+                encoded_mask: torch.Tensor | None = None, layout: PackedLayout | None = None) -> torch.Tensor:
+        """Padded: x (B, L, d) input embeddings; mask (B, L) bool, True on real tokens (encoder; the
+        decoder is causal); encoded, encoded_mask: the encoder's states (B, S, d) and mask (B, S).
+        Packed (`layout`): the encoder's x and the decoder's `encoded` are streams (T, d) of real tokens.
+        Returns states shaped as x."""
+        if layout is not None and not self.is_decoder:
+            self_bias = layout.self_biases(self.self_bias(layout.max_length, x.device))
+        else:
+            self_bias = self.self_bias(x.shape[1], x.device)
+            if not self.is_decoder and mask is not None:
+                self_bias = self_bias.masked_fill(~mask[:, None, None, :], torch.finfo(torch.float32).min)
         cross_bias = None
-        if encoded is not None:
+        if encoded is not None and layout is None:
             cross_bias = torch.zeros(len(encoded), 1, 1, encoded.shape[1], device=x.device)
             if encoded_mask is not None:
                 cross_bias = cross_bias.masked_fill(~encoded_mask[:, None, None, :], torch.finfo(torch.float32).min)
+        self_layout = None if self.is_decoder else layout
         x = self.dropout(x)
         for block in self.block:
-            x = block.layer[0](x, bias)
+            x = block.layer[0](x, self_bias, layout=self_layout)
             if self.is_decoder:
-                x = block.layer[1](x, cross_bias, encoded)
+                x = block.layer[1](x, cross_bias, encoded, layout=layout)
             x = block.layer[-1](x)
         return self.dropout(self.final_layer_norm(x))
 
@@ -182,14 +218,97 @@ class T5(nn.Module):
         """(1, h, L, L) float32: the decoder's relative position bias and causal mask."""
         return self.decoder.self_bias(length, device)
 
-    def encode(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, S, d) encoder states of input embeddings (B, S, d) with mask (B, S) bool."""
-        return self.encoder(embeds, mask)
+    def encode(self, embeds: torch.Tensor, mask: torch.Tensor | None, layout: PackedLayout | None = None) -> torch.Tensor:
+        """Encoder states shaped as the input embeddings: padded (B, S, d) with mask (B, S) bool, or a
+        packed stream (T, d) of real tokens with its layout (mask unused)."""
+        return self.encoder(embeds, mask, layout=layout)
 
-    def decode(self, tokens: torch.Tensor, encoded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(N, t, V) next-token logits of decoder inputs (N, t) (start token first)."""
-        hidden = self.decoder(self.shared(tokens), encoded=encoded, encoded_mask=mask)
+    def decode(self, tokens: torch.Tensor, encoded: torch.Tensor, mask: torch.Tensor | None,
+               layout: PackedLayout | None = None) -> torch.Tensor:
+        """(N, t, V) next-token logits of decoder inputs (N, t) (start token first), over encoder states
+        as `encode` returns them (packed with `layout`: decoder row i reads sequence i)."""
+        hidden = self.decoder(self.shared(tokens), encoded=encoded, encoded_mask=mask, layout=layout)
         return self.lm_head(hidden * self.output_scale)
+
+
+@dataclass(frozen=True)
+class LengthGroup:
+    """Consecutive sequences of a packed batch whose attention runs together, padded to their longest."""
+    rows: slice               # its sequences (rows of the batch)
+    tokens: slice             # its tokens in the stream
+    length: int               # L_g, its longest sequence
+    gather: torch.Tensor      # (n_g, L_g) each padded position's token within `tokens`; len(tokens) for padding
+    real: torch.Tensor        # (T_g,) each real token's flat index in the padded (n_g·L_g) layout
+    key_bias: torch.Tensor    # (n_g, 1, 1, L_g) float32: 0 on real keys, float32's minimum on padding
+
+
+@dataclass(frozen=True)
+class PackedLayout:
+    """A batch of B sequences, sorted longest first, as one stream of its T real tokens (row-major:
+    sequence 0's tokens, then sequence 1's, ...), so no dense layer computes on padding. Attention
+    runs per group of consecutive sequences padded to the group's longest (equal-count groups over
+    the sorted lengths, so the padding left is small); on real tokens the results equal the padded
+    computation's. Built on the host from host-side lengths, so no step waits for the device.
+
+    rows, positions: (T,) each token's sequence and its position within it (to gather a padded
+    (B, S) tensor's real entries: `x[rows, positions]`); last: (B,) each sequence's last token.
+    """
+    lengths: tuple[int, ...]
+    groups: tuple[LengthGroup, ...]
+    rows: torch.Tensor
+    positions: torch.Tensor
+    last: torch.Tensor
+
+    @property
+    def max_length(self) -> int:
+        return self.lengths[0]
+
+    @classmethod
+    def from_lengths(cls, lengths: torch.Tensor, n_groups: int, device: torch.device) -> "PackedLayout":
+        """The layout of sequences of `lengths` (B,) (host tensor, non-increasing, each ≥ 1)."""
+        lengths = lengths.long().cpu()
+        if len(lengths) == 0 or int(lengths.min()) < 1 or bool((lengths[1:] > lengths[:-1]).any()):
+            raise ValueError(f"packing needs non-empty sequences sorted longest first, got lengths {lengths.tolist()}")
+        offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
+        n, total = len(lengths), int(offsets[-1])
+        n_groups = min(n_groups, n)
+        host = [torch.repeat_interleave(torch.arange(n), lengths),                         # rows
+                torch.arange(total) - torch.repeat_interleave(offsets[:-1], lengths),      # positions
+                offsets[1:] - 1]                                                           # last
+        spans = []
+        bounds = [i * n // n_groups for i in range(n_groups + 1)]  # sizes differ by at most one
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            width, first = int(lengths[start]), int(offsets[start])
+            local = (offsets[start:stop] - first)[:, None] + torch.arange(width)          # (n_g, L_g)
+            real = torch.arange(width) < lengths[start:stop, None]
+            host += [torch.where(real, local, int(offsets[stop]) - first), real.flatten().nonzero().squeeze(1)]
+            spans.append((slice(start, stop), slice(first, int(offsets[stop])), width))
+        # one host-to-device copy for all the index tensors
+        flat = torch.cat([t.flatten() for t in host])
+        flat = (flat.pin_memory() if device.type == "cuda" else flat).to(device, non_blocking=True)
+        parts = iter(flat.split([t.numel() for t in host]))
+        rows, positions, last = next(parts), next(parts), next(parts)
+        groups = []
+        for (row_span, token_span, width), shape in zip(spans, host[3::2]):
+            gather, real = next(parts).view(shape.shape), next(parts)
+            padding = gather == token_span.stop - token_span.start
+            key_bias = torch.zeros(gather.shape, device=device).masked_fill(padding, torch.finfo(torch.float32).min)
+            groups.append(LengthGroup(row_span, token_span, width, gather, real, key_bias[:, None, None, :]))
+        return cls(tuple(lengths.tolist()), tuple(groups), rows, positions, last)
+
+    def pad(self, x: torch.Tensor, group: LengthGroup) -> torch.Tensor:
+        """(n_g, L_g, C): the group's tokens of a stream x (T, C), zeros on padding."""
+        return F.pad(x[group.tokens], (0, 0, 0, 1))[group.gather]
+
+    def unpad(self, x: torch.Tensor, group: LengthGroup) -> torch.Tensor:
+        """(T_g, C): the real tokens of the group's padded (n_g, L_g, C)."""
+        return x.reshape(-1, x.shape[-1])[group.real]
+
+    def self_biases(self, relative: torch.Tensor) -> list[torch.Tensor]:
+        """Per group (n_g, h, L_g, L_g) float32: the relative position bias (1, h, L, L) of the longest
+        sequence, cut to the group's length, with its padding keys masked."""
+        return [relative[:, :, :g.length, :g.length] + g.key_bias for g in self.groups]
+
 
 
 def relative_position_bucket(relative: torch.Tensor, bidirectional: bool, num_buckets: int,

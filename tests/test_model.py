@@ -76,7 +76,7 @@ def test_dense_query_is_the_last_history_token_and_training_masks_unseen_items()
     model, data, _, split = tiny()
     batch = data.batch(data.train_examples())
     encoded = model.encode(batch)
-    query = model.dense_query(encoded, batch.last)
+    query = model.dense_query(encoded, batch)
     last_token = torch.stack([encoded[b, int(batch.mask[b].nonzero().max())] for b in range(len(batch))])
     torch.testing.assert_close(query, torch.nn.functional.normalize(last_token, dim=-1))
     unseen = np.setdiff1d(np.arange(1, 31), split.seen_items)
@@ -282,3 +282,32 @@ def test_transformers_network_draws_as_the_plain_transformers_class():
     plain = T5ForConditionalGeneration(ours.config)
     assert isinstance(ours, TransformersT5)
     assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), plain.state_dict().values()))
+
+
+@pytest.mark.parametrize("method", [("method=base",), ("method=setting",), ("method=setting", "method.include_user_id=True"),
+                                    ("method=setting", "method.sid_loss_weight=0")])
+def test_packed_batch_gives_the_padded_losses_and_gradients(method):
+    model, data, _, _ = tiny((*method, "dataset.TIGER.T5.implementation=compact"))
+    assert model.packs_batches
+    examples = data.train_examples()
+    packed = data.batch(examples, packing_groups=3)
+    assert packed.layout is not None and len(packed.layout.groups) == 3
+    # the same examples, sorted longest history first (ties in their order)
+    order = torch.argsort(examples.positions, descending=True, stable=True)
+    assert torch.equal(packed.targets, data.batch(examples.subset(order)).targets)
+    padded = data.batch(examples)
+    torch.testing.assert_close(model.encode(packed), model.encode(data.batch(examples.subset(order)))[packed.mask],
+                               rtol=1e-5, atol=1e-5)
+    grads = []
+    for batch in (padded, packed):
+        model.zero_grad()
+        out = model(batch)
+        out.loss.backward()
+        grads.append((out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (a, grads_a), (b, grads_b) = grads
+    for name in ("loss", "sid_loss", "dense_loss"):
+        if getattr(a, name) is not None:
+            torch.testing.assert_close(getattr(b, name), getattr(a, name), rtol=1e-5, atol=1e-6)
+    assert grads_a.keys() == grads_b.keys()
+    for name, grad in grads_a.items():
+        torch.testing.assert_close(grads_b[name], grad, rtol=1e-4, atol=1e-6, msg=name)

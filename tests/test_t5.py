@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from transformers import T5Config as HFConfig, T5ForConditionalGeneration
 
-from src.t5 import T5, T5Config, relative_position_bucket
+from src.t5 import PackedLayout, T5, T5Config, relative_position_bucket
 
 CFG = T5Config(vocab_size=40, d_model=32, d_kv=8, d_ff=64, num_heads=4, encoder_layers=2, decoder_layers=3,
                dropout=0.1)
@@ -91,3 +91,77 @@ def test_dropout_is_active_in_training_only():
     assert not torch.allclose(a, b)
     ours.eval()
     torch.testing.assert_close(ours.encode(embeds, mask), ours.encode(embeds, mask), rtol=0, atol=0)
+
+
+# -- packed batches: one stream of real tokens, attention per length group ---------------------------
+
+LENGTHS = torch.tensor([11, 9, 7, 7, 3, 1])
+
+
+def packed_inputs(seed: int = 5):
+    g = torch.Generator().manual_seed(seed)
+    embeds = torch.randn(len(LENGTHS), int(LENGTHS[0]), CFG.d_model, generator=g)
+    mask = torch.arange(int(LENGTHS[0]))[None] < LENGTHS[:, None]
+    labels = torch.randint(1, CFG.vocab_size, (len(LENGTHS), 4), generator=g)
+    decoder_in = torch.cat([torch.zeros(len(LENGTHS), 1, dtype=torch.long), labels[:, :-1]], dim=1)
+    return embeds, mask, labels, decoder_in
+
+
+@pytest.mark.parametrize("groups", [1, 2, 4, 6, 10])
+def test_packed_stream_equals_the_padded_computation(groups):
+    ours, _ = pair(7)
+    embeds, mask, labels, decoder_in = packed_inputs()
+    layout = PackedLayout.from_lengths(LENGTHS, groups, torch.device("cpu"))
+    assert len(layout.groups) == min(groups, len(LENGTHS)) and layout.max_length == 11
+    packed_embeds = embeds[layout.rows, layout.positions].detach().requires_grad_()
+    torch.testing.assert_close(packed_embeds, embeds[mask])  # the stream holds the real tokens, row-major
+
+    def loss_and_grads(encoded, logits):
+        ours.zero_grad()
+        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten())
+        loss.backward()
+        return loss, {n: p.grad.clone() for n, p in ours.named_parameters()}
+
+    padded_embeds = embeds.clone().requires_grad_()
+    padded = ours.encode(padded_embeds, mask)
+    padded_logits = ours.decode(decoder_in, padded, mask)
+    packed = ours.encode(packed_embeds, None, layout)
+    packed_logits = ours.decode(decoder_in, packed, None, layout)
+    torch.testing.assert_close(packed, padded[mask], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(packed_logits, padded_logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(packed[layout.last], padded[torch.arange(len(LENGTHS)), LENGTHS - 1])
+    padded_loss, padded_grads = loss_and_grads(padded, padded_logits)
+    packed_loss, packed_grads = loss_and_grads(packed, packed_logits)
+    torch.testing.assert_close(packed_loss, padded_loss)
+    for name, grad in padded_grads.items():
+        torch.testing.assert_close(packed_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    torch.testing.assert_close(packed_embeds.grad, padded_embeds.grad[mask], rtol=1e-4, atol=1e-6)
+
+
+def test_packed_groups_cover_each_token_once_and_pad_with_zeros():
+    layout = PackedLayout.from_lengths(LENGTHS, 3, torch.device("cpu"))
+    stream = torch.arange(1, int(LENGTHS.sum()) + 1, dtype=torch.float32)[:, None]
+    seen = []
+    for group in layout.groups:
+        padded = layout.pad(stream, group)                                         # (n_g, L_g, 1)
+        assert padded.shape[:2] == (group.rows.stop - group.rows.start, group.length)
+        real = padded[..., 0] > 0
+        assert torch.equal(real.sum(1), LENGTHS[group.rows])                      # padding is zero
+        assert torch.equal(group.key_bias[:, 0, 0] == 0, real)
+        seen.append(layout.unpad(padded, group)[:, 0])
+    assert torch.equal(torch.cat(seen), stream[:, 0])                              # back in stream order
+
+
+@pytest.mark.parametrize("lengths", [[3, 5], [4, 0], []])
+def test_packing_refuses_unsorted_or_empty_sequences(lengths):
+    with pytest.raises(ValueError, match="sorted longest first"):
+        PackedLayout.from_lengths(torch.tensor(lengths, dtype=torch.long), 2, torch.device("cpu"))
+
+
+def test_dropout_is_active_in_packed_training():
+    ours, _ = pair()
+    embeds, mask, _, _ = packed_inputs()
+    layout = PackedLayout.from_lengths(LENGTHS, 2, torch.device("cpu"))
+    ours.train()
+    packed = embeds[layout.rows, layout.positions]
+    assert not torch.allclose(ours.encode(packed, None, layout), ours.encode(packed, None, layout))

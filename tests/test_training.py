@@ -47,8 +47,10 @@ def experiment(tmp_path, *overrides, logger=None, processes=SINGLE):
                             RunRecorder(tmp_path, logger, write=processes.is_main), processes)
 
 
-def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
-    settings = ("dataset.TIGER.trainer.steps=40", "dataset.TIGER.trainer.eval_frequence=2")
+@pytest.mark.parametrize("implementation", ["transformers", "compact"])  # compact: packed batches
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch, implementation):
+    settings = ("dataset.TIGER.trainer.steps=40", "dataset.TIGER.trainer.eval_frequence=2",
+                f"dataset.TIGER.T5.implementation={implementation}")
     whole = experiment(tmp_path / "whole", *settings)
     result = whole.trainer.fit()
     reference = whole.evaluator.evaluate("test")
