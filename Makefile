@@ -1,5 +1,5 @@
 # The two commands of the README:
-#   make demo   set up .venv if needed, run the whole pipeline on the offline default (CPU, ~3 min)
+#   make demo   set up .venv if needed, run the whole pipeline on the offline default (CPU, ~2 min)
 #   make test   set up .venv if needed, run the test suite
 PYTHON ?= python3
 VENV := .venv

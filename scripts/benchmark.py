@@ -121,15 +121,38 @@ def bench_rqvae(cfg, embeddings, split, device: torch.device, results: dict, epo
 
 
 IMPLEMENTATIONS = ("compact", "transformers")
+STAGES = ("encoder", "rqvae", "train", "eval")
 
 
 def first_batch_loss(exp, batch_size: int) -> float:
     """The loss of the first training batch in evaluation mode (no dropout): equal for equal weights."""
     exp.model.eval()
     with torch.no_grad(), autocast(exp.data.device):
-        loss = float(exp.model(exp.data.batch(exp.trainer.examples.subset(slice(0, batch_size)), exp.trainer.packing_groups)).loss)
+        loss = float(exp.model(exp.data.batch(exp.trainer.examples.subset(slice(0, batch_size)), exp.model.packing_groups)).loss)
     exp.model.train()
     return loss
+
+
+def mean_real_tokens(exp, batch_size: int, n_batches: int = 20) -> float:
+    """Mean real (unpadded) encoder tokens in a training batch, over the benchmark's first batches."""
+    chunks = exp.data.shuffled(exp.trainer.examples, batch_size, torch.Generator().manual_seed(0))
+    per_item, user = exp.data.item_tokens.shape[1], exp.data.user_token is not None
+    counts = [float((chunk.positions * per_item + user).sum()) for _, chunk in zip(range(n_batches), chunks)]
+    return statistics.mean(counts)
+
+
+def step_flops(exp, batch_size: int) -> float:
+    """Floating-point operations of one training step's forward and backward on the benchmark's first
+    batch, counted by PyTorch's FlopCounterMode on the compact, packed path: the useful work (real
+    tokens only), the same numerator for both implementations' TFLOP/s."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    chunk = next(iter(exp.data.shuffled(exp.trainer.examples, batch_size, torch.Generator().manual_seed(0))))
+    counter = FlopCounterMode(display=False)
+    with counter, autocast(exp.data.device):
+        exp.model(exp.data.batch(chunk, exp.model.packing_groups)).loss.backward()
+    exp.model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
 
 
 def train_step_seconds(exp, batch_size: int, args, device: torch.device) -> list[float]:
@@ -139,7 +162,7 @@ def train_step_seconds(exp, batch_size: int, args, device: torch.device) -> list
 
     def step():
         with autocast(device):
-            out = exp.model(exp.data.batch(next(chunks), trainer.packing_groups))
+            out = exp.model(exp.data.batch(next(chunks), exp.model.packing_groups))
         trainer.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         trainer.optimizer.step()
@@ -149,36 +172,56 @@ def train_step_seconds(exp, batch_size: int, args, device: torch.device) -> list
 
 
 def bench_method(args, work, method: str, split, sids, embeddings, device, results: dict) -> None:
-    """Training step of both T5 implementations side by side (the same weights and batches; keys
-    `train_ms_{tiger|liger}` for the compact one, `..._transformers` for the baseline), then the
-    evaluation speeds of the configured one."""
+    """Training step and evaluation of both T5 implementations side by side, on the same weights,
+    batches and examples: keys `train_ms_{tiger|liger}`, `{tiger|liger}_eval_*` for the compact one
+    (packed batches), the same with `_transformers` for the baseline (padded batches)."""
     name = "liger" if method == "setting" else "tiger"
     exps = {impl: build_experiment(config(args, work, method, impl), split, sids, embeddings, device,
                                    RunRecorder(work / f"run_{method}_{impl}")) for impl in IMPLEMENTATIONS}
     exps["transformers"].model.load_state_dict(exps["compact"].model.state_dict())
-    cfg = config(args, work, method)
-    exp, trainer = exps[cfg.model.t5.implementation], exps[cfg.model.t5.implementation].trainer
+    cfg = config(args, work, method, "compact")
+    exp, trainer = exps["compact"], exps["compact"].trainer
     # what the training data holds (published: ~9.7 GB of materialised examples): the id matrix, the
     # token table, the example index and the model's buffers (text embeddings, masks)
     results[f"{name}_train_data_mb"] = tensor_mb([exp.data.matrix, exp.data.item_tokens, trainer.examples.users,
                                                   trainer.examples.positions, *exp.model.buffers()])
+    batch_size = cfg.model.trainer.batch_size
+    if "train" in args.only:
+        bench_training(exps, name, batch_size, args, device, results)
+    if "eval" in args.only:
+        bench_evaluation(exps, name, args, device, results)
+
+
+def bench_training(exps: dict, name: str, batch_size: int, args, device: torch.device, results: dict) -> None:
+    """Step time, sequences/s, real tokens/s and achieved TFLOP/s of each implementation."""
+    exp = exps["compact"]
+    tokens, flops = mean_real_tokens(exp, batch_size), step_flops(exp, batch_size)
+    results[f"train_real_tokens_per_batch_{name}"] = tokens
+    results[f"train_gflop_per_step_{name}"] = flops / 1e9
     for impl, run in exps.items():
         suffix = "" if impl == "compact" else "_transformers"
-        results[f"loss_{name}{suffix}"] = first_batch_loss(run, cfg.model.trainer.batch_size)
-        step_s = statistics.median(train_step_seconds(run, cfg.model.trainer.batch_size, args, device))
+        results[f"loss_{name}{suffix}"] = first_batch_loss(run, batch_size)
+        step_s = statistics.median(train_step_seconds(run, batch_size, args, device))
         results[f"train_ms_{name}{suffix}"] = step_s * 1000
-        results[f"train_seqs_per_s_{name}{suffix}"] = cfg.model.trainer.batch_size / step_s
+        results[f"train_seqs_per_s_{name}{suffix}"] = batch_size / step_s
+        results[f"train_tokens_per_s_{name}{suffix}"] = tokens / step_s
+        results[f"train_tflops_{name}{suffix}"] = flops / step_s / 1e12
     results[f"train_speedup_{name}"] = results[f"train_ms_{name}_transformers"] / results[f"train_ms_{name}"]
-    examples = exp.data.eval_examples("val", cold=False)
-    examples = examples.subset(slice(0, args.eval_examples))
-    evaluator, n = exp.evaluator, len(examples)
-    for label, methods, beams in (("beam10", ("genret",), 10), ("beam100", ("genret",), 100),
-                                  ("dense", ("dense",), None), ("uni", ("uni",), 100)):
-        if not all(getattr(evaluator.settings, m) for m in methods):
-            continue
-        evaluator.settings = dataclasses.replace(evaluator.settings, num_beams=beams or evaluator.settings.num_beams)
-        seconds = statistics.median(timed(lambda: evaluator.evaluate_examples(examples, methods), 2, device))
-        results[f"{name}_eval_{label}_seqs_per_s"] = n / seconds
+
+
+def bench_evaluation(exps: dict, name: str, args, device: torch.device, results: dict) -> None:
+    """Evaluation sequences/s of each implementation: beam 10, beam 100, dense, uni."""
+    examples = exps["compact"].data.eval_examples("val", cold=False).subset(slice(0, args.eval_examples))
+    for impl, run in exps.items():
+        suffix = "" if impl == "compact" else "_transformers"
+        evaluator, n = run.evaluator, len(examples)
+        for label, methods, beams in (("beam10", ("genret",), 10), ("beam100", ("genret",), 100),
+                                      ("dense", ("dense",), None), ("uni", ("uni",), 100)):
+            if not all(getattr(evaluator.settings, m) for m in methods):
+                continue
+            evaluator.settings = dataclasses.replace(evaluator.settings, num_beams=beams or evaluator.settings.num_beams)
+            seconds = statistics.median(timed(lambda: evaluator.evaluate_examples(examples, methods), 2, device))
+            results[f"{name}_eval_{label}_seqs_per_s{suffix}"] = n / seconds
 
 
 def main() -> None:
@@ -189,7 +232,12 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="the offline default's data and model sizes, few repeats")
     parser.add_argument("--eval-batch-size", type=int, default=None,
                         help="sequences per evaluation batch (default: the config's, published 32)")
+    parser.add_argument("--only", type=lambda text: set(text.split(",")), default=set(STAGES),
+                        help=f"comma-separated stages to measure, of {','.join(STAGES)} (default: all; "
+                             "preprocessing always runs)")
     args = parser.parse_args()
+    if not args.only <= set(STAGES):
+        parser.error(f"--only: unknown stage(s) {', '.join(sorted(args.only - set(STAGES)))}; choose from {', '.join(STAGES)}")
     device = resolve_device(0)
     cpu = device.type == "cpu"
     args.data = args.data or ("beauty" if (Path(args.raw) / "amazon" / "reviews_Beauty_5.json.gz").exists() else "generated")
@@ -206,16 +254,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         data, split = bench_data(args, work, results)
-        bench_encoder(data, device, results, 32 if args.tiny else 128 if cpu else 2048)
-        save()
+        if "encoder" in args.only:
+            bench_encoder(data, device, results, 32 if args.tiny else 128 if cpu else 2048)
+            save()
         cfg = config(args, work, "setting")
         embeddings = torch.randn(len(data.item_texts), 768)
-        bench_rqvae(cfg, embeddings, split, device, results, 2 if cpu else 20)
-        save()
+        if "rqvae" in args.only:
+            bench_rqvae(cfg, embeddings, split, device, results, 2 if cpu else 20)
+            save()
         codebook = cfg.rqvae.code_book_size
         codes = torch.randint(0, codebook, (len(data.item_texts), 3)).numpy()
         sids = SemanticIds.from_rqvae_codes(codes, codebook)
-        for method in ("base", "setting"):
+        for method in ("base", "setting") if args.only & {"train", "eval"} else ():
             bench_method(args, work, method, split, sids, embeddings, device, results)
             save()
     width = max(map(len, results))

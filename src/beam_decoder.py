@@ -1,11 +1,15 @@
 """A T5 decoder forward written for beam search over a few tokens with many beams per input.
 
-`transformers`' decoder projects the encoder states to cross-attention keys and values for every
-beam copy of an input. Here they are projected once per input, and the queries of all its beams
-attend to them together (beams folded into the query length). Self-attention runs over the whole
-prefix, at most 4 tokens, so no cache is needed. It uses the weights of either T5 implementation
-(`src/t5.py`, or `transformers`' through `src/model.py`'s `TransformersT5`; the parameter names are
-the same) unchanged, in evaluation mode (no dropout); a test checks it gives `transformers`' logits.
+- Cross-attention: `transformers`' decoder projects the encoder states to keys and values for every
+  beam copy of an input. Here they are projected once per input (on the real tokens only, for a
+  packed batch), and the queries of all its beams attend to them together (beams folded into the
+  query length).
+- Self-attention: a key/value cache. Each step feeds only the newest token of every beam; the cache
+  of the earlier tokens is reordered by the beams' parents (`parents`), so no prefix is recomputed.
+
+It uses the weights of either T5 implementation (`src/t5.py`, or `transformers`' through
+`src/model.py`'s `TransformersT5`; the parameter names are the same) unchanged, in evaluation mode
+(no dropout); tests check it gives `transformers`' logits, padded and packed.
 """
 from __future__ import annotations
 
@@ -13,45 +17,85 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from src.t5 import PackedLayout
+
 
 class BeamDecoder:
-    def __init__(self, t5: nn.Module, encoded: torch.Tensor, mask: torch.Tensor):
+    def __init__(self, t5: nn.Module, encoded: torch.Tensor, mask: torch.Tensor | None,
+                 layout: PackedLayout | None = None):
         """t5: the recommender's T5 (`heads`, `d_kv`, `output_scale`, `decoder_self_bias`, and the
-        state-dict layout); encoded: (B, S, d_model) encoder states; mask: (B, S) bool, True on real tokens."""
+        state-dict layout); encoded: the encoder states, padded (B, S, d_model) with mask (B, S) bool
+        (True on real tokens), or a packed stream (T, d_model) with its layout."""
         self.t5, self.heads, self.d_kv = t5, t5.heads, t5.d_kv
-        blocks = t5.decoder.block
-        self.cross_kv = [(self._split(block.layer[1].EncDecAttention.k(encoded)),
-                          self._split(block.layer[1].EncDecAttention.v(encoded))) for block in blocks]
-        self.cross_mask = mask[:, None, None, :]                                              # (B, 1, 1, S) bool
+        self.batch = len(mask) if layout is None else len(layout.lengths)
+        # spans of inputs that share one padded key length: all of them, or each length group
+        if layout is None:
+            self.spans = [(slice(None), mask[:, None, None, :])]                            # (B, 1, 1, S) bool
+        else:
+            self.spans = [(g.rows, g.key_bias) for g in layout.groups]                      # (n_g, 1, 1, L_g)
+        self.cross_kv = []  # per block, per span: keys and values (n, h, S, d_kv)
+        for block in t5.decoder.block:
+            attn = block.layer[1].EncDecAttention
+            kv = F.linear(encoded, torch.cat([attn.k.weight, attn.v.weight]))
+            parts = [kv] if layout is None else [layout.pad(kv, g) for g in layout.groups]
+            self.cross_kv.append([tuple(self._split(p) for p in part.chunk(2, dim=-1)) for part in parts])
+        self.cache: list[tuple[torch.Tensor, torch.Tensor]] = []  # per block: (B, k, h, t, d_kv) keys, values
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         """(B, L, h·d_kv) → (B, h, L, d_kv)."""
         return x.view(*x.shape[:2], self.heads, self.d_kv).transpose(1, 2)
 
-    def next_token_logits(self, prefixes: torch.Tensor) -> torch.Tensor:
-        """(B, k, V) logits of the token after each of the k decoder prefixes (B, k, t) of each input."""
-        batch, beams, length = prefixes.shape
-        x = self.t5.decoder.embed_tokens(prefixes.flatten(0, 1))                              # (B·k, t, d)
-        self_bias = self.t5.decoder_self_bias(length, x.device)
-        for block, (keys, values) in zip(self.t5.decoder.block, self.cross_kv):
-            x = x + self._self_attention(block.layer[0], x, self_bias)
-            x = x + self._cross_attention(block.layer[1], x, keys, values, batch, beams)
+    def next_token_logits(self, prefixes: torch.Tensor, parents: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, k, V) logits of the token after each of the k decoder prefixes (B, k, t) of each input.
+        parents (B, k): the beam of the previous call each prefix extends (its prefix plus one token),
+        so only the newest token is computed; None: the prefixes are computed from scratch."""
+        if parents is None:
+            self.cache = []
+            for position in range(prefixes.shape[2]):
+                logits = self._step(prefixes[:, :, position])
+            return logits
+        self.cache = [tuple(t.gather(1, parents.view(*parents.shape, 1, 1, 1).expand(-1, -1, *t.shape[2:]))
+                            for t in layer) for layer in self.cache]
+        return self._step(prefixes[:, :, -1])
+
+    def _step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, k, V) next-token logits after feeding `tokens` (B, k) at the next position."""
+        batch, beams = tokens.shape
+        position = self.cache[0][0].shape[3] if self.cache else 0
+        x = self.t5.decoder.embed_tokens(tokens.flatten())[:, None]                          # (B·k, 1, d)
+        bias = self.t5.decoder_self_bias(position + 1, x.device)[:, :, position:]          # (1, h, 1, t+1)
+        cache = []
+        for i, (block, cross) in enumerate(zip(self.t5.decoder.block, self.cross_kv)):
+            out, keys, values = self._self_attention(block.layer[0], x, bias, self.cache[i] if self.cache else None,
+                                                     batch, beams)
+            cache.append((keys, values))
+            x = x + out
+            x = x + self._cross_attention(block.layer[1], x, cross, batch, beams)
             x = block.layer[2](x)
+        self.cache = cache
         x = self.t5.decoder.final_layer_norm(x[:, -1]) * self.t5.output_scale
         with torch.autocast(device_type=x.device.type, enabled=False):  # beams are ranked on these: float32
             logits = F.linear(x.float(), self.t5.lm_head.weight.float())
         return logits.view(batch, beams, -1)
 
-    def _self_attention(self, layer, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def _self_attention(self, layer, x: torch.Tensor, bias: torch.Tensor, cached, batch: int, beams: int):
+        """The self-attention output (B·k, 1, d) of the newest token, and the cache with its keys and
+        values appended ((B, k, h, t+1, d_kv) each)."""
         attn, normed = layer.SelfAttention, layer.layer_norm(x)
-        q, k, v = (self._split(proj(normed)) for proj in (attn.q, attn.k, attn.v))
+        q, k, v = (self._split(proj(normed)) for proj in (attn.q, attn.k, attn.v))          # (B·k, h, 1, d_kv)
+        k, v = (t.view(batch, beams, *t.shape[1:]) for t in (k, v))
+        if cached is not None:
+            k, v = torch.cat([cached[0], k.to(cached[0].dtype)], dim=3), torch.cat([cached[1], v.to(cached[1].dtype)], dim=3)
         # T5 does not scale attention scores; a float mask must match the query's dtype (autocast)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=1.0)
-        return attn.o(out.transpose(1, 2).flatten(2))
+        out = F.scaled_dot_product_attention(q, k.flatten(0, 1).to(q.dtype), v.flatten(0, 1).to(q.dtype),
+                                             attn_mask=bias.to(q.dtype), scale=1.0)
+        return attn.o(out.transpose(1, 2).flatten(2)), k, v
 
-    def _cross_attention(self, layer, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                         batch: int, beams: int) -> torch.Tensor:
+    def _cross_attention(self, layer, x: torch.Tensor, cross, batch: int, beams: int) -> torch.Tensor:
         attn, normed = layer.EncDecAttention, layer.layer_norm(x)
-        q = self._split(attn.q(normed).view(batch, -1, self.heads * self.d_kv))                # (B, h, k·t, d_kv)
-        out = F.scaled_dot_product_attention(q, keys.to(q.dtype), values.to(q.dtype), attn_mask=self.cross_mask, scale=1.0)
+        q = self._split(attn.q(normed).view(batch, -1, self.heads * self.d_kv))               # (B, h, k, d_kv)
+        outs = [F.scaled_dot_product_attention(q[rows], keys.to(q.dtype), values.to(q.dtype),
+                                               attn_mask=mask if mask.dtype == torch.bool else mask.to(q.dtype), scale=1.0)
+                for (rows, mask), (keys, values) in zip(self.spans, cross)]
+        out = torch.cat(outs) if len(outs) > 1 else outs[0]
         return attn.o(out.transpose(1, 2).flatten(2)).view(x.shape)

@@ -89,6 +89,15 @@ class _Reader:
             self._fail(name, "a number" + _range_text(lo, hi, lo_open, hi_open), value)
         return float(value)
 
+    def int_or_auto(self, name: str) -> int | None:
+        """A positive integer, or None for `auto` (chosen for the device)."""
+        value = self.raw(name)
+        if value == "auto":
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            self._fail(name, "a positive integer or auto", value)
+        return value
+
     def bool_(self, name: str) -> bool:
         value = self.raw(name)
         if not isinstance(value, bool):
@@ -204,7 +213,7 @@ class TrainerConfig:
     warmup_steps: int
     weight_decay: float
     batch_size: int
-    eval_batch_size: int
+    eval_batch_size: int | None  # None (`auto`): 32 (published) on a CPU, 1024 on a GPU (src/experiment.py)
     eval_frequence: int
     time_budget_min: float | None  # stop after the epoch that runs past this many minutes; None: no limit
 
@@ -430,7 +439,7 @@ def _model_config(r: _Reader) -> ModelConfig:
             warmup_steps=tr.int_("warmup_steps", lo=0),
             weight_decay=tr.float_("weight_decay", lo=0.0),
             batch_size=tr.int_("batch_size", lo=1),
-            eval_batch_size=tr.int_("eval_batch_size", lo=1),
+            eval_batch_size=tr.int_or_auto("eval_batch_size"),
             eval_frequence=tr.int_("eval_frequence", lo=1),
             time_budget_min=tr.float_("time_budget_min", lo=0.0, lo_open=True, optional=True),
         ),

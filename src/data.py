@@ -8,6 +8,7 @@ examples.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -33,6 +34,8 @@ class Batch:
     targets:   (B,) the target item id
     layout:    for a packed batch (examples sorted longest first), where its real encoder tokens lie
                in one stream (src/t5.py, PackedLayout); None: the padded (B, S) layout only
+    history_items:  packed batch: (N,) the real history items, row-major (N = Σ history lengths)
+    history_starts: packed batch: (B,) where each row's items begin in `history_items`
     """
     history: torch.Tensor
     tokens: torch.Tensor
@@ -44,6 +47,8 @@ class Batch:
     labels: torch.Tensor
     targets: torch.Tensor
     layout: PackedLayout | None = None
+    history_items: torch.Tensor | None = None
+    history_starts: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -139,9 +144,17 @@ class SequenceData:
             items, slots, levels = (torch.cat([zero, t], 1) for t in (items, slots, levels))
             real = torch.cat([torch.ones_like(user, dtype=torch.bool), real], dim=1)
         targets = self.matrix[users, positions]
-        layout = None
-        if packing_groups > 0:  # token counts known on the host: histories plus the user token
-            lengths = examples.positions * per_item + (self.user_token is not None)
-            layout = PackedLayout.from_lengths(lengths, packing_groups, self.device)
-        return Batch(history=hist, tokens=tokens, mask=real, items=items, positions=slots * real, levels=levels * real,
-                     last=real.sum(dim=1) - 1, labels=self.item_tokens[targets], targets=targets, layout=layout)
+        batch = Batch(history=hist, tokens=tokens, mask=real, items=items, positions=slots * real, levels=levels * real,
+                      last=real.sum(dim=1) - 1, labels=self.item_tokens[targets], targets=targets)
+        return self._packed(batch, examples, positions, packing_groups) if packing_groups > 0 else batch
+
+    def _packed(self, batch: Batch, examples: Examples, positions: torch.Tensor, groups: int) -> Batch:
+        """The batch with its packed layout and its real history items as one stream. Sizes come from
+        the host-side example positions, so nothing waits for the device."""
+        per_item, n_items = self.item_tokens.shape[1], int(examples.positions.sum())
+        lengths = examples.positions * per_item + (self.user_token is not None)  # histories plus the user token
+        starts = positions.cumsum(0) - positions
+        rows = torch.repeat_interleave(torch.arange(len(positions), device=self.device), positions, output_size=n_items)
+        slots = torch.arange(n_items, device=self.device) - starts.repeat_interleave(positions, output_size=n_items)
+        return dataclasses.replace(batch, layout=PackedLayout.from_lengths(lengths, groups, self.device),
+                                   history_items=batch.history[rows, slots], history_starts=starts)

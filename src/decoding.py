@@ -15,9 +15,11 @@ import torch
 
 from ID_generation.semantic_ids import SemanticIds, code_keys
 
-# next_token_logits(prefixes (B, k, t)) -> (B, k, V): logits of the token after each of the k decoder
-# prefixes of each of the B inputs (the callable holds the inputs' encoder states).
-NextTokenLogits = Callable[[torch.Tensor], torch.Tensor]
+# next_token_logits(prefixes (B, k, t), parents (B, k) | None) -> (B, k, V): logits of the token after
+# each of the k decoder prefixes of each of the B inputs (the callable holds the inputs' encoder
+# states). parents: which beam of the previous call each prefix extends by one token (None on the
+# first call), for a decoder that caches the earlier tokens.
+NextTokenLogits = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -34,8 +36,9 @@ def beam_search(next_token_logits: NextTokenLogits, batch_size: int, n_beams: in
     prefixes = torch.full((batch_size, 1, 1), start_token, dtype=torch.long, device=device)   # (B, k, t)
     scores = torch.zeros(batch_size, 1, device=device)
     prefix_mask = PrefixMask(sids, device) if constrained else None
+    parent = None
     for step in range(n_levels):
-        logp = torch.log_softmax(next_token_logits(prefixes).float(), dim=-1)                 # (B, k, V)
+        logp = torch.log_softmax(next_token_logits(prefixes, parent).float(), dim=-1)         # (B, k, V)
         k, vocab = logp.shape[1], logp.shape[2]
         if prefix_mask is not None:
             allowed = prefix_mask.allowed(prefixes[:, :, 1:].flatten(0, 1), step).view(batch_size, k, vocab)

@@ -20,7 +20,7 @@ import torch
 
 from ID_generation.semantic_ids import SemanticIds
 from src.beam_decoder import BeamDecoder
-from src.data import Examples, SequenceData
+from src.data import Batch, Examples, SequenceData
 from src.decoding import beam_search
 from src.distributed import SINGLE, Processes
 from src.metrics import RankHistogram
@@ -89,11 +89,11 @@ class Evaluator:
 
     def _batch_rankings(self, chunk, methods, vectors):
         """(prefix, ranked candidates (B, C), targets (B,)) for each metric prefix of one chunk."""
-        batch = self.data.batch(chunk)
+        batch = self.data.batch(chunk, self.model.packing_groups)
         k = max(self.settings.ks)
         with autocast(self.data.device):
             encoded = self.model.encode(batch)
-            generated = self._generate(encoded, batch.mask) if ("genret" in methods or "uni" in methods) else None
+            generated = self._generate(encoded, batch) if ("genret" in methods or "uni" in methods) else None
         if "genret" in methods:
             yield "genret/", generated, batch.targets
         if "dense" in methods or "uni" in methods:
@@ -105,10 +105,10 @@ class Evaluator:
                     pool = self._hybrid_pool(generated[:, :k_gen])
                     yield f"uni/Gen{k_gen}_", top_items(scores.masked_fill(~pool, float("-inf")), k), batch.targets
 
-    def _generate(self, encoded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _generate(self, encoded: torch.Tensor, batch: Batch) -> torch.Tensor:
         """(B, num_beams) item ids of the beams, best first; 0 where a beam names no item."""
-        decoder = BeamDecoder(self.model.t5, encoded, mask)
-        return beam_search(decoder.next_token_logits, len(encoded), self.settings.num_beams, self.sids, encoded.device,
+        decoder = BeamDecoder(self.model.t5, encoded, batch.mask, batch.layout)
+        return beam_search(decoder.next_token_logits, len(batch), self.settings.num_beams, self.sids, encoded.device,
                            start_token=self.model.spec.pad, constrained=self.settings.constrained).items
 
     def _hybrid_pool(self, generated: torch.Tensor) -> torch.Tensor:

@@ -47,7 +47,10 @@ def vocabulary(cfg: RunConfig, sids: SemanticIds) -> Vocabulary:
                       layout.user_tokens if n_users else None, sids)
 
 
-def eval_settings(cfg: RunConfig) -> EvalSettings:
+EVAL_BATCH_SIZE = {"cpu": 32, "cuda": 1024}  # `eval_batch_size: auto`; the metrics do not depend on it
+
+
+def eval_settings(cfg: RunConfig, device: torch.device = torch.device("cpu")) -> EvalSettings:
     method, ev = cfg.method, cfg.evaluation
     genret = method.sid_loss_weight > 0 and method.use_id == "sid"
     dense = method.flag_use_output_embedding and method.embedding_loss_weight > 0
@@ -56,7 +59,7 @@ def eval_settings(cfg: RunConfig) -> EvalSettings:
     if uni and beams < max(ev.uni_ks) or genret and beams < max(ev.ks):
         raise ConfigError(f"evaluation.num_beams={beams} must be at least max(evaluation.uni_ks) and max(evaluation.ks)")
     return EvalSettings(ks=ev.ks, uni_ks=ev.uni_ks, num_beams=beams, constrained=ev.constrained,
-                        batch_size=cfg.model.trainer.eval_batch_size, genret=genret, dense=dense, uni=uni)
+                        batch_size=cfg.model.trainer.eval_batch_size or EVAL_BATCH_SIZE.get(device.type, 32), genret=genret, dense=dense, uni=uni)
 
 
 @dataclass
@@ -77,7 +80,7 @@ def build_experiment(cfg: RunConfig, split: Split, sids: SemanticIds, embeddings
     torch.manual_seed(cfg.seed)
     model = Recommender(spec, embeddings, torch.as_tensor(split.seen_items)).to(device)
     data = SequenceData(split, vocab.item_tokens, device, vocab.user_token)
-    settings = eval_settings(cfg)
+    settings = eval_settings(cfg, device)
     cold = np.union1d(split.cold_val_items, split.cold_test_items)
     evaluator = Evaluator(model, data, vocab.sids, settings, torch.as_tensor(cold), processes)
     key = fingerprint(dataclasses.asdict(cfg.model), dataclasses.asdict(cfg.method), dataclasses.asdict(cfg.evaluation), cfg.seed,

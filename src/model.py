@@ -80,10 +80,10 @@ class Recommender(nn.Module):
     # -- encoder ------------------------------------------------------------------------------
 
     @property
-    def packs_batches(self) -> bool:
-        """Whether training batches should be packed (`data.batch(..., packing_groups=...)`): the compact
-        T5 with `dataset.TIGER.T5.packing_groups` > 0."""
-        return self.spec.t5.implementation == "compact" and self.spec.t5.packing_groups > 0
+    def packing_groups(self) -> int:
+        """Length groups of the packed batches this model takes (`data.batch(..., packing_groups)`):
+        `dataset.TIGER.T5.packing_groups` for the compact T5, 0 (padded batches) for `transformers`'."""
+        return self.spec.t5.packing_groups if self.spec.t5.implementation == "compact" else 0
 
     def encode(self, batch: Batch) -> torch.Tensor:
         """Encoder states of the batch's inputs: (B, S, d_model), or (T, d_model) for a packed batch."""
@@ -95,16 +95,19 @@ class Recommender(nn.Module):
 
     def input_embeddings(self, batch: Batch) -> torch.Tensor:
         """(B, S, d_model), or (T, d_model) for a packed batch: token + projected item text + item
-        position (+ level), LayerNorm, dropout. The text projection runs once per history item and is
-        shared by the item's tokens."""
+        position (+ level), LayerNorm, dropout. The text projection runs once per history item (for a
+        packed batch, on real items only) and is shared by the item's tokens."""
         if batch.layout is None:
-            rows = torch.arange(len(batch), device=batch.tokens.device)[:, None]
             tokens, items, slots, levels = batch.tokens, batch.items, batch.positions, batch.levels
+            projected = self.text_proj(self.item_text[batch.history.clamp(min=1) - 1])        # (B, H, d)
+            per_token = projected[torch.arange(len(batch), device=tokens.device)[:, None], slots]
         else:
             rows, columns = batch.layout.rows, batch.layout.positions
             tokens, items, slots, levels = (t[rows, columns] for t in (batch.tokens, batch.items, batch.positions, batch.levels))
-        projected = self.text_proj(self.item_text[batch.history.clamp(min=1) - 1])            # (B, H, d)
-        embeds = self.t5.shared(tokens) + (items > 0).unsqueeze(-1) * (projected[rows, slots] + self.item_position(slots))
+            projected = self.text_proj(self.item_text[batch.history_items - 1])               # (N, d)
+            # a non-item token (the user token) points at its row's first item; masked below
+            per_token = projected[(batch.history_starts[rows] + slots).clamp(max=max(len(projected) - 1, 0))]
+        embeds = self.t5.shared(tokens) + (items > 0).unsqueeze(-1) * (per_token + self.item_position(slots))
         if self.spec.tokens_per_item > 1:  # the published item-id mode adds no level embedding
             embeds = embeds + self.level(levels)
         return self.input_dropout(self.input_norm(embeds))

@@ -78,7 +78,6 @@ class Trainer:
         self.recorder, self.selection, self.config_key = recorder, selection, config_key
         self.processes, self.seed = processes, seed
         self.batch_size = batch_size
-        self.packing_groups = model.spec.t5.packing_groups if model.packs_batches else 0
         self.ckpt_path, self.best_path = Path(run_dir) / "ckpt.pt", Path(run_dir) / "ckpt_best.pt"
         self.device = data.device
         self.examples = data.train_examples()
@@ -97,7 +96,7 @@ class Trainer:
         synchronised each step; DDP looks for unused parameters only when the method leaves some unused
         (e.g. the decoder of a dense-only ablation), found by one trial backward pass."""
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            model(self.data.batch(self.examples.subset(slice(0, 2)), self.packing_groups)).loss.backward()
+            model(self.data.batch(self.examples.subset(slice(0, 2)), model.packing_groups)).loss.backward()
         unused = [p for p in model.parameters() if p.requires_grad and p.grad is None]
         model.zero_grad(set_to_none=True)
         return DistributedDataParallel(model, forward_sync_buffers=False, find_unused_parameters=bool(unused))
@@ -144,7 +143,7 @@ class Trainer:
                 break
             mine, share = self._my_share(chunk)
             with autocast(self.device):
-                out = self.net(self.data.batch(mine, self.packing_groups))
+                out = self.net(self.data.batch(mine, self.model.packing_groups))
             self.optimizer.zero_grad(set_to_none=True)
             # DDP averages gradients over processes: weighting by share × processes makes that average
             # the global batch's mean gradient when the shares differ in size.

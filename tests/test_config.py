@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.errors import ConfigCompositionException
 
 from conftest import compose, load
@@ -30,6 +31,16 @@ def test_published_command_line_gives_published_settings():
     assert (cfg.model.trainer.steps, cfg.model.trainer.batch_size, cfg.model.trainer.warmup_steps) == (200000, 256, 10000)
     assert cfg.method.embedding_loss_weight == 1 and cfg.method.sid_loss_weight == 1
     assert cfg.run_dir == Path("results/liger/Amazon_Beauty/liger_Beauty_seed_42")
+    # the fast path by default; evaluation batches chosen for the device (metrics do not depend on them)
+    assert (cfg.model.t5.implementation, cfg.model.t5.packing_groups, cfg.model.trainer.eval_batch_size) == ("compact", 4, None)
+
+
+def test_eval_batch_size_auto_is_published_on_cpu_and_large_on_a_gpu():
+    from src.experiment import eval_settings
+    cfg = load(*PUBLISHED)
+    assert eval_settings(cfg, torch.device("cpu")).batch_size == 32
+    assert eval_settings(cfg, torch.device("cuda")).batch_size == 1024
+    assert eval_settings(load(*PUBLISHED, "dataset.TIGER.trainer.eval_batch_size=7"), torch.device("cuda")).batch_size == 7
 
 
 def test_tiger_method_and_steam():
@@ -74,6 +85,8 @@ def test_every_published_key_path_overrides():
     ("dataset.features_needed=[title,color]", "dataset.features_needed", "brand"),
     ("experiment_id=a/b", "experiment_id", "'/'"),
     ("distributed.batch_size=local", "distributed.batch_size", "global, per_device"),
+    ("dataset.TIGER.trainer.eval_batch_size=big", "dataset.TIGER.trainer.eval_batch_size", "a positive integer or auto"),
+    ("dataset.TIGER.T5.packing_groups=-1", "dataset.TIGER.T5.packing_groups", ">= 0"),
 ])
 def test_invalid_value_names_key_and_accepted_values(override, key, accepted):
     with pytest.raises(ConfigError) as info:

@@ -22,7 +22,12 @@ class TableModel:
         self.tables = [torch.randn(batch, *([vocab] * (t + 1)), generator=g) * 3 for t in range(4)]
         self.calls = []
 
-    def __call__(self, prefixes: torch.Tensor) -> torch.Tensor:
+    def __call__(self, prefixes: torch.Tensor, parents: torch.Tensor | None) -> torch.Tensor:
+        if parents is None:
+            assert not self.calls  # only the first call has no parents
+        else:  # each prefix extends its parent's by one token (a caching decoder relies on it)
+            assert torch.equal(prefixes[:, :, :-1], self.previous.gather(1, parents[..., None].expand(-1, -1, prefixes.shape[2] - 1)))
+        self.previous = prefixes
         self.calls.append(tuple(prefixes.shape))
         batch, beams, length = prefixes.shape
         rows = torch.arange(batch).repeat_interleave(beams)

@@ -30,8 +30,8 @@ def test_dense_and_hybrid_match_brute_force():
     batch = data.batch(examples)
     with torch.no_grad():
         encoded = model.encode(batch)
-        scores = model.dense_scores(model.dense_query(encoded, batch.last), model.item_vectors())
-        generated = evaluator._generate(encoded, batch.mask)
+        scores = model.dense_scores(model.dense_query(encoded, batch), model.item_vectors())
+        generated = evaluator._generate(encoded, batch)
     dense, uni = [], {3: [], 6: []}
     for b in range(len(batch)):
         order = sorted(range(scores.shape[1]), key=lambda j: -float(scores[b, j]))
@@ -68,3 +68,16 @@ def test_metric_names_cover_groups_methods_and_hybrid_ks():
     assert names == expected
     only_dense = Evaluator(model, data, sids, settings(genret=False, uni=False), torch.tensor([1]))
     assert set(only_dense.evaluate("val", groups=("in",))) == {"dense_in_val/Recall@10", "dense_in_val/NDCG@10"}
+
+
+def test_packed_evaluation_equals_padded_with_the_transformers_t5():
+    """Packed batches (sorted, packed encoder, packed cross-attention) give the padded metrics."""
+    reference, data, sids, _ = tiny(("dataset.TIGER.T5.implementation=transformers",))
+    compact, _, _, _ = tiny()  # the default
+    compact.load_state_dict(reference.state_dict())
+    assert compact.packing_groups > 0 and reference.packing_groups == 0
+    cold = torch.tensor([3, 7, 11])
+    got, expected = (Evaluator(m, data, sids, settings(batch_size=7), cold).evaluate("test") for m in (compact, reference))
+    assert got.keys() == expected.keys() and len(got) > 10
+    for name, value in expected.items():
+        assert math.isclose(got[name], value, abs_tol=1e-9), name

@@ -36,8 +36,11 @@ def tiny(method_overrides=(), n_items=30, seed=0):
     return model, SequenceData(split, sids.tokens(), CPU), sids, split
 
 
+HF = "dataset.TIGER.T5.implementation=transformers"
+
+
 def test_tiger_forward_is_transformers_t5():
-    model, data, _, _ = tiny(("method=base",))
+    model, data, _, _ = tiny(("method=base", HF))
     batch = data.batch(data.train_examples())
     reference = model.t5(input_ids=batch.tokens, attention_mask=batch.mask.long(), labels=batch.labels)
     ours = model.decoder_logits(model.encode(batch), batch.mask, model.shift_right(batch.labels))
@@ -47,7 +50,7 @@ def test_tiger_forward_is_transformers_t5():
 
 @pytest.mark.parametrize("beams, length", [(1, 1), (5, 3), (7, 4)])
 def test_beam_decoder_matches_transformers_decoder(beams, length):
-    model, data, _, _ = tiny()
+    model, data, _, _ = tiny((HF,))
     batch = data.batch(data.eval_examples("test"))
     encoded = model.encode(batch)
     g = torch.Generator().manual_seed(beams)
@@ -159,9 +162,11 @@ T5_STDS = {"q": 0.02 * (128 * 64) ** -0.5, "k": 0.02 * 128 ** -0.5, "v": 0.02 * 
            "wi": 0.02 * 128 ** -0.5, "wo": 0.02 * 1024 ** -0.5}
 
 
+@pytest.mark.parametrize("implementation", ["compact", "transformers"])
 @pytest.mark.parametrize("method", ["tiger", "liger"])
-def test_published_initialisation_is_t5s_own_scheme(method):
-    model = published_size_model(method)
+def test_published_initialisation_is_t5s_own_scheme(method, implementation):
+    model = published_size_model(method, 42, f"dataset.TIGER.T5.implementation={implementation}")
+    assert isinstance(model.t5, T5) == (implementation == "compact")
     assert T5_STDS["q"] == pytest.approx(2.21e-4, rel=1e-2) and T5_STDS["wo"] == pytest.approx(6.25e-4)
     seen = set()
     for name, param in model.t5.named_parameters():
@@ -233,8 +238,8 @@ def test_item_vectors_are_float32_under_autocast():
 @pytest.mark.parametrize("method", [("method=base",), ("method=setting",),
                                     ("method=setting", "method.embedding_head_dict.use_new_init=True")])
 def test_compact_t5_recommender_equals_the_transformers_one(method):
-    reference, data, sids, split = tiny(method)
-    compact, _, _, _ = tiny((*method, "dataset.TIGER.T5.implementation=compact"))
+    reference, data, sids, split = tiny((*method, HF))
+    compact, _, _, _ = tiny(method)  # the default
     assert isinstance(compact.t5, T5) and not isinstance(reference.t5, T5)
     compact.load_state_dict(reference.state_dict())  # strict: the same parameter names throughout
     batch = data.batch(data.train_examples())
@@ -258,24 +263,12 @@ def test_compact_t5_recommender_equals_the_transformers_one(method):
     torch.testing.assert_close(*logits, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("method", ["tiger", "liger"])
-def test_compact_t5_takes_the_published_initialisation(method):
-    model = published_size_model(method, 42, "dataset.TIGER.T5.implementation=compact")
-    assert isinstance(model.t5, T5)
-    for name, param in model.t5.named_parameters():
-        leaf = name.split(".")[-2]
-        if leaf.endswith("layer_norm"):
-            assert (param == 0.02).all(), name
-        else:
-            assert_normal(param, 1.0 if leaf == "shared" else T5_STDS[leaf], name)
-
-
 def test_transformers_network_draws_as_the_plain_transformers_class():
     """The interface class must not change how transformers initialises (a seed's weights stay put)."""
     from transformers import T5ForConditionalGeneration
 
     from src.model import TransformersT5, t5_network
-    model, _, _, _ = tiny(("method=base",))
+    model, _, _, _ = tiny(("method=base", HF))
     torch.manual_seed(5)
     ours = t5_network(model.spec)
     torch.manual_seed(5)
@@ -288,10 +281,12 @@ def test_transformers_network_draws_as_the_plain_transformers_class():
                                     ("method=setting", "method.sid_loss_weight=0")])
 def test_packed_batch_gives_the_padded_losses_and_gradients(method):
     model, data, _, _ = tiny((*method, "dataset.TIGER.T5.implementation=compact"))
-    assert model.packs_batches
+    assert model.packing_groups == 4  # the default
     examples = data.train_examples()
     packed = data.batch(examples, packing_groups=3)
     assert packed.layout is not None and len(packed.layout.groups) == 3
+    # the text projection's input: only the real history items, row by row
+    assert torch.equal(packed.history_items, packed.history[packed.history > 0])
     # the same examples, sorted longest history first (ties in their order)
     order = torch.argsort(examples.positions, descending=True, stable=True)
     assert torch.equal(packed.targets, data.batch(examples.subset(order)).targets)
@@ -311,3 +306,29 @@ def test_packed_batch_gives_the_padded_losses_and_gradients(method):
     assert grads_a.keys() == grads_b.keys()
     for name, grad in grads_a.items():
         torch.testing.assert_close(grads_b[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_beam_search_with_the_key_value_cache_equals_recomputing_every_prefix():
+    from src.decoding import beam_search
+    model, data, sids, _ = tiny()
+    batch = data.batch(data.eval_examples("test"))
+    with torch.no_grad():
+        decoder = BeamDecoder(model.t5, model.encode(batch), batch.mask)
+        cached = beam_search(decoder.next_token_logits, len(batch), 9, sids, CPU)
+        fresh = BeamDecoder(model.t5, model.encode(batch), batch.mask)
+        recomputed = beam_search(lambda prefixes, parents: fresh.next_token_logits(prefixes), len(batch), 9, sids, CPU)
+    assert torch.equal(cached.tokens, recomputed.tokens)
+    torch.testing.assert_close(cached.scores, recomputed.scores, rtol=1e-5, atol=1e-5)
+
+
+def test_beam_decoder_over_a_packed_batch_equals_the_padded_one():
+    model, data, _, _ = tiny(("dataset.TIGER.T5.implementation=compact",))
+    examples = data.eval_examples("test")
+    packed = data.batch(examples, packing_groups=3)
+    padded = data.batch(examples.subset(torch.argsort(examples.positions, descending=True, stable=True)))
+    prefixes = torch.randint(1, model.spec.vocab_size, (len(packed), 5, 3), generator=torch.Generator().manual_seed(2))
+    prefixes[:, :, 0] = 0
+    with torch.no_grad():
+        a = BeamDecoder(model.t5, model.encode(packed), packed.mask, packed.layout).next_token_logits(prefixes)
+        b = BeamDecoder(model.t5, model.encode(padded), padded.mask).next_token_logits(prefixes)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

@@ -71,7 +71,7 @@ def losses(exp, batch_examples) -> torch.Tensor:
     """(3,) total, token and dense loss in evaluation mode (no dropout)."""
     exp.model.eval()
     with torch.no_grad(), autocast(exp.data.device):
-        out = exp.model(exp.data.batch(batch_examples))
+        out = exp.model(exp.data.batch(batch_examples, exp.model.packing_groups))
     return torch.stack([out.loss, out.sid_loss, out.dense_loss]).float().cpu()
 
 
@@ -88,7 +88,7 @@ def check_train_step(cpu, dev, examples) -> str:
         # the trainer's own optimiser starts at lr 0 (warm-up); this one moves the weights
         optimizer = torch.optim.AdamW(exp.model.parameters(), lr=1e-3, fused=exp.data.device.type == "cuda")
         with autocast(exp.data.device):
-            out = exp.model(exp.data.batch(examples))
+            out = exp.model(exp.data.batch(examples, exp.model.packing_groups))
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(exp.model.parameters(), 1.0)
         optimizer.step()
@@ -102,9 +102,9 @@ def check_train_step(cpu, dev, examples) -> str:
 def check_beams(cpu, dev, examples) -> str:
     top = []
     for exp in (cpu, dev):
-        batch = exp.data.batch(examples)
+        batch = exp.data.batch(examples, exp.model.packing_groups)
         with torch.no_grad(), autocast(exp.data.device):
-            top.append(exp.evaluator._generate(exp.model.encode(batch), batch.mask)[:, :10].cpu())
+            top.append(exp.evaluator._generate(exp.model.encode(batch), batch)[:, :10].cpu())
     # near-ties may swap under bfloat16: compare the beams' items as multisets (0: names no item)
     overlap = sum(sum((Counter(a.tolist()) & Counter(b.tolist())).values()) / 10 for a, b in zip(*top)) / len(top[0])
     assert overlap >= BEAM_OVERLAP, f"top-10 beams agree on {overlap:.2f} of their items"
