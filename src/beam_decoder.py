@@ -27,17 +27,16 @@ class BeamDecoder:
         state-dict layout); encoded: the encoder states, padded (B, S, d_model) with mask (B, S) bool
         (True on real tokens), or a packed stream (T, d_model) with its layout."""
         self.t5, self.heads, self.d_kv = t5, t5.heads, t5.d_kv
-        self.batch = len(mask) if layout is None else len(layout.lengths)
         # spans of inputs that share one padded key length: all of them, or each length group
         if layout is None:
-            self.spans = [(slice(None), mask[:, None, None, :])]                            # (B, 1, 1, S) bool
+            self.span_sizes, self.masks = [len(mask)], [mask[:, None, None, :]]             # (B, 1, 1, S) bool
         else:
-            self.spans = [(g.rows, g.key_bias) for g in layout.groups]                      # (n_g, 1, 1, L_g)
+            self.span_sizes, self.masks = layout.group_sizes, [g.key_bias for g in layout.groups]  # (n_g, 1, 1, L_g)
         self.cross_kv = []  # per block, per span: keys and values (n, h, S, d_kv)
         for block in t5.decoder.block:
             attn = block.layer[1].EncDecAttention
             kv = F.linear(encoded, torch.cat([attn.k.weight, attn.v.weight]))
-            parts = [kv] if layout is None else [layout.pad(kv, g) for g in layout.groups]
+            parts = [kv] if layout is None else layout.padded(kv)
             self.cross_kv.append([tuple(self._split(p) for p in part.chunk(2, dim=-1)) for part in parts])
         self.cache: list[tuple[torch.Tensor, torch.Tensor]] = []  # per block: (B, k, h, t, d_kv) keys, values
 
@@ -94,8 +93,8 @@ class BeamDecoder:
     def _cross_attention(self, layer, x: torch.Tensor, cross, batch: int, beams: int) -> torch.Tensor:
         attn, normed = layer.EncDecAttention, layer.layer_norm(x)
         q = self._split(attn.q(normed).view(batch, -1, self.heads * self.d_kv))               # (B, h, k, d_kv)
-        outs = [F.scaled_dot_product_attention(q[rows], keys.to(q.dtype), values.to(q.dtype),
+        outs = [F.scaled_dot_product_attention(q_span, keys.to(q.dtype), values.to(q.dtype),
                                                attn_mask=mask if mask.dtype == torch.bool else mask.to(q.dtype), scale=1.0)
-                for (rows, mask), (keys, values) in zip(self.spans, cross)]
+                for q_span, mask, (keys, values) in zip(q.split(self.span_sizes), self.masks, cross)]
         out = torch.cat(outs) if len(outs) > 1 else outs[0]
         return attn.o(out.transpose(1, 2).flatten(2)).view(x.shape)

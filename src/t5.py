@@ -84,20 +84,20 @@ class Attention(nn.Module):
         with the group's bias (n_g, h, L_g, L_g)."""
         qkv = F.linear(x, torch.cat([self.q.weight, self.k.weight, self.v.weight]))          # (T, 3·h·d_kv)
         outs = []
-        for group, bias in zip(layout.groups, biases):
-            q, k, v = (self.split(part) for part in layout.pad(qkv, group).chunk(3, dim=-1))
+        for group, padded, bias in zip(layout.groups, layout.padded(qkv), biases):
+            q, k, v = (self.split(part) for part in padded.chunk(3, dim=-1))
             outs.append(layout.unpad(self.attend(q, k, v, bias), group))
         return self.o(torch.cat(outs))
 
     def packed_cross(self, x: torch.Tensor, source: torch.Tensor, layout: "PackedLayout") -> torch.Tensor:
         """Attention of padded queries x (B, t, d), row i over sequence i of the packed stream source
         (T, d): (B, t, d). Keys and values are projected on the real tokens only."""
-        q = self.split(self.q(x))                                                              # (B, h, t, d_kv)
+        queries = self.split(self.q(x)).split(layout.group_sizes)                            # (n_g, h, t, d_kv)
         kv = F.linear(source, torch.cat([self.k.weight, self.v.weight]))                      # (T, 2·h·d_kv)
         outs = []
-        for group in layout.groups:
-            k, v = (self.split(part) for part in layout.pad(kv, group).chunk(2, dim=-1))
-            outs.append(self.attend(q[group.rows], k, v, group.key_bias))
+        for group, q, padded in zip(layout.groups, queries, layout.padded(kv)):
+            k, v = (self.split(part) for part in padded.chunk(2, dim=-1))
+            outs.append(self.attend(q, k, v, group.key_bias))
         return self.o(torch.cat(outs))
 
 
@@ -233,11 +233,10 @@ class T5(nn.Module):
 
 @dataclass(frozen=True)
 class LengthGroup:
-    """Consecutive sequences of a packed batch whose attention runs together, padded to their longest."""
-    rows: slice               # its sequences (rows of the batch)
-    tokens: slice             # its tokens in the stream
-    length: int               # L_g, its longest sequence
-    gather: torch.Tensor      # (n_g, L_g) each padded position's token within `tokens`; len(tokens) for padding
+    """Consecutive sequences of a packed batch whose attention runs together, padded to their longest.
+    Its sizes are those of its tensors (n_g sequences, L_g positions), never Python numbers, so a
+    compiled step sees them as dynamic shapes instead of recompiling for each batch."""
+    gather: torch.Tensor      # (n_g, L_g) each padded position's token in the stream; T (a zero row) for padding
     real: torch.Tensor        # (T_g,) each real token's flat index in the padded (n_g·L_g) layout
     key_bias: torch.Tensor    # (n_g, 1, 1, L_g) float32: 0 on real keys, float32's minimum on padding
 
@@ -253,7 +252,6 @@ class PackedLayout:
     rows, positions: (T,) each token's sequence and its position within it (to gather a padded
     (B, S) tensor's real entries: `x[rows, positions]`); last: (B,) each sequence's last token.
     """
-    lengths: tuple[int, ...]
     groups: tuple[LengthGroup, ...]
     rows: torch.Tensor
     positions: torch.Tensor
@@ -261,7 +259,12 @@ class PackedLayout:
 
     @property
     def max_length(self) -> int:
-        return self.lengths[0]
+        return self.groups[0].gather.shape[1]
+
+    @property
+    def group_sizes(self) -> list[int]:
+        """Sequences per group (n_g), to split a (B, ...) tensor by group."""
+        return [g.gather.shape[0] for g in self.groups]
 
     @classmethod
     def from_lengths(cls, lengths: torch.Tensor, n_groups: int, device: torch.device) -> "PackedLayout":
@@ -275,30 +278,27 @@ class PackedLayout:
         host = [torch.repeat_interleave(torch.arange(n), lengths),                         # rows
                 torch.arange(total) - torch.repeat_interleave(offsets[:-1], lengths),      # positions
                 offsets[1:] - 1]                                                           # last
-        spans = []
         bounds = [i * n // n_groups for i in range(n_groups + 1)]  # sizes differ by at most one
         for start, stop in zip(bounds[:-1], bounds[1:]):
-            width, first = int(lengths[start]), int(offsets[start])
-            local = (offsets[start:stop] - first)[:, None] + torch.arange(width)          # (n_g, L_g)
-            real = torch.arange(width) < lengths[start:stop, None]
-            host += [torch.where(real, local, int(offsets[stop]) - first), real.flatten().nonzero().squeeze(1)]
-            spans.append((slice(start, stop), slice(first, int(offsets[stop])), width))
+            width = int(lengths[start])
+            real = torch.arange(width) < lengths[start:stop, None]                         # (n_g, L_g)
+            host += [torch.where(real, offsets[start:stop, None] + torch.arange(width), total),
+                     real.flatten().nonzero().squeeze(1)]
         # one host-to-device copy for all the index tensors
         flat = torch.cat([t.flatten() for t in host])
         flat = (flat.pin_memory() if device.type == "cuda" else flat).to(device, non_blocking=True)
-        parts = iter(flat.split([t.numel() for t in host]))
-        rows, positions, last = next(parts), next(parts), next(parts)
+        parts = list(flat.split([t.numel() for t in host]))
         groups = []
-        for (row_span, token_span, width), shape in zip(spans, host[3::2]):
-            gather, real = next(parts).view(shape.shape), next(parts)
-            padding = gather == token_span.stop - token_span.start
-            key_bias = torch.zeros(gather.shape, device=device).masked_fill(padding, torch.finfo(torch.float32).min)
-            groups.append(LengthGroup(row_span, token_span, width, gather, real, key_bias[:, None, None, :]))
-        return cls(tuple(lengths.tolist()), tuple(groups), rows, positions, last)
+        for gather_host, gather, real in zip(host[3::2], parts[3::2], parts[4::2]):
+            gather = gather.view(gather_host.shape)
+            key_bias = torch.zeros(gather.shape, device=device).masked_fill(gather == total, torch.finfo(torch.float32).min)
+            groups.append(LengthGroup(gather, real, key_bias[:, None, None, :]))
+        return cls(tuple(groups), *parts[:3])
 
-    def pad(self, x: torch.Tensor, group: LengthGroup) -> torch.Tensor:
-        """(n_g, L_g, C): the group's tokens of a stream x (T, C), zeros on padding."""
-        return F.pad(x[group.tokens], (0, 0, 0, 1))[group.gather]
+    def padded(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Per group (n_g, L_g, C): its sequences' tokens of a stream x (T, C), zeros on padding."""
+        stream = F.pad(x, (0, 0, 0, 1))  # the zero row that padding positions point at
+        return [stream[g.gather] for g in self.groups]
 
     def unpad(self, x: torch.Tensor, group: LengthGroup) -> torch.Tensor:
         """(T_g, C): the real tokens of the group's padded (n_g, L_g, C)."""
@@ -307,8 +307,7 @@ class PackedLayout:
     def self_biases(self, relative: torch.Tensor) -> list[torch.Tensor]:
         """Per group (n_g, h, L_g, L_g) float32: the relative position bias (1, h, L, L) of the longest
         sequence, cut to the group's length, with its padding keys masked."""
-        return [relative[:, :, :g.length, :g.length] + g.key_bias for g in self.groups]
-
+        return [relative[:, :, :g.gather.shape[1], :g.gather.shape[1]] + g.key_bias for g in self.groups]
 
 
 def relative_position_bucket(relative: torch.Tensor, bidirectional: bool, num_buckets: int,

@@ -140,13 +140,13 @@ def test_packed_stream_equals_the_padded_computation(groups):
 
 def test_packed_groups_cover_each_token_once_and_pad_with_zeros():
     layout = PackedLayout.from_lengths(LENGTHS, 3, torch.device("cpu"))
+    assert layout.group_sizes == [2, 2, 2] and layout.max_length == 11
     stream = torch.arange(1, int(LENGTHS.sum()) + 1, dtype=torch.float32)[:, None]
-    seen = []
-    for group in layout.groups:
-        padded = layout.pad(stream, group)                                         # (n_g, L_g, 1)
-        assert padded.shape[:2] == (group.rows.stop - group.rows.start, group.length)
+    seen, rows = [], LENGTHS.split(layout.group_sizes)
+    for group, padded, lengths in zip(layout.groups, layout.padded(stream), rows):
+        assert padded.shape[:2] == (len(lengths), int(lengths[0]))               # (n_g, the group's longest)
         real = padded[..., 0] > 0
-        assert torch.equal(real.sum(1), LENGTHS[group.rows])                      # padding is zero
+        assert torch.equal(real.sum(1), lengths)                                  # padding is zero
         assert torch.equal(group.key_bias[:, 0, 0] == 0, real)
         seen.append(layout.unpad(padded, group)[:, 0])
     assert torch.equal(torch.cat(seen), stream[:, 0])                              # back in stream order
