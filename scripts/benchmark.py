@@ -38,7 +38,7 @@ from ID_generation.semantic_ids import SemanticIds  # noqa: E402
 from src.config import GeneratorConfig, load_config  # noqa: E402
 from src.evaluation import autocast  # noqa: E402
 from src.experiment import build_experiment  # noqa: E402
-from src.runtime import resolve_device  # noqa: E402
+from src.runtime import resolve_device, uncompile_model  # noqa: E402
 from src.tracking import RunRecorder  # noqa: E402
 
 BEAUTY_SHAPE = GeneratorConfig(seed=0, n_users=22363, n_groups=560, items_per_group=20, cold_items_per_group=1,
@@ -71,6 +71,8 @@ def config(args, work: Path, method: str, implementation: str | None = None):
 
     overrides = [f"method={method}", "logging.mode=disabled", f"output_path={work}/run_{method}_{implementation}",
                  *([f"dataset.TIGER.T5.implementation={implementation}"] if implementation else []),
+                 # the baseline runs eager, as published; the compact path as a run would (compiled on a GPU)
+                 *(["dataset.TIGER.trainer.compile=false"] if implementation == "transformers" else []),
                  *([f"dataset.TIGER.trainer.eval_batch_size={args.eval_batch_size}"] if args.eval_batch_size else []),
                  f"dataset.processed_data_path={work}/processed", f"dataset.RQ-VAE.cache_dir={work}/ids"]
     if args.tiny:
@@ -125,10 +127,12 @@ STAGES = ("encoder", "rqvae", "train", "eval")
 
 
 def first_batch_loss(exp, batch_size: int) -> float:
-    """The loss of the first training batch in evaluation mode (no dropout): equal for equal weights."""
+    """The loss of the first training batch in evaluation mode (no dropout), eager: equal for equal
+    weights."""
     exp.model.eval()
     with torch.no_grad(), autocast(exp.data.device):
-        loss = float(exp.model(exp.data.batch(exp.trainer.examples.subset(slice(0, batch_size)), exp.model.packing_groups)).loss)
+        loss = float(exp.model.forward(exp.data.batch(exp.trainer.examples.subset(slice(0, batch_size)),
+                                                      exp.model.packing_groups)).loss)
     exp.model.train()
     return loss
 
@@ -149,14 +153,15 @@ def step_flops(exp, batch_size: int) -> float:
 
     chunk = next(iter(exp.data.shuffled(exp.trainer.examples, batch_size, torch.Generator().manual_seed(0))))
     counter = FlopCounterMode(display=False)
-    with counter, autocast(exp.data.device):
-        exp.model(exp.data.batch(chunk, exp.model.packing_groups)).loss.backward()
+    with counter, autocast(exp.data.device):  # forward(): eager, also where the step is compiled
+        exp.model.forward(exp.data.batch(chunk, exp.model.packing_groups)).loss.backward()
     exp.model.zero_grad(set_to_none=True)
     return float(counter.get_total_flops())
 
 
-def train_step_seconds(exp, batch_size: int, args, device: torch.device) -> list[float]:
-    """Seconds of each timed training step (forward, backward, AdamW) after warm-up steps."""
+def train_step_seconds(exp, batch_size: int, args, device: torch.device) -> tuple[float, list[float]]:
+    """(seconds of the warm-up steps, which include compiling, seconds of each timed training step
+    (forward, backward, AdamW) after them)."""
     trainer = exp.trainer
     chunks = iter(exp.data.shuffled(trainer.examples, batch_size, torch.Generator().manual_seed(0)))
 
@@ -167,8 +172,7 @@ def train_step_seconds(exp, batch_size: int, args, device: torch.device) -> list
         out.loss.backward()
         trainer.optimizer.step()
 
-    timed(step, args.warmup, device)
-    return timed(step, args.steps, device)
+    return sum(timed(step, args.warmup, device)), timed(step, args.steps, device)
 
 
 def bench_method(args, work, method: str, split, sids, embeddings, device, results: dict) -> None:
@@ -192,16 +196,35 @@ def bench_method(args, work, method: str, split, sids, embeddings, device, resul
         bench_evaluation(exps, name, args, device, results)
 
 
+def run_compiled(exp, device: torch.device) -> bool:
+    """Whether a run compiles its training step (`trainer.compile`; auto: on a GPU)."""
+    compile_setting = exp.trainer.cfg.compile
+    return compile_setting if compile_setting is not None else device.type == "cuda"
+
+
 def bench_training(exps: dict, name: str, batch_size: int, args, device: torch.device, results: dict) -> None:
-    """Step time, sequences/s, real tokens/s and achieved TFLOP/s of each implementation."""
+    """Step time, sequences/s, real tokens/s and achieved TFLOP/s of each implementation; the compact
+    one compiled where a run would compile it (its warm-up time, compilation included, is
+    `train_warmup_s_*`), `transformers`' eager, as published."""
     exp = exps["compact"]
     tokens, flops = mean_real_tokens(exp, batch_size), step_flops(exp, batch_size)
     results[f"train_real_tokens_per_batch_{name}"] = tokens
     results[f"train_gflop_per_step_{name}"] = flops / 1e9
+    results[f"train_compiled_{name}"] = run_compiled(exp, device)
     for impl, run in exps.items():
         suffix = "" if impl == "compact" else "_transformers"
         results[f"loss_{name}{suffix}"] = first_batch_loss(run, batch_size)
-        step_s = statistics.median(train_step_seconds(run, batch_size, args, device))
+        try:
+            warmup_s, steps_s = train_step_seconds(run, batch_size, args, device)
+        except Exception as exc:  # noqa: BLE001  a compiler failure is a finding; the eager step is still timed
+            if not (impl == "compact" and results[f"train_compiled_{name}"]):
+                raise
+            results[f"train_compile_error_{name}"] = f"{type(exc).__name__}: {exc}"[:1000]
+            results[f"train_compiled_{name}"] = False
+            uncompile_model(run.model)
+            warmup_s, steps_s = train_step_seconds(run, batch_size, args, device)
+        results[f"train_warmup_s_{name}{suffix}"] = warmup_s
+        step_s = statistics.median(steps_s)
         results[f"train_ms_{name}{suffix}"] = step_s * 1000
         results[f"train_seqs_per_s_{name}{suffix}"] = batch_size / step_s
         results[f"train_tokens_per_s_{name}{suffix}"] = tokens / step_s

@@ -98,6 +98,15 @@ class _Reader:
             self._fail(name, "a positive integer or auto", value)
         return value
 
+    def bool_or_auto(self, name: str) -> bool | None:
+        """true, false, or None for `auto` (chosen for the device)."""
+        value = self.raw(name)
+        if value == "auto":
+            return None
+        if not isinstance(value, bool):
+            self._fail(name, "true, false or auto", value)
+        return value
+
     def bool_(self, name: str) -> bool:
         value = self.raw(name)
         if not isinstance(value, bool):
@@ -216,6 +225,7 @@ class TrainerConfig:
     eval_batch_size: int | None  # None (`auto`): 32 (published) on a CPU, 1024 on a GPU (src/experiment.py)
     eval_frequence: int
     time_budget_min: float | None  # stop after the epoch that runs past this many minutes; None: no limit
+    compile: bool | None           # torch.compile the training forward; None (`auto`): on a GPU only
 
 
 @dataclass(frozen=True)
@@ -442,6 +452,7 @@ def _model_config(r: _Reader) -> ModelConfig:
             eval_batch_size=tr.int_or_auto("eval_batch_size"),
             eval_frequence=tr.int_("eval_frequence", lo=1),
             time_budget_min=tr.float_("time_budget_min", lo=0.0, lo_open=True, optional=True),
+            compile=tr.bool_or_auto("compile"),
         ),
     )
 

@@ -1,4 +1,4 @@
-"""Process-wide setup: the device and the random seeds."""
+"""Process-wide setup: the device, the random seeds, compilation."""
 from __future__ import annotations
 
 import random
@@ -21,3 +21,22 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+COMPILE_BACKEND = "inductor"  # tests swap in "aot_eager": the same tracing and autograd, no code generation
+
+
+def compile_model(model: torch.nn.Module) -> None:
+    """Compile `model`'s forward (and so its backward) in place, for shapes that change from batch to
+    batch (packed batches): one graph with dynamic sizes instead of a recompilation per batch. Duck
+    sizing is off, since sizes that happen to be equal in one batch (the length groups' sizes) must
+    not become a guard. The parameter names, and so the checkpoints, stay as they are."""
+    import torch.fx.experimental._config as fx_config
+
+    fx_config.use_duck_shape = False
+    model.compile(backend=COMPILE_BACKEND, dynamic=True)
+
+
+def uncompile_model(model: torch.nn.Module) -> None:
+    """Undo `compile_model`: the forward runs eager again (where compiling failed)."""
+    model._compiled_call_impl = None

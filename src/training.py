@@ -32,6 +32,7 @@ from src.distributed import SINGLE, Processes
 from src.evaluation import Evaluator, autocast
 from src.metrics import headline_k
 from src.model import Recommender
+from src.runtime import compile_model
 from src.tracking import RunRecorder
 
 GRAD_CLIP = 1.0
@@ -81,6 +82,8 @@ class Trainer:
         self.ckpt_path, self.best_path = Path(run_dir) / "ckpt.pt", Path(run_dir) / "ckpt_best.pt"
         self.device = data.device
         self.examples = data.train_examples()
+        if cfg.compile if cfg.compile is not None else self.device.type == "cuda":
+            compile_model(model)
         self.net = self._data_parallel(model) if processes.enabled else model
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                            fused=self.device.type == "cuda")

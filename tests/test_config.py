@@ -33,6 +33,7 @@ def test_published_command_line_gives_published_settings():
     assert cfg.run_dir == Path("results/liger/Amazon_Beauty/liger_Beauty_seed_42")
     # the fast path by default; evaluation batches chosen for the device (metrics do not depend on them)
     assert (cfg.model.t5.implementation, cfg.model.t5.packing_groups, cfg.model.trainer.eval_batch_size) == ("compact", 4, None)
+    assert cfg.model.trainer.compile is None  # auto: compiled on a GPU, eager on a CPU
 
 
 def test_eval_batch_size_auto_is_published_on_cpu_and_large_on_a_gpu():
@@ -87,6 +88,7 @@ def test_every_published_key_path_overrides():
     ("distributed.batch_size=local", "distributed.batch_size", "global, per_device"),
     ("dataset.TIGER.trainer.eval_batch_size=big", "dataset.TIGER.trainer.eval_batch_size", "a positive integer or auto"),
     ("dataset.TIGER.T5.packing_groups=-1", "dataset.TIGER.T5.packing_groups", ">= 0"),
+    ("dataset.TIGER.trainer.compile=maybe", "dataset.TIGER.trainer.compile", "true, false or auto"),
 ])
 def test_invalid_value_names_key_and_accepted_values(override, key, accepted):
     with pytest.raises(ConfigError) as info:

@@ -332,3 +332,37 @@ def test_beam_decoder_over_a_packed_batch_equals_the_padded_one():
         a = BeamDecoder(model.t5, model.encode(packed), packed.mask, packed.layout).next_token_logits(prefixes)
         b = BeamDecoder(model.t5, model.encode(padded), padded.mask).next_token_logits(prefixes)
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_compiled_forward_and_backward_equal_eager_in_one_graph(monkeypatch):
+    """`trainer.compile` (here with the aot_eager backend: the same tracing and autograd as inductor,
+    no code generation): packed batches of changing shapes run through one graph, no recompilation,
+    with eager's losses and gradients."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from src import runtime
+    monkeypatch.setattr(runtime, "COMPILE_BACKEND", "aot_eager")
+    eager, data, _, _ = tiny(("method=setting",))
+    compiled, _, _, _ = tiny(("method=setting",))
+    torch._dynamo.reset()
+    counters.clear()
+    runtime.compile_model(compiled)
+    examples = data.train_examples()
+    g = torch.Generator().manual_seed(3)
+    for size in (9, 13, 6, 11):  # other batch sizes, other lengths
+        batch = data.batch(examples.subset(torch.randperm(len(examples), generator=g)[:size]), 3)
+        outs = []
+        for model in (eager, compiled):
+            model.zero_grad()
+            out = model(batch)
+            out.loss.backward()
+            outs.append((out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+        (a, grads_a), (b, grads_b) = outs
+        torch.testing.assert_close(b.loss, a.loss, rtol=1e-5, atol=1e-6)
+        assert grads_a.keys() == grads_b.keys()
+        for name, grad in grads_a.items():
+            torch.testing.assert_close(grads_b[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert counters["stats"]["unique_graphs"] == 1
+    assert list(compiled.state_dict()) == list(eager.state_dict())  # checkpoints keep their names
+    torch._dynamo.reset()

@@ -131,7 +131,9 @@ def training_plan(bench: dict, seconds_left: float, profile: Profile) -> dict:
     n_eval = bench.get("users") or 25_000
     eval_s = n_eval / rate(bench, "tiger_eval_beam10_seqs_per_s") + n_eval / rate(bench, "liger_eval_uni_seqs_per_s")
     steps_per_epoch = math.ceil((bench.get("train_examples") or 120_000) / 256)
-    usable = seconds_left * profile.safety - profile.startup_s - eval_s  # the test of both runs
+    # each run compiles its step first (the benchmark's warm-up of the compact step, compiling included)
+    compile_s = max(float(bench.get(f"train_warmup_s_{name}") or 0) for name in METHODS)
+    usable = seconds_left * profile.safety - profile.startup_s - compile_s - eval_s  # the test of both runs
     # a validation every 10 epochs and one at the end: steps · (step + eval / 10 epochs) + eval ≤ usable
     steps = int((usable - eval_s) / (step_s + eval_s / (10 * steps_per_epoch)))
     steps = max(1, min(steps, profile.max_steps))
@@ -141,7 +143,14 @@ def training_plan(bench: dict, seconds_left: float, profile: Profile) -> dict:
     budget_min = max(0.1, (usable - eval_s) / 60)
     return {"steps": steps, "warmup_steps": warmup, "published_steps": PUBLISHED_STEPS, "steps_reason": why,
             "time_budget_min": round(budget_min, 2), "seconds_left_at_plan": round(seconds_left, 1),
-            "estimated_s_per_step_of_both": round(step_s, 4), "estimated_eval_s": round(eval_s, 1)}
+            "estimated_s_per_step_of_both": round(step_s, 4), "estimated_eval_s": round(eval_s, 1),
+            "estimated_compile_s": round(compile_s, 1), "compile": compiles(bench)}
+
+
+def compiles(bench: dict) -> bool:
+    """Whether the runs compile their step: as the config says (on a GPU), unless compiling failed
+    in the benchmark, which then timed the eager step."""
+    return not any(key.startswith("train_compile_error_") for key in bench)
 
 
 def run_overrides(profile: Profile, work: Path, name: str, epochs: int, plan: dict | None) -> list[str]:
@@ -152,7 +161,8 @@ def run_overrides(profile: Profile, work: Path, name: str, epochs: int, plan: di
         return [*overrides, "stop_after=semantic_ids"]
     return [*overrides, f"dataset.TIGER.trainer.steps={plan['steps']}",
             f"dataset.TIGER.trainer.warmup_steps={plan['warmup_steps']}",
-            f"dataset.TIGER.trainer.time_budget_min={plan['time_budget_min']}"]
+            f"dataset.TIGER.trainer.time_budget_min={plan['time_budget_min']}",
+            *([] if plan["compile"] else ["dataset.TIGER.trainer.compile=false"])]
 
 
 def main() -> None:
