@@ -57,6 +57,15 @@ def timed(fn, repeats: int, device: torch.device) -> list[float]:
     return out
 
 
+def current_rss_mb() -> float | None:
+    """This process's resident host memory now (Linux), in MB; None where it cannot be read."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return pages * resource.getpagesize() / 2**20
+
+
 def tensor_mb(tensors) -> float:
     return sum(t.numel() * t.element_size() for t in tensors) / 2**20
 
@@ -230,6 +239,9 @@ def bench_training(exps: dict, name: str, batch_size: int, args, device: torch.d
         results[f"train_tokens_per_s_{name}{suffix}"] = tokens / step_s
         results[f"train_tflops_{name}{suffix}"] = flops / step_s / 1e12
     results[f"train_speedup_{name}"] = results[f"train_ms_{name}_transformers"] / results[f"train_ms_{name}"]
+    rss = current_rss_mb()  # after both models trained: resident memory above the framework's
+    if rss is not None and args.baseline_rss_mb is not None:
+        results[f"train_host_rss_mb_above_baseline_{name}"] = rss - args.baseline_rss_mb
 
 
 def bench_evaluation(exps: dict, name: str, args, device: torch.device, results: dict) -> None:
@@ -259,6 +271,7 @@ def main() -> None:
                         help=f"comma-separated stages to measure, of {','.join(STAGES)} (default: all; "
                              "preprocessing always runs)")
     args = parser.parse_args()
+    args.baseline_rss_mb = current_rss_mb()  # torch, transformers and the project imported, nothing built
     if not args.only <= set(STAGES):
         parser.error(f"--only: unknown stage(s) {', '.join(sorted(args.only - set(STAGES)))}; choose from {', '.join(STAGES)}")
     device = resolve_device(0)
