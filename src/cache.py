@@ -3,6 +3,9 @@
 Every cache file in the pipeline is written through `atomic_write` (a temporary file in the same
 folder, then `os.replace`), so an interrupted run never leaves a half-written artefact behind, and
 every cache is named or validated by `fingerprint` over everything that determines its content.
+Cached artefacts are also verified when read: `verified_write` records the digest of the bytes it
+wrote beside the file, and `unverified_reason` says why a file cannot be trusted (missing, written
+before digests were recorded, or changed since), so an edited or truncated cache is recomputed.
 """
 from __future__ import annotations
 
@@ -69,6 +72,45 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
         raise
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest_ = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest_.update(block)
+    return digest_.hexdigest()
+
+
+def digest_path(path: str | os.PathLike) -> Path:
+    """Where `verified_write` records the digest of `path`: `{path}.sha256`."""
+    return Path(f"{path}.sha256")
+
+
+@contextmanager
+def verified_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
+    """`atomic_write`, then the digest of the written file beside it (written last: a file whose
+    digest is missing was never finished, or predates digests)."""
+    digest_path(path).unlink(missing_ok=True)
+    with atomic_write(path, mode) as handle:
+        yield handle
+    with atomic_write(digest_path(path)) as handle:
+        handle.write(file_sha256(path) + "\n")
+
+
+def unverified_reason(path: str | os.PathLike) -> str | None:
+    """None when `path` holds the bytes `verified_write` wrote; otherwise why it cannot be trusted."""
+    path = Path(path)
+    if not path.exists():
+        return "missing"
+    try:
+        recorded = digest_path(path).read_text().strip()
+    except OSError:
+        return f"no digest recorded beside it ({digest_path(path).name})"
+    if file_sha256(path) != recorded:
+        return "changed since it was written (its content no longer matches the recorded digest)"
+    return None
+
+
 def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
     """Write `obj` as JSON to `path` atomically."""
     with atomic_write(path) as handle:
@@ -104,6 +146,13 @@ def safe_name(text: str) -> str:
 
 
 def file_stamp(path: str | os.PathLike) -> dict[str, Any]:
-    """What identifies a (large, read-only) input file cheaply: its resolved path, size and mtime."""
+    """What identifies a large read-only input cheaply (a local encoder's weight files): its resolved
+    path, size and mtime."""
     stat = Path(path).stat()
     return {"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def content_stamp(path: str | os.PathLike) -> dict[str, Any]:
+    """What identifies a raw data file: its resolved path and the digest of its content, so an edit
+    that keeps its size and time is seen too (hashing is cheap next to parsing)."""
+    return {"path": str(Path(path).resolve()), "sha256": file_sha256(path)}

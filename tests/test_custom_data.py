@@ -274,12 +274,41 @@ def test_changed_core_setting_is_rebuilt(tmp_path):
     assert not rebuilt.cached and len(rebuilt.sequences) == 2
 
 
-def test_touched_interactions_file_is_rebuilt_to_the_same_data(tmp_path):
+def test_touched_interactions_file_is_not_rebuilt(tmp_path):
+    """The raw files' identity is their content: a new mtime alone changes nothing."""
     folder = write_dataset(tmp_path / "raw")
     first = preprocess(config(tmp_path))
     bump_mtime(folder / "interactions.csv")
+    again = preprocess(config(tmp_path))
+    assert again.cached and rows_of(again) == rows_of(first) == EXPECTED
+
+
+def test_edit_keeping_size_and_mtime_is_rebuilt(tmp_path):
+    folder = write_dataset(tmp_path / "raw")
+    preprocess(config(tmp_path))
+    path = folder / "interactions.csv"
+    stat, text = path.stat(), path.read_text()
+    edited = text.replace("carol", "carl_")  # the same number of bytes
+    assert edited != text and len(edited) == len(text)
+    path.write_text(edited)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
+    assert not preprocess(config(tmp_path)).cached
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "edit"])
+def test_damaged_processed_output_is_rebuilt_not_trusted(tmp_path, damage, capsys):
+    write_dataset(tmp_path / "raw")
+    first = preprocess(config(tmp_path))
+    lines = first.sequence_file.read_text().splitlines(keepends=True)
+    damaged = {"truncate": "".join(lines[:len(lines) // 2]), "empty": "",
+               "edit": "".join(lines).replace(" 1", " 2", 1)}[damage]
+    assert damaged != first.sequence_file.read_text()
+    first.sequence_file.write_text(damaged)
     rebuilt = preprocess(config(tmp_path))
-    assert not rebuilt.cached and rows_of(rebuilt) == rows_of(first) == EXPECTED
+    assert not rebuilt.cached and rows_of(rebuilt) == EXPECTED
+    assert str(first.sequence_file) in capsys.readouterr().out  # the message names the file
+    assert preprocess(config(tmp_path)).cached
 
 
 def test_deleted_output_is_rebuilt(tmp_path):

@@ -85,3 +85,23 @@ def test_unloadable_model_names_offline_default():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert "ERR" in out.stdout, out.stderr[-2000:]
     assert "dataset.content_model=no-such-encoder-xyz" in out.stdout and "all-MiniLM-L6-v2" in out.stdout
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "edited", "digest deleted"])
+def test_damaged_embedding_cache_is_recomputed(tmp_path, fake_encoder, damage, capsys):
+    from src.cache import digest_path
+    encoder, loads = fake_encoder
+    texts = ["red lipstick", "blue mascara", "green shampoo"]
+    first = emb.item_embeddings(texts, "fake-model", tmp_path, "ds", CPU)
+    data = first.path.read_bytes()
+    if damage == "edited":  # a valid tensor file with other values
+        torch.save(first.vectors + 1.0, first.path)
+    elif damage == "digest deleted":
+        digest_path(first.path).unlink()
+    else:
+        first.path.write_bytes({"garbage": b"not a tensor" * 10, "truncated": data[:len(data) // 2], "empty": b""}[damage])
+    again = emb.item_embeddings(texts, "fake-model", tmp_path, "ds", CPU)
+    assert not again.cached and len(loads) == 2 and torch.equal(again.vectors, first.vectors)
+    out = capsys.readouterr().out
+    assert str(first.path) in out and "recomputing" in out  # the message names the file
+    assert emb.item_embeddings(texts, "fake-model", tmp_path, "ds", CPU).cached

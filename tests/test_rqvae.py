@@ -109,3 +109,21 @@ def test_stage_caches_by_embeddings_settings_and_seed(tmp_path):
     assert not any(r.cached for r in changed)
     assert len({first.path, *(r.path for r in changed)}) == 6
     assert max(first.ids.codes[:, :3].max(0).values) < 16 and changed[1].ids.codes[:, :3].max() < 8
+
+
+@pytest.mark.parametrize("damage", ["truncated", "edited"])
+def test_damaged_semantic_id_cache_is_retrained(tmp_path, damage, capsys):
+    x, _ = clustered(n=60, dim=12)
+    seen = np.arange(1, 51)
+    cfg = small_config(tmp_path, epochs=2, eval_every=2)
+    first = semantic_ids_stage(x, seen, cfg, 0, CPU, tag="toy")
+    if damage == "truncated":
+        first.path.write_bytes(first.path.read_bytes()[:100])
+    else:  # a readable file whose codes were changed
+        saved = torch.load(first.path, weights_only=True)
+        torch.save({**saved, "codes": saved["codes"].flip(0)}, first.path)
+    again = semantic_ids_stage(x, seen, cfg, 0, CPU, tag="toy")
+    assert not again.cached and torch.equal(again.ids.codes, first.ids.codes)
+    out = capsys.readouterr().out
+    assert str(first.path) in out and "recomputing" in out
+    assert semantic_ids_stage(x, seen, cfg, 0, CPU, tag="toy").cached

@@ -1,8 +1,9 @@
 """The preprocessing stage: raw files → `{name}.txt` + `..._id2meta.json` (SPEC §2), cached.
 
 Outputs keep the published names in `dataset.processed_data_path`; a manifest beside them records
-the cache key (raw files' identity + every setting that shapes the output). Same key: the files are
-read back; otherwise they are rebuilt. Raw folders are only read.
+the cache key (the raw files' content digests + every setting that shapes the output) and the
+digest of each output. Same key and unchanged outputs: the files are read back; otherwise (an
+edited or truncated output included) they are rebuilt. Raw folders are only read.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from src.cache import file_lock, file_stamp, fingerprint, read_json, write_json
+from src.cache import content_stamp, file_lock, file_sha256, fingerprint, read_json, write_json
 from src.config import DataConfig
 
 from .amazon import AmazonSource
@@ -80,10 +81,17 @@ def preprocess(cfg: DataConfig) -> ProcessedData:
 def _preprocess(cfg: DataConfig, source: Source) -> ProcessedData:
     files = source.raw_files()
     key = fingerprint(PREPROCESS_VERSION, cfg.type, cfg.name, cfg.features_needed, cfg.prompt_format,
-                      cfg.text_cleaning, cfg.user_core, cfg.item_core, [file_stamp(f.path) for f in files])
+                      cfg.text_cleaning, cfg.user_core, cfg.item_core, [content_stamp(f.path) for f in files])
     seq_path, meta_path, manifest_path = output_paths(cfg)
-    if _manifest_key(manifest_path) == key and seq_path.exists() and meta_path.exists():
-        return _load(seq_path, meta_path)
+    maps_path = seq_path.with_name(f"{cfg.name}_id_maps.json")
+    manifest = _read_manifest(manifest_path)
+    if manifest.get("key") == key:
+        changed = [p for p in (seq_path, meta_path, maps_path)
+                   if not p.exists() or file_sha256(p) != manifest.get("outputs", {}).get(p.name)]
+        if not changed:
+            return _load(seq_path, meta_path)
+        print(f"Processed files changed or missing since they were written ({', '.join(str(p) for p in changed)}); "
+              "rebuilding them")
     start = time.perf_counter()
     # The old manifest must not vouch for outputs that are about to be (partly) replaced.
     manifest_path.unlink(missing_ok=True)
@@ -96,17 +104,18 @@ def _preprocess(cfg: DataConfig, source: Source) -> ProcessedData:
     texts = source.read_item_texts(remapped.item_raw_ids)
     write_sequence_file(seq_path, remapped.sequences)
     write_json(meta_path, {str(i + 1): text for i, text in enumerate(texts)}, indent=None)
-    write_json(seq_path.with_name(f"{cfg.name}_id_maps.json"),
-               {"user": remapped.user_raw_ids.tolist(), "item": remapped.item_raw_ids.tolist()}, indent=None)
-    write_json(manifest_path, {"key": key, "seconds": round(time.perf_counter() - start, 3)})
+    write_json(maps_path, {"user": remapped.user_raw_ids.tolist(), "item": remapped.item_raw_ids.tolist()}, indent=None)
+    outputs = {p.name: file_sha256(p) for p in (seq_path, meta_path, maps_path)}
+    write_json(manifest_path, {"key": key, "outputs": outputs, "seconds": round(time.perf_counter() - start, 3)})
     return ProcessedData(remapped.sequences, texts, seq_path, meta_path, cached=False)
 
 
-def _manifest_key(path: Path) -> str | None:
+def _read_manifest(path: Path) -> dict:
     try:
-        return read_json(path).get("key")
-    except (OSError, ValueError, AttributeError):
-        return None
+        manifest = read_json(path)
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
 
 
 def _load(seq_path: Path, meta_path: Path) -> ProcessedData:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from src.cache import atomic_write, digest, fingerprint, safe_name
+from src.cache import digest, fingerprint, safe_name, unverified_reason, verified_write
 from src.config import RQVAEConfig
 
 from ..semantic_ids import SemanticIds, quality_report
@@ -58,20 +58,38 @@ def semantic_ids_stage(embeddings: torch.Tensor, seen_items: np.ndarray, cfg: RQ
         raise ValueError(f"the RQ-VAE needs the embeddings of at least 2 seen items, got {len(seen_items)}; "
                          "the dataset's sequences are too short (seen items are those before each user's last two)")
     path = cache_path(embeddings, seen_items, cfg, seed, tag)
-    if path.exists():
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved = read_cached_codes(path, n_items=len(embeddings))
+    if saved is not None:
         return _result(saved["codes"], saved["recon_loss"], cfg, path, cached=True)
     x = embeddings.to(device)
     trained = train_rqvae(x[torch.as_tensor(np.asarray(seen_items) - 1, device=device)], cfg, seed,
                           on_check=lambda logs: _report_check(logs, on_check))
     codes = trained.model.codes(x).cpu()
     recon = trained.final.get("val_recon_loss", trained.final["train_recon_loss"])
-    with atomic_write(path, "wb") as handle:
+    with verified_write(path, "wb") as handle:
         torch.save({"codes": codes, "recon_loss": recon, "history": trained.history,
                     "seconds_per_epoch": trained.seconds_per_epoch}, handle)
     result = _result(codes, recon, cfg, path, cached=False)
     result.report["time/rqvae_epoch"] = round(trained.seconds_per_epoch, 5)
     return result
+
+
+def read_cached_codes(path: Path, n_items: int) -> dict | None:
+    """The cached RQ-VAE result at `path`, or None (with the reason printed when the file exists) if
+    it is not there, not verified, unreadable or not codes of `n_items` items: it is recomputed."""
+    reason = unverified_reason(path)
+    if reason is None:
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            if saved["codes"].ndim == 2 and len(saved["codes"]) == n_items:
+                float(saved["recon_loss"])
+                return saved
+            reason = f"holds codes of shape {tuple(saved['codes'].shape)}, not of {n_items} items"
+        except Exception as exc:  # noqa: BLE001  any unreadable cache is recomputed
+            reason = f"unreadable ({type(exc).__name__}: {exc})"
+    if reason != "missing":
+        print(f"Semantic-ID cache {path}: {reason}; recomputing it")
+    return None
 
 
 def _report_check(logs: dict[str, float], on_check: Callable[[dict[str, float]], None] | None) -> None:
