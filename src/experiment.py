@@ -84,11 +84,18 @@ def build_experiment(cfg: RunConfig, split: Split, sids: SemanticIds, embeddings
     cold = np.union1d(split.cold_val_items, split.cold_test_items)
     evaluator = Evaluator(model, data, vocab.sids, settings, torch.as_tensor(cold), processes)
     key = fingerprint(dataclasses.asdict(cfg.model), dataclasses.asdict(cfg.method), dataclasses.asdict(cfg.evaluation), cfg.seed,
-                      digest(sids.codes), digest(embeddings), len(split.train_user))
+                      digest(sids.codes), digest(embeddings), data_digest(split))
     trainer = Trainer(model, data, evaluator, cfg.model.trainer, cfg.run_dir, recorder, cfg.seed,
                       selection_metric(cfg.method, cfg.evaluation.ks), key,
                       cfg.distributed.global_batch_size(cfg.model.trainer.batch_size, processes.world_size), processes)
     return Experiment(model, data, evaluator, trainer, settings)
+
+
+def data_digest(split: Split) -> list[str]:
+    """What identifies the training data of a checkpoint: the sequences (items and their order) and
+    the examples drawn from them, so that changed data never resumes an old checkpoint."""
+    return [digest(split.sequences.items), digest(split.sequences.offsets), digest(np.asarray(split.train_user)),
+            digest(np.asarray(split.train_pos))]
 
 
 def results_table(metrics: dict[str, float], settings: EvalSettings, which: str = "test") -> str:

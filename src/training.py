@@ -29,6 +29,7 @@ from src.cache import atomic_write
 from src.config import MethodConfig, TrainerConfig
 from src.data import Examples, SequenceData
 from src.distributed import SINGLE, Processes
+from src.errors import CheckpointError, TrainingDivergedError
 from src.evaluation import Evaluator, autocast
 from src.metrics import headline_k
 from src.model import Recommender
@@ -126,7 +127,7 @@ class Trainer:
             self.save_checkpoint()
         bar.close()
         self.processes.barrier()  # the main process has written the best weights
-        self.model.load_state_dict(torch.load(self.best_path, map_location=self.device, weights_only=True))
+        self.model.load_state_dict(self._best_weights())
         return TrainResult(self.state.best_epoch, self.state.best_score, self.state.step, self.state.epoch,
                            self.state.last_losses, self.state.out_of_time)
 
@@ -136,10 +137,13 @@ class Trainer:
 
     def _train_epoch(self, bar: tqdm) -> dict[str, float]:
         """One pass over the training examples; the mean losses and gradient norm over it (over the
-        global batches: the same in every process)."""
+        global batches: the same in every process). A non-finite loss or gradient norm stops training
+        (`TrainingDivergedError`), found when the progress is next updated, without waiting for the
+        device at every step."""
         self.net.train()
         sums = torch.zeros(4, device=self.device)
         absent = torch.zeros((), device=self.device)  # a loss the method does not use
+        first_bad = torch.full((4,), -1, dtype=torch.long, device=self.device)  # step each turned non-finite
         n = 0
         for chunk in self.data.shuffled(self.examples, self.batch_size, self.generator):
             if self.state.step >= self.cfg.steps:
@@ -154,17 +158,33 @@ class Trainer:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), GRAD_CLIP)
             self.optimizer.step()
             self.scheduler.step()
-            parts = torch.stack([absent if p is None else p.detach() for p in (out.loss, out.sid_loss, out.dense_loss)])
-            sums += torch.cat([parts * share, grad_norm.detach()[None] / self.processes.world_size])
+            parts = torch.cat([torch.stack([absent if p is None else p.detach() for p in (out.loss, out.sid_loss, out.dense_loss)]),
+                               grad_norm.detach()[None]])
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(parts), self.state.step, first_bad)
+            sums += torch.cat([parts[:3] * share, parts[3:] / self.processes.world_size])
             n += 1
             self.state.step += 1
             if n % PROGRESS_EVERY == 0:
+                self._stop_if_diverged(first_bad)
                 bar.update(PROGRESS_EVERY)
                 # this process's share scaled up: an estimate of the global loss, without a collective
                 bar.set_postfix(epoch=self.state.epoch + 1, loss=f"{float(sums[0]) * self.processes.world_size / n:.4f}")
         bar.update(n % PROGRESS_EVERY)
+        self._stop_if_diverged(first_bad)
         means = (self.processes.sum_(sums) / max(n, 1)).tolist()
         return dict(zip(("loss", "sid_loss", "embedding_loss", "grad_norm"), means))
+
+    def _stop_if_diverged(self, first_bad: torch.Tensor) -> None:
+        """Raise TrainingDivergedError naming the first non-finite quantity, its step and the rate."""
+        steps = first_bad.tolist()
+        if max(steps) < 0:
+            return
+        which = min((s, name) for s, name in zip(steps, ("total loss", "semantic-ID loss", "dense loss", "gradient norm"))
+                    if s >= 0)
+        raise TrainingDivergedError(
+            f"training diverged: the {which[1]} became non-finite at step {which[0] + 1} (epoch {self.state.epoch + 1}; "
+            f"the learning rate is now {self.scheduler.get_last_lr()[0]:.3g}); lower dataset.TIGER.trainer.lr (now {self.cfg.lr:g}) "
+            "or raise dataset.TIGER.trainer.warmup_steps. The last checkpoint is the last finished epoch.")
 
     def _my_share(self, chunk: Examples) -> tuple[Examples, float]:
         """This process's examples of a global batch and their fraction of it. A process whose share
@@ -187,7 +207,7 @@ class Trainer:
             self.state.best_score, self.state.best_epoch = score, epoch
             if self.processes.is_main:
                 with atomic_write(self.best_path, "wb") as handle:
-                    torch.save(self.model.state_dict(), handle)
+                    torch.save({"config_key": self.config_key, "model": self.model.state_dict()}, handle)
 
     def _patience_exhausted(self, epoch: int) -> bool:
         """Published rule: stop once `patience` epochs passed since the best one, after warm-up (and
@@ -196,6 +216,26 @@ class Trainer:
                 and self.state.step > self.cfg.warmup_steps)
 
     # -- checkpoints --------------------------------------------------------------------------
+
+    def _best_weights(self) -> dict:
+        """The best model's state dict from ckpt_best.pt, which must have been written by this run's
+        settings and data (the same key as ckpt.pt)."""
+        saved = self._load(self.best_path)
+        if not isinstance(saved, dict) or saved.get("config_key") != self.config_key:
+            raise CheckpointError(f"{self.best_path} was not written by a run with these settings and data; delete it "
+                                  "(and ckpt.pt) to train again, or choose another experiment_id or output_path")
+        return saved["model"]
+
+    def _load(self, path: Path):
+        """torch.load of a checkpoint, with an error naming the file and what to do if it is unreadable."""
+        try:
+            return torch.load(path, map_location=self.device if path == self.best_path else "cpu",
+                              weights_only=path == self.best_path)
+        except Exception as exc:  # noqa: BLE001  truncated, empty, garbage: all mean the same to the user
+            cause = (str(exc).strip().splitlines() or [""])[0][:120]  # torch's own advice does not apply here
+            raise CheckpointError(f"{path} cannot be read ({type(exc).__name__}: {cause}); it is damaged. Delete it "
+                                  f"to start this run over{' from ckpt.pt' if path == self.best_path else ''}, "
+                                  "or restore it from a copy") from None
 
     def save_checkpoint(self) -> None:
         """Write ckpt.pt (main process), with the random states of every process."""
@@ -213,12 +253,12 @@ class Trainer:
     def _resume(self) -> None:
         if not self.ckpt_path.exists():
             return
-        saved = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
+        saved = self._load(self.ckpt_path)
         if saved["config_key"] != self.config_key:
-            raise RuntimeError(f"{self.ckpt_path} was written by a run with other settings; choose another "
-                               "experiment_id (or output_path), or delete the checkpoint to start over")
+            raise CheckpointError(f"{self.ckpt_path} was written by a run with other settings or data; choose another "
+                                  "experiment_id (or output_path), or delete the checkpoint to start over")
         if saved.get("batch_size", self.batch_size) != self.batch_size:
-            raise RuntimeError(f"{self.ckpt_path} was trained with a global batch of {saved['batch_size']}, this run "
+            raise CheckpointError(f"{self.ckpt_path} was trained with a global batch of {saved['batch_size']}, this run "
                                f"has {self.batch_size} (distributed.batch_size=per_device under another number of "
                                "processes); resume with the same number, or use distributed.batch_size=global")
         self.model.load_state_dict(saved["model"])

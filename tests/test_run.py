@@ -105,3 +105,35 @@ def test_too_few_beams_fails_before_any_stage(tmp_path):
     out = _cli(*_overrides(tmp_path, "evaluation.num_beams=5"))
     assert out.returncode == 2 and "evaluation.num_beams" in out.stderr
     assert not (tmp_path / "raw").exists()
+
+
+def test_expected_failure_prints_its_message_without_a_traceback(tmp_path):
+    """A missing raw file (own data): exit 1, the message naming the file, no traceback; LIGER_DEBUG=1
+    shows the traceback."""
+    import os
+
+    args = ("dataset=custom", "dataset.name=mine", f"dataset.raw_data_path={tmp_path}/raw",
+            f"dataset.processed_data_path={tmp_path}/processed", f"output_path={tmp_path}/run", "logging.mode=disabled")
+    out = _cli(*args)
+    assert out.returncode == 1
+    assert "Error:" in out.stderr and "interactions.csv" in out.stderr
+    assert "Traceback" not in out.stderr and "Error executing job" not in out.stderr
+    debug = subprocess.run([sys.executable, "run.py", *args], cwd=REPO, capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "LIGER_DEBUG": "1"})
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_a_second_run_on_a_busy_run_folder_stops_naming_it(tmp_path):
+    """Two runs in one run folder would mix their checkpoints and best weights."""
+    from src.cache import run_folder_lock
+    from src.errors import RunFolderBusyError
+
+    cfg = load(*_overrides(tmp_path, "stop_after=preprocess"))
+    with run_folder_lock(cfg.run_dir):  # another run holds the folder
+        with pytest.raises(RunFolderBusyError, match=str(cfg.run_dir.resolve())):
+            run_pipeline(cfg)
+        assert not (cfg.run_dir / "metrics.json").exists()  # nothing was written
+        out = _cli(*_overrides(tmp_path, "stop_after=preprocess"))
+        assert out.returncode == 1 and "in use by another run" in out.stderr and "Traceback" not in out.stderr
+    run_pipeline(cfg)  # free again
+    assert (cfg.run_dir / "metrics.json").exists()

@@ -3,6 +3,7 @@ stopping keeps the best model; logged losses are means over the epoch."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from ID_generation.preprocessing.sequences import Sequences
 from ID_generation.preprocessing.split import leave_one_out
 from ID_generation.semantic_ids import SemanticIds
 from src.distributed import SINGLE
+from src.errors import CheckpointError
 from src.experiment import build_experiment
 from src.training import Trainer, selection_metric
 from src.tracking import RunRecorder
@@ -37,11 +39,15 @@ class Curves:
         pass
 
 
-def experiment(tmp_path, *overrides, logger=None, processes=SINGLE):
+def experiment(tmp_path, *overrides, logger=None, processes=SINGLE, edit_items=None):
+    """edit_items: changes the interaction items (numpy, in place) before the split, as edited data."""
     g = torch.Generator().manual_seed(0)
     sids = SemanticIds.from_rqvae_codes(torch.randint(0, 4, (25, 3), generator=g).numpy(), codebook_size=4)
     lengths = torch.randint(4, 10, (20,), generator=g).numpy()
-    split = leave_one_out(Sequences.from_lengths(lengths, torch.randint(1, 26, (int(lengths.sum()),), generator=g).numpy()), 20)
+    items = torch.randint(1, 26, (int(lengths.sum()),), generator=g).numpy()
+    if edit_items is not None:
+        edit_items(items)
+    split = leave_one_out(Sequences.from_lengths(lengths, items), 20)
     cfg = load(*TINY, f"output_path={tmp_path}", *overrides)
     return build_experiment(cfg, split, sids, torch.randn(25, 12, generator=g), torch.device("cpu"),
                             RunRecorder(tmp_path, logger, write=processes.is_main), processes)
@@ -78,8 +84,36 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch, imple
 
 def test_checkpoint_from_other_settings_is_refused(tmp_path):
     experiment(tmp_path, "dataset.TIGER.trainer.steps=6").trainer.fit()
-    with pytest.raises(RuntimeError, match="other settings"):
+    with pytest.raises(CheckpointError, match="other settings"):
         experiment(tmp_path, "dataset.TIGER.trainer.steps=8").trainer.fit()
+
+
+def test_checkpoint_of_other_data_is_refused(tmp_path):
+    """Two reviews of one user swapped in time: the same settings, other data."""
+    def swap(items):
+        items[[0, 1]] = items[[1, 0]]
+
+    experiment(tmp_path, "dataset.TIGER.trainer.steps=6").trainer.fit()
+    with pytest.raises(CheckpointError, match="other settings or data"):
+        experiment(tmp_path, "dataset.TIGER.trainer.steps=6", edit_items=swap).trainer.fit()
+
+
+def test_best_weights_of_another_run_are_refused(tmp_path):
+    experiment(tmp_path, "dataset.TIGER.trainer.steps=6").trainer.fit()
+    best = torch.load(tmp_path / "ckpt_best.pt", weights_only=True)
+    torch.save({**best, "config_key": "another run"}, tmp_path / "ckpt_best.pt")
+    with pytest.raises(CheckpointError, match="ckpt_best.pt was not written by a run with these settings"):
+        experiment(tmp_path, "dataset.TIGER.trainer.steps=6").trainer.fit()  # finished: loads the best weights
+
+
+@pytest.mark.parametrize("name", ["ckpt.pt", "ckpt_best.pt"])
+@pytest.mark.parametrize("damage", [b"", b"garbage" * 20, None])  # None: truncated to half
+def test_damaged_checkpoint_is_named_with_what_to_do(tmp_path, name, damage):
+    experiment(tmp_path, "dataset.TIGER.trainer.steps=6").trainer.fit()
+    path = tmp_path / name
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2] if damage is None else damage)
+    with pytest.raises(CheckpointError, match=f"(?s){name} cannot be read.*damaged. Delete it"):
+        experiment(tmp_path, "dataset.TIGER.trainer.steps=6").trainer.fit()
 
 
 def test_early_stopping_keeps_the_best_model(tmp_path):
@@ -87,7 +121,7 @@ def test_early_stopping_keeps_the_best_model(tmp_path):
                      "dataset.TIGER.trainer.patience=2", "dataset.TIGER.trainer.lr=0.5")  # diverges: stops early
     result = exp.trainer.fit()
     assert result.epochs < exp.trainer.n_epochs and result.epochs == result.best_epoch + 4
-    best = torch.load(tmp_path / "ckpt_best.pt", weights_only=True)
+    best = torch.load(tmp_path / "ckpt_best.pt", weights_only=True)["model"]
     assert all(torch.equal(best[k], v) for k, v in exp.model.state_dict().items())  # the model holds the best weights
 
 
@@ -134,3 +168,18 @@ def test_time_budget_ends_training_after_a_validated_epoch(tmp_path, monkeypatch
 def test_no_time_budget_by_default(tmp_path):
     exp = experiment(tmp_path, "dataset.TIGER.trainer.steps=12")
     assert exp.trainer.cfg.time_budget_min is None and not exp.trainer.fit().out_of_time
+
+
+def test_divergence_stops_training_with_an_error_naming_step_loss_and_rate(tmp_path):
+    from src.errors import TrainingDivergedError
+    exp = experiment(tmp_path, "dataset.TIGER.trainer.lr=1e6", "dataset.TIGER.trainer.steps=60")
+    with pytest.raises(TrainingDivergedError) as info:
+        exp.trainer.fit()
+    message = str(info.value)
+    assert "non-finite at step" in message and "dataset.TIGER.trainer.lr (now 1e+06)" in message
+    assert not (tmp_path / "ckpt_best.pt").exists() or exp.trainer.state.best_score > float("-inf")
+
+
+def test_a_finite_run_is_not_stopped(tmp_path):
+    result = experiment(tmp_path, "dataset.TIGER.trainer.steps=10").trainer.fit()
+    assert result.steps == 10 and all(math.isfinite(v) for v in result.last_losses.values())

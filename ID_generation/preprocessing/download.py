@@ -13,6 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from src.cache import atomic_write
+from src.errors import ExpectedError
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class RawFile:
     url: str | None  # None: no public address, the file must be placed by hand
 
 
-class MissingRawDataError(FileNotFoundError):
+class MissingRawDataError(ExpectedError, FileNotFoundError):
     """Raw files are missing and could not be downloaded."""
 
 

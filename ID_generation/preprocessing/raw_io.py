@@ -13,8 +13,10 @@ import zlib
 from pathlib import Path
 from typing import Callable, Iterator
 
+from src.errors import ExpectedError
 
-class RawDataError(ValueError):
+
+class RawDataError(ExpectedError, ValueError):
     """A raw input file is malformed."""
 
 
