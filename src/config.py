@@ -7,6 +7,8 @@ Published key names are kept (`dataset.RQ-VAE.code_book_size`, `dataset.TIGER.T5
 """
 from __future__ import annotations
 
+import difflib
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -33,15 +35,17 @@ class ConfigError(ValueError):
 class _Reader:
     """Reads keys under one config node; every error names the full dotted key path."""
 
-    def __init__(self, node: Any, path: str):
+    def __init__(self, node: Any, path: str, seen: set[str] | None = None):
         if not isinstance(node, (DictConfig, dict)):
             raise ConfigError(f"config key '{path}' must be a group of keys, got {node!r}")
         self.node, self.path = node, path
+        self.seen = set() if seen is None else seen  # every key read, shared by the readers of one config
 
     def key(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name
 
     def raw(self, name: str) -> Any:
+        self.seen.add(self.key(name))
         if name not in self.node:
             raise ConfigError(f"config key '{self.key(name)}' is missing; add it to the config or "
                               f"pass it as an override, e.g. +{self.key(name)}=...")
@@ -51,7 +55,7 @@ class _Reader:
     def sub(self, name: str) -> "_Reader":
         if name not in self.node:
             raise ConfigError(f"config group '{self.key(name)}' is missing")
-        return _Reader(self.node[name], self.key(name))
+        return _Reader(self.node[name], self.key(name), self.seen)
 
     def _fail(self, name: str, expected: str, value: Any) -> None:
         raise ConfigError(f"config key '{self.key(name)}' must be {expected}, got {value!r}")
@@ -335,6 +339,43 @@ def load_config(cfg: DictConfig) -> RunConfig:
     Raises ConfigError naming the offending key and the accepted values.
     """
     root = _Reader(cfg, "")
+    run_config = _run_config(root)
+    _refuse_unknown_keys(cfg, root.seen)
+    return run_config
+
+
+# Keys of the published configs that nothing here uses; accepted so that published command lines run.
+UNUSED_PUBLISHED_KEYS = ("dataset.RQ-VAE.max_seq_len",)
+
+
+def _refuse_unknown_keys(cfg: DictConfig, read: set[str]) -> None:
+    """ConfigError naming every key of `cfg` that no reader asked for (a misspelt override such as
+    `+dataset.TIGER.trainer.stepz=100` would otherwise be ignored), with the closest known key."""
+    known = read | set(UNUSED_PUBLISHED_KEYS)
+    unknown = [key for key in _leaf_keys(OmegaConf.to_container(cfg, resolve=False))
+               if not any(key == k or key.startswith(k + ".") for k in known)]
+    if not unknown:
+        return
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+        if not close:  # the same name elsewhere in the tree, e.g. `epochs` for `dataset.RQ-VAE.epochs`
+            close = [k for k in sorted(known) if k.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1]][:1]
+        hints.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    raise ConfigError(f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(hints)}: nothing reads "
+                      f"{'them' if len(unknown) > 1 else 'it'}; fix the name or remove the override")
+
+
+def _leaf_keys(node: dict, prefix: str = "") -> list[str]:
+    """Dotted paths of the leaves (values that are not non-empty groups) of a nested dict."""
+    keys = []
+    for name, value in node.items():
+        key = f"{prefix}.{name}" if prefix else str(name)
+        keys += _leaf_keys(value, key) if isinstance(value, dict) and value else [key]
+    return keys
+
+
+def _run_config(root: _Reader) -> RunConfig:
     experiment_id = root.str_("experiment_id")
     if "/" in experiment_id:
         raise ConfigError(f"config key 'experiment_id' must not contain '/', got {experiment_id!r}")

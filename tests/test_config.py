@@ -133,3 +133,22 @@ def test_stop_after_runs_stages_up_to_and_including():
 def test_output_path_overrides_run_folder_and_published_none_spelling():
     assert load("output_path=/tmp/run7").run_dir == Path("/tmp/run7")
     assert load("output_path=None").run_dir == Path("results/liger/generated_synthetic/demo_seed_42")
+
+
+@pytest.mark.parametrize("override, unknown, hint", [
+    ("+dataset.TIGER.trainer.stepz=100", "dataset.TIGER.trainer.stepz", "dataset.TIGER.trainer.steps"),
+    ("+epochs=5", "'epochs'", "dataset.RQ-VAE.epochs"),
+    ("+dataset.TIGER.T5.d_modle=64", "dataset.TIGER.T5.d_modle", "dataset.TIGER.T5.d_model"),
+])
+def test_unknown_key_is_refused_naming_the_closest_known_key(override, unknown, hint):
+    with pytest.raises(ConfigError) as info:
+        load(override)
+    message = str(info.value)
+    assert "unknown config key" in message and unknown in message and f"did you mean '{hint}'" in message
+
+
+def test_every_key_of_every_shipped_config_is_read():
+    """No key in the shipped configs is silently ignored (the published one that is unused is listed)."""
+    for group in ("dataset=amazon", "dataset=steam", "dataset=custom", "dataset=generated"):
+        for method in ("method=base", "method=setting"):
+            load(group, method)  # raises ConfigError on a key nothing reads
