@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import hashlib
 import json
 import os
 import re
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -85,12 +87,17 @@ def _flock(handle, operation: int) -> bool:
         return False
 
 
+STALE_TEMP_SECONDS = 24 * 3600  # a temporary file of another host counts as abandoned after this
+
+
 @contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
-    """Open a temporary sibling of `path` for writing; move it onto `path` only on success."""
+    """Open a temporary sibling of `path` for writing; move it onto `path` only on success. The
+    temporary files a killed writer left for `path` are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_HOST}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
@@ -140,6 +147,38 @@ def unverified_reason(path: str | os.PathLike) -> str | None:
     if file_sha256(path) != recorded:
         return "changed since it was written (its content no longer matches the recorded digest)"
     return None
+
+
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", os.uname().nodename)
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporary files of `path` whose writer is gone: written by a process of this host
+    that no longer runs, or of another host (or unnamed) and older than a day. Returns them."""
+    removed = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        parts = tmp.name[len(path.name) + 2:].split(".")
+        try:
+            if len(parts) >= 3 and parts[0] == _HOST and parts[1].isdigit():
+                stale = not _process_alive(int(parts[1]))
+            else:
+                stale = time.time() - tmp.stat().st_mtime > STALE_TEMP_SECONDS
+            if stale:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:  # gone meanwhile, or not ours to remove
+            continue
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:

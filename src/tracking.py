@@ -8,12 +8,13 @@ step) go to W&B only.
 from __future__ import annotations
 
 import math
+import secrets
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from src.cache import write_json
+from src.cache import atomic_write, write_json
 from src.config import LoggingConfig
 
 Scalar = int | float | str | bool | None
@@ -23,14 +24,22 @@ class WandbLogger:
     """One W&B run (project, run name = experiment_id, the resolved config), files in the run folder.
 
     mode `offline` needs no account or network (sync later with `wandb sync`), `online` logs live.
+    The run's id is kept in `{run_dir}/wandb_run_id`, so a resumed run logs to the same W&B run.
     """
 
     def __init__(self, cfg: LoggingConfig, run_name: str, run_dir: Path, config: dict[str, Any]):
         import wandb
 
         run_dir.mkdir(parents=True, exist_ok=True)
+        # one W&B run per run folder: a resumed run goes on with the run it started
+        id_file = run_dir / "wandb_run_id"
+        run_id = id_file.read_text().strip() if id_file.exists() else ""
+        if not run_id:
+            run_id = secrets.token_hex(4)  # W&B run ids: lowercase letters and digits
+            with atomic_write(id_file) as handle:
+                handle.write(run_id + "\n")
         self.run = wandb.init(project=cfg.project, entity=cfg.entity, name=run_name, mode=cfg.mode,
-                              dir=str(run_dir), config=config)
+                              dir=str(run_dir), config=config, id=run_id, resume="allow")
         self._defined: set[str] = set()
 
     def summary(self, values: dict[str, Scalar]) -> None:

@@ -74,6 +74,11 @@ def test_offline_wandb_run_lands_in_the_run_folder(tmp_path):
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1 and runs[0].stat().st_size > 0
     assert (tmp_path / "run" / "metrics.json").exists()
+    # a second start in the same run folder (a resumed run) logs to the same W&B run
+    run_id = (tmp_path / "run" / "wandb_run_id").read_text().strip()
+    run_pipeline(load(*_overrides(tmp_path, "stop_after=preprocess", "logging.mode=offline")), {"seed": 42})
+    folders = sorted((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert run_id and all(f.name.endswith(f"-{run_id}") for f in folders), folders
 
 
 E2E = ("dataset.RQ-VAE.epochs=20", "dataset.RQ-VAE.eval_every=10", "dataset.TIGER.trainer.steps=12",

@@ -40,3 +40,28 @@ def test_stage_time_is_recorded_even_when_the_stage_fails(tmp_path):
         with recorder.stage("embed"):
             raise RuntimeError("boom")
     assert "time/embed" in json.loads((tmp_path / "metrics.json").read_text())
+
+
+def test_temporary_files_of_a_killed_writer_are_removed_at_the_next_write(tmp_path):
+    """A writer killed mid-write leaves `.{name}.{host}.{pid}.*.tmp`; the next write of that file
+    removes it when its process is gone (and leaves a live writer's file alone)."""
+    import os
+    import subprocess
+    import sys
+
+    from src.cache import _HOST, atomic_write
+
+    target = tmp_path / "ckpt.pt"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".ckpt.pt.{_HOST}.{int(dead.stdout)}.abc123.tmp"
+    live = tmp_path / f".ckpt.pt.{_HOST}.{os.getpid()}.def456.tmp"
+    old_style = tmp_path / ".ckpt.pt.xyz789.tmp"  # written before temporary names carried the writer
+    other_file = tmp_path / f".other.pt.{_HOST}.{int(dead.stdout)}.abc123.tmp"
+    for f in (stale, live, old_style, other_file):
+        f.write_bytes(b"x" * 100)
+    os.utime(old_style, (0, 0))  # far older than a day
+    with atomic_write(target, "wb") as handle:
+        handle.write(b"new")
+    assert target.read_bytes() == b"new"
+    assert not stale.exists() and not old_style.exists()
+    assert live.exists() and other_file.exists()
