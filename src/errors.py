@@ -21,3 +21,7 @@ class RunFolderBusyError(ExpectedError, RuntimeError):
 
 class CheckpointError(ExpectedError, RuntimeError):
     """A checkpoint cannot be used by this run (other settings or data, unreadable, busy folder)."""
+
+
+class DeviceMemoryError(ExpectedError, RuntimeError):
+    """A stage ran out of device memory at a setting the user can lower."""

@@ -23,8 +23,14 @@ from src.beam_decoder import BeamDecoder
 from src.data import Batch, Examples, SequenceData
 from src.decoding import beam_search
 from src.distributed import SINGLE, Processes
+from src.errors import DeviceMemoryError
 from src.metrics import RankHistogram
 from src.model import Recommender
+
+
+BEAM_MEMORY_SHARE = 0.25        # of a GPU's memory, for one evaluation batch's beam search
+CPU_BEAM_MEMORY = 2 * 2**30     # bytes, on a CPU
+BEAM_COPIES = 8                 # (beams × vocabulary) float32 tensors alive at once, with margin
 
 
 @dataclass(frozen=True)
@@ -70,10 +76,17 @@ class Evaluator:
         vectors = self.model.item_vectors() if ("dense" in methods or "uni" in methods) else None
         # Processes share whole batches, the ones a single process would form, so every example is
         # scored in the same batch (same padding) as without sharding: the metrics are identical.
-        chunks = list(examples.chunks(self.settings.batch_size))
-        for chunk in chunks[self.processes.share(len(chunks))]:
-            for prefix, candidates, targets in self._batch_rankings(chunk, methods, vectors):
-                histograms[prefix].add(candidates, targets)
+        rows = self.rows_per_batch(methods)
+        chunks = list(examples.chunks(rows))
+        try:
+            for chunk in chunks[self.processes.share(len(chunks))]:
+                for prefix, candidates, targets in self._batch_rankings(chunk, methods, vectors):
+                    histograms[prefix].add(candidates, targets)
+        except torch.OutOfMemoryError:
+            raise DeviceMemoryError(
+                f"evaluation ran out of device memory with {rows} sequences per batch and {self.settings.num_beams} "
+                f"beams; lower dataset.TIGER.trainer.eval_batch_size (now {self.settings.batch_size}) or "
+                "evaluation.num_beams") from None
         self.model.train(was_training)
         if histograms:  # one collective for all of them
             totals = self.processes.sum_(torch.stack([h.counts for h in histograms.values()]))
@@ -81,6 +94,20 @@ class Evaluator:
                 h.counts = counts
         return {prefix + metric: value for prefix, h in histograms.items() if h.count  # none for an empty group
                 for metric, value in h.means().items()}
+
+    def rows_per_batch(self, methods: tuple[str, ...]) -> int:
+        """Sequences per evaluation batch: `eval_batch_size`, or fewer where the beam search of that
+        many would not fit the memory budget (`BEAM_MEMORY_SHARE` of a GPU, `CPU_BEAM_MEMORY` on a
+        CPU). Batches are masked or packed, so the metrics do not depend on it."""
+        if not ({"genret", "uni"} & set(methods)):
+            return self.settings.batch_size
+        device = self.data.device
+        budget = (torch.cuda.get_device_properties(device).total_memory * BEAM_MEMORY_SHARE
+                  if device.type == "cuda" else CPU_BEAM_MEMORY)
+        # per sequence: float32 logits, log-probabilities and candidate scores of beams × vocabulary, with
+        # the temporaries of softmax and top-k (measured: ~1.7 MB a sequence at Beauty's 1,026 tokens, 100 beams)
+        per_row = BEAM_COPIES * self.settings.num_beams * self.model.spec.vocab_size * 4
+        return max(1, min(self.settings.batch_size, int(budget // per_row)))
 
     def _prefixes(self, methods: tuple[str, ...]) -> list[str]:
         """Metric-name prefixes of the enabled methods: `genret/`, `dense/`, `uni/Gen{K}_`."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from src.evaluation import EvalSettings, Evaluator, top_items
@@ -81,3 +82,38 @@ def test_packed_evaluation_equals_padded_with_the_transformers_t5():
     assert got.keys() == expected.keys() and len(got) > 10
     for name, value in expected.items():
         assert math.isclose(got[name], value, abs_tol=1e-9), name
+
+
+def test_evaluation_batches_are_bounded_by_memory_with_the_same_metrics(monkeypatch):
+    """A huge eval_batch_size: the beam search still works in batches that fit the memory budget."""
+    import src.evaluation as evaluation
+
+    model, data, sids, _ = tiny()
+    cold = torch.tensor([3, 7, 11])
+    small = Evaluator(model, data, sids, settings(batch_size=4), cold).evaluate("test")
+    huge = Evaluator(model, data, sids, settings(batch_size=1_000_000), cold)
+    per_row = evaluation.BEAM_COPIES * huge.settings.num_beams * model.spec.vocab_size * 4
+    monkeypatch.setattr(evaluation, "CPU_BEAM_MEMORY", 3 * per_row)
+    assert huge.rows_per_batch(("genret",)) == 3 and huge.rows_per_batch(("dense",)) == 1_000_000
+    sizes = []
+    real = huge._batch_rankings
+    monkeypatch.setattr(huge, "_batch_rankings", lambda chunk, *a: (sizes.append(len(chunk)), real(chunk, *a))[1])
+    got = huge.evaluate("test")
+    assert sizes and max(sizes) == 3
+    assert got.keys() == small.keys()
+    for name, value in small.items():
+        assert math.isclose(got[name], value, abs_tol=1e-9), name
+
+
+def test_running_out_of_device_memory_names_the_setting(monkeypatch):
+    from src.errors import DeviceMemoryError
+
+    model, data, sids, _ = tiny()
+    evaluator = Evaluator(model, data, sids, settings(batch_size=5), torch.tensor([3]))
+
+    def out_of_memory(*args):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(evaluator, "_batch_rankings", out_of_memory)
+    with pytest.raises(DeviceMemoryError, match="lower dataset.TIGER.trainer.eval_batch_size \\(now 5\\)"):
+        evaluator.evaluate("test")
