@@ -337,3 +337,32 @@ def test_interrupted_rebuild_is_never_served_from_the_old_manifest(tmp_path, mon
     monkeypatch.setattr(pipeline, "write_json", real_write_json)
     again = preprocess(config(tmp_path))
     assert not again.cached and rows_of(again) == rows_of(first) and again.item_texts == first.item_texts
+
+
+# --------------------------------------------------------------------------------------------
+# Duplicates and look-alike ids
+
+
+def test_duplicated_interaction_row_counts_once_with_a_warning(tmp_path, capsys):
+    write_dataset(tmp_path / "raw", rows=ROWS + [ROWS[1], ROWS[1]])  # lines 10, 11 repeat line 3
+    data = preprocess(config(tmp_path))
+    assert rows_of(data) == EXPECTED
+    out = capsys.readouterr().out
+    assert "2 interaction(s) repeat an earlier one" in out and "lines 10, 11" in out and "counted once" in out
+
+
+def test_item_listed_twice_with_other_texts_is_refused_naming_the_lines(tmp_path):
+    write_dataset(tmp_path / "raw", items=ITEMS + [("plum", "Sour plum")])
+    message = error_of(tmp_path)
+    assert "items.csv, lines 5, 7" in message and "'plum'" in message and "different texts" in message
+
+
+def test_item_listed_twice_with_the_same_text_is_accepted(tmp_path):
+    write_dataset(tmp_path / "raw", items=ITEMS + [("plum", "Plum")])
+    assert preprocess(config(tmp_path)).item_texts == EXPECTED_TEXTS
+
+
+def test_id_with_trailing_spaces_is_refused_naming_the_line(tmp_path):
+    write_dataset(tmp_path / "raw", rows=ROWS[:3] + [("alice ", "apple", 5)] + ROWS[4:])
+    message = error_of(tmp_path)
+    assert "interactions.csv, line 5" in message and "'alice '" in message and "remove the spaces" in message

@@ -217,3 +217,19 @@ def test_amazon_review_with_non_numeric_time_names_file_and_line(tmp_path):
                                                                 "unixReviewTime": "soon"})])
     with pytest.raises(RawDataError, match="line 2"):
         source.read_interactions()
+
+
+def test_duplicated_amazon_review_lines_are_kept_as_published_and_reported(tmp_path, capsys):
+    import json
+
+    from ID_generation.preprocessing.amazon import AmazonSource
+
+    folder = tmp_path / "amazon"
+    folder.mkdir()
+    reviews = [{"reviewerID": "u1", "asin": "a", "unixReviewTime": 1}, {"reviewerID": "u1", "asin": "b", "unixReviewTime": 2}]
+    lines = [json.dumps(r) for r in (*reviews, reviews[1])]  # line 3 repeats line 2
+    (folder / "reviews_Beauty_5.json.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    interactions = AmazonSource(tmp_path, "Beauty", ("title",), "published").read_interactions()
+    assert len(interactions.items) == 3  # the published preprocessing counts both
+    out = capsys.readouterr().out
+    assert "1 interaction(s) repeat an earlier one" in out and "lines 3" in out and "published" in out

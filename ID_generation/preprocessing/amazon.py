@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from .download import RawFile
 from .raw_io import int_field, iter_records, key_filter, require_fields
-from .source import Interactions, texts_in_order
+from .source import Interactions, duplicate_rows, texts_in_order
 from .text import READ_FIXES, amazon_item_text
 
 BASE_URL = "https://snap.stanford.edu/data/amazon/productGraph/categoryFiles"
@@ -34,7 +34,7 @@ class AmazonSource:
         return [RawFile(self.reviews_path, url(self.reviews_path)), RawFile(self.meta_path, url(self.meta_path))]
 
     def read_interactions(self) -> Interactions:
-        users, items, times = [], [], []
+        users, items, times, lines = [], [], [], []
         fields = ("reviewerID", "asin", "unixReviewTime")
         for line_no, record in tqdm(iter_records(self.reviews_path), desc=f"reading {self.reviews_path.name}",
                                     unit=" lines", mininterval=1.0):
@@ -42,8 +42,11 @@ class AmazonSource:
             users.append(record["reviewerID"])
             items.append(record["asin"])
             times.append(int_field(record, "unixReviewTime", self.reviews_path, line_no))
-        return Interactions(np.array(users, dtype=object), np.array(items, dtype=object),
-                            np.array(times, dtype=np.int64))
+            lines.append(line_no)
+        interactions = Interactions(np.array(users, dtype=object), np.array(items, dtype=object),
+                                    np.array(times, dtype=np.int64))
+        duplicate_rows(interactions, np.array(lines), self.reviews_path, keep=True)  # reported, kept as published
+        return interactions
 
     def read_item_texts(self, raw_items: np.ndarray) -> list[str]:
         wanted = set(raw_items.tolist())

@@ -14,7 +14,7 @@ import pandas as pd
 from .download import RawFile
 from .raw_io import RawDataError
 from .text import VALUE_CLEANERS
-from .source import Interactions
+from .source import Interactions, duplicate_rows
 
 INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp")
 ITEM_COLUMNS = ("item_id", "text")
@@ -32,11 +32,20 @@ class CustomSource:
 
     def read_interactions(self) -> Interactions:
         frame = _read_csv(self.interactions_path, INTERACTION_COLUMNS)
-        return Interactions(frame["user_id"].to_numpy(dtype=object), frame["item_id"].to_numpy(dtype=object),
-                            _timestamps(frame["timestamp"], self.interactions_path))
+        interactions = Interactions(frame["user_id"].to_numpy(dtype=object), frame["item_id"].to_numpy(dtype=object),
+                                    _timestamps(frame["timestamp"], self.interactions_path))
+        keep = duplicate_rows(interactions, frame.index.to_numpy(), self.interactions_path, keep=False)
+        return Interactions(interactions.users[keep], interactions.items[keep], interactions.times[keep])
 
     def read_item_texts(self, raw_items: np.ndarray) -> list[str]:
         frame = _read_csv(self.items_path, ITEM_COLUMNS)
+        repeated = frame[frame["item_id"].duplicated(keep=False)]
+        conflicting = repeated.groupby("item_id")["text"].nunique() > 1
+        if conflicting.any():
+            item = conflicting.idxmax()
+            lines = ", ".join(map(str, repeated.index[repeated["item_id"] == item]))
+            raise RawDataError(f"{self.items_path}, lines {lines}: item {item!r} has rows with different texts "
+                               f"({int(conflicting.sum())} item(s) do); keep one row per item")
         texts = dict(zip(frame["item_id"], frame["text"]))
         missing = [item for item in raw_items if item not in texts]
         if missing:
@@ -62,6 +71,13 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     empty = frame[list(columns[:2])].eq("").any(axis=1)
     if empty.any():
         raise RawDataError(f"{path}, line {empty.idxmax()}: empty {' or '.join(columns[:2])}")
+    ids = [c for c in columns if c.endswith("_id")]
+    padded = frame[ids].ne(frame[ids].apply(lambda column: column.str.strip())).any(axis=1)
+    if padded.any():
+        line = padded.idxmax()
+        raise RawDataError(f"{path}, line {line}: an id has leading or trailing spaces "
+                           f"({', '.join(repr(frame.at[line, c]) for c in ids)}); ids are compared exactly, "
+                           "so remove the spaces")
     return frame
 
 
