@@ -10,12 +10,14 @@ before digests were recorded, or changed since), so an edited or truncated cache
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import glob
 import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 from contextlib import contextmanager
@@ -105,9 +107,30 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        _raise_if_disk_full(path, exc)
         raise
+
+
+DISK_FULL_BYTES = 64 * 2**20  # a failed write with less free space than this is reported as a full disk
+
+
+def _raise_if_disk_full(path: Path, exc: BaseException) -> None:
+    """DiskFullError naming `path` when `exc` came from a full file system (ENOSPC, or a writer such
+    as torch.save that reports it in its own words, e.g. `unexpected pos`)."""
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        return
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    if getattr(exc, "errno", None) == errno.ENOSPC or (free is not None and free < DISK_FULL_BYTES):
+        from src.errors import DiskFullError
+
+        left = f"{free / 2**20:.1f} MB free" if free is not None else "no space left"
+        raise DiskFullError(f"writing {path} failed: its file system is full ({left}); free some space "
+                            f"(or choose another output_path / dataset.processed_data_path) and run again") from exc
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -19,6 +19,10 @@ class RunFolderBusyError(ExpectedError, RuntimeError):
     """Another run is using the run folder."""
 
 
+class DiskFullError(ExpectedError, OSError):
+    """A file could not be written because its file system is full."""
+
+
 class CheckpointError(ExpectedError, RuntimeError):
     """A checkpoint cannot be used by this run (other settings or data, unreadable, busy folder)."""
 

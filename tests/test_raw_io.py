@@ -233,3 +233,26 @@ def test_duplicated_amazon_review_lines_are_kept_as_published_and_reported(tmp_p
     assert len(interactions.items) == 3  # the published preprocessing counts both
     out = capsys.readouterr().out
     assert "1 interaction(s) repeat an earlier one" in out and "lines 3" in out and "published" in out
+
+
+def test_empty_reviews_file_is_named_as_empty_not_as_a_core_filter_problem(tmp_path):
+    from src.config import DataConfig
+    from ID_generation.preprocessing import preprocess
+
+    folder = tmp_path / "raw" / "amazon"
+    folder.mkdir(parents=True)
+    (folder / "reviews_Beauty_5.json.gz").write_bytes(gzip.compress(b""))
+    (folder / "meta_Beauty.json.gz").write_bytes(gzip.compress(b""))
+    cfg = DataConfig(type="Amazon", name="Beauty", raw_data_path=tmp_path / "raw", processed_data_path=tmp_path / "p",
+                     max_items_per_seq=20, features_needed=("title",), prompt_format="amazon", text_cleaning="published",
+                     user_core=5, item_core=5, user_stride=1, content_model="x", embedding_batch_size=8, generator=None)
+    with pytest.raises(RawDataError, match="reviews_Beauty_5.json.gz: no interaction could be read \\(the file is empty\\)"):
+        preprocess(cfg)
+
+
+def test_a_byte_that_is_not_utf8_is_named_at_its_line(tmp_path):
+    path = tmp_path / "reviews.json.gz"
+    lines = [b'{"a": 1}', b'{"a": 2}', b'{"a": "caf\xe9"}']
+    path.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    with pytest.raises(RawDataError, match="line 3: not UTF-8 text"):
+        list(iter_records(path))

@@ -65,3 +65,27 @@ def test_temporary_files_of_a_killed_writer_are_removed_at_the_next_write(tmp_pa
     assert target.read_bytes() == b"new"
     assert not stale.exists() and not old_style.exists()
     assert live.exists() and other_file.exists()
+
+
+def test_a_write_on_a_full_disk_is_reported_as_such_naming_the_file(tmp_path, monkeypatch):
+    """torch.save on a full disk says `unexpected pos ...`; the error names the file and the cause."""
+    import shutil
+    from collections import namedtuple
+
+    import src.cache as cache
+    from src.errors import DiskFullError
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(DiskFullError, match="writing .*ckpt.pt failed: its file system is full"):
+        with cache.atomic_write(tmp_path / "ckpt.pt", "wb"):
+            raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 976384 vs 976272")
+    assert not list(tmp_path.glob(".ckpt.pt.*.tmp"))
+
+
+def test_other_write_failures_are_not_called_a_full_disk(tmp_path):
+    import src.cache as cache
+
+    with pytest.raises(ValueError, match="not serialisable"):
+        with cache.atomic_write(tmp_path / "x.json"):
+            raise ValueError("not serialisable")

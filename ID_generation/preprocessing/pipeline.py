@@ -96,6 +96,9 @@ def _preprocess(cfg: DataConfig, source: Source) -> ProcessedData:
     # The old manifest must not vouch for outputs that are about to be (partly) replaced.
     manifest_path.unlink(missing_ok=True)
     interactions = source.read_interactions()
+    if len(interactions.users) == 0:
+        raise RawDataError(f"{files[0].path}: no interaction could be read (the file is empty); "
+                           "restore the file or point dataset.raw_data_path at the data")
     remapped = build_sequences(interactions.users, interactions.items, interactions.times,
                                cfg.user_core, cfg.item_core)
     if len(remapped.sequences) == 0:

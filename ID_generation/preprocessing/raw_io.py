@@ -20,10 +20,11 @@ class RawDataError(ExpectedError, ValueError):
     """A raw input file is malformed."""
 
 
-def open_text(path: Path):
-    """Open a raw file for reading as text, transparently gunzipping `.gz` files."""
+def open_lines(path: Path):
+    """Open a raw file for reading its lines as bytes, transparently gunzipping `.gz` files (each
+    line is decoded on its own, so a byte that is not UTF-8 is reported at its line)."""
     path = Path(path)
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
 def parse_line(line: str, path: Path, line_no: int) -> dict:
@@ -75,16 +76,23 @@ def iter_records(path: Path, keep_line: Callable[[str], bool] | None = None,
     """Yield (line number, record) for every non-blank line; `keep_line` pre-filters raw lines cheaply,
     `fix_line` rewrites a kept line before it is parsed."""
     path = Path(path)
+    line_no = 0
     try:
-        with open_text(path) as handle:
-            for line_no, line in enumerate(handle, start=1):
+        with open_lines(path) as handle:
+            for line_no, raw in enumerate(handle, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise RawDataError(f"{path}, line {line_no}: not UTF-8 text (byte {raw[exc.start:exc.start + 1]!r} at "
+                                       f"column {exc.start + 1}); re-save the file as UTF-8") from None
                 if not line.strip() or (keep_line is not None and not keep_line(line)):
                     continue
                 yield line_no, parse_line(fix_line(line) if fix_line else line, path, line_no)
     except FileNotFoundError:
         raise RawDataError(f"{path}: file not found") from None
-    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
-        raise RawDataError(f"{path}: cannot be read ({type(exc).__name__}: {exc}); "
+    except (OSError, EOFError, zlib.error) as exc:
+        where = f"after line {line_no}" if line_no else "at its start"
+        raise RawDataError(f"{path}: cannot be read {where} ({type(exc).__name__}: {exc}); "
                            "the file may be truncated or not gzip — delete it and fetch it again") from None
 
 
