@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from src.cache import file_stamp, fingerprint, read_json, safe_name, unverified_reason, verified_write, write_json
+from src.cache import file_stamp, fingerprint, load_verified, read_json, safe_name, verified_write, write_json
 from src.config import OFFLINE_ENCODER
 from src.errors import ExpectedError
 
@@ -61,7 +61,8 @@ def item_embeddings(texts: list[str], model: str, processed_dir: Path, dataset_n
                     device: torch.device, batch_size: int = 64) -> ItemEmbeddings:
     """Load the cached embeddings of `texts` under `model`, or encode, standardise and cache them."""
     path, sidecar = cache_paths(processed_dir, dataset_name, model, texts)
-    vectors = read_cached_tensor(path, rows=len(texts))
+    vectors = load_verified(path, "Embedding cache", lambda v: None if isinstance(v, torch.Tensor) and v.ndim == 2
+                            and len(v) == len(texts) else f"holds {getattr(v, 'shape', type(v).__name__)}, not {len(texts)} rows")
     if vectors is not None:
         return ItemEmbeddings(vectors, model, path, cached=True)
     raw = encode_texts(load_encoder(model, device), texts, batch_size)
@@ -70,23 +71,6 @@ def item_embeddings(texts: list[str], model: str, processed_dir: Path, dataset_n
         torch.save(vectors, handle)
     write_json(sidecar, {"model": model, "width": int(vectors.shape[1]), "items": len(texts)})
     return ItemEmbeddings(vectors, model, path, cached=False)
-
-
-def read_cached_tensor(path: Path, rows: int) -> torch.Tensor | None:
-    """The cached (rows, width) embedding tensor at `path`, or None (with the reason printed when the
-    file exists) if it is not there, not verified, unreadable or of another shape: it is recomputed."""
-    reason = unverified_reason(path)
-    if reason is None:
-        try:
-            vectors = torch.load(path, map_location="cpu", weights_only=True)
-            if isinstance(vectors, torch.Tensor) and vectors.ndim == 2 and vectors.shape[0] == rows:
-                return vectors
-            reason = f"holds {getattr(vectors, 'shape', type(vectors).__name__)}, not {rows} rows"
-        except Exception as exc:  # noqa: BLE001  any unreadable cache is recomputed
-            reason = f"unreadable ({type(exc).__name__}: {exc})"
-    if reason != "missing":
-        print(f"Embedding cache {path}: {reason}; recomputing it")
-    return None
 
 
 def standardize(x: np.ndarray) -> np.ndarray:

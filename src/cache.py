@@ -22,7 +22,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -202,6 +202,26 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def load_verified(path: str | os.PathLike, what: str, problem: Callable[[Any], str | None]) -> Any | None:
+    """`torch.load` of a cache written by `verified_write`, or None when it must be recomputed:
+    missing, not verified, unreadable, or `problem(content)` names what is wrong with it. The reason
+    is printed (naming `what` and the file) unless the file is simply missing."""
+    import torch
+
+    reason = unverified_reason(path)
+    if reason is None:
+        try:
+            content = torch.load(path, map_location="cpu", weights_only=True)
+            reason = problem(content)
+            if reason is None:
+                return content
+        except Exception as exc:  # noqa: BLE001  any unreadable cache is recomputed
+            reason = f"unreadable ({type(exc).__name__}: {exc})"
+    if reason != "missing":
+        print(f"{what} {path}: {reason}; recomputing it")
+    return None
 
 
 def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:

@@ -277,6 +277,24 @@ def test_transformers_network_draws_as_the_plain_transformers_class():
     assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), plain.state_dict().values()))
 
 
+def assert_same_losses_and_gradients(*runs) -> None:
+    """Each (model, batch) of `runs` gives the first one's losses and parameter gradients."""
+    results = []
+    for model, batch in runs:
+        model.zero_grad()
+        out = model(batch)
+        out.loss.backward()
+        results.append((out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (a, grads_a), *others = results
+    for b, grads_b in others:
+        for name in ("loss", "sid_loss", "dense_loss"):
+            if getattr(a, name) is not None:
+                torch.testing.assert_close(getattr(b, name), getattr(a, name), rtol=1e-5, atol=1e-6)
+        assert grads_a.keys() == grads_b.keys()
+        for name, grad in grads_a.items():
+            torch.testing.assert_close(grads_b[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
 @pytest.mark.parametrize("method", [("method=base",), ("method=setting",), ("method=setting", "method.include_user_id=True"),
                                     ("method=setting", "method.sid_loss_weight=0")])
 def test_packed_batch_gives_the_padded_losses_and_gradients(method):
@@ -293,19 +311,7 @@ def test_packed_batch_gives_the_padded_losses_and_gradients(method):
     padded = data.batch(examples)
     torch.testing.assert_close(model.encode(packed), model.encode(data.batch(examples.subset(order)))[packed.mask],
                                rtol=1e-5, atol=1e-5)
-    grads = []
-    for batch in (padded, packed):
-        model.zero_grad()
-        out = model(batch)
-        out.loss.backward()
-        grads.append((out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
-    (a, grads_a), (b, grads_b) = grads
-    for name in ("loss", "sid_loss", "dense_loss"):
-        if getattr(a, name) is not None:
-            torch.testing.assert_close(getattr(b, name), getattr(a, name), rtol=1e-5, atol=1e-6)
-    assert grads_a.keys() == grads_b.keys()
-    for name, grad in grads_a.items():
-        torch.testing.assert_close(grads_b[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert_same_losses_and_gradients((model, padded), (model, packed))
 
 
 def test_beam_search_with_the_key_value_cache_equals_recomputing_every_prefix():
@@ -352,17 +358,7 @@ def test_compiled_forward_and_backward_equal_eager_in_one_graph(monkeypatch):
     g = torch.Generator().manual_seed(3)
     for size in (9, 13, 6, 11):  # other batch sizes, other lengths
         batch = data.batch(examples.subset(torch.randperm(len(examples), generator=g)[:size]), 3)
-        outs = []
-        for model in (eager, compiled):
-            model.zero_grad()
-            out = model(batch)
-            out.loss.backward()
-            outs.append((out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
-        (a, grads_a), (b, grads_b) = outs
-        torch.testing.assert_close(b.loss, a.loss, rtol=1e-5, atol=1e-6)
-        assert grads_a.keys() == grads_b.keys()
-        for name, grad in grads_a.items():
-            torch.testing.assert_close(grads_b[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+        assert_same_losses_and_gradients((eager, batch), (compiled, batch))
     assert counters["stats"]["unique_graphs"] == 1
     assert list(compiled.state_dict()) == list(eager.state_dict())  # checkpoints keep their names
     torch._dynamo.reset()

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from src.cache import digest, fingerprint, safe_name, unverified_reason, verified_write
+from src.cache import digest, fingerprint, load_verified, safe_name, verified_write
 from src.config import RQVAEConfig
 
 from ..semantic_ids import SemanticIds, quality_report
@@ -58,7 +58,7 @@ def semantic_ids_stage(embeddings: torch.Tensor, seen_items: np.ndarray, cfg: RQ
         raise ValueError(f"the RQ-VAE needs the embeddings of at least 2 seen items, got {len(seen_items)}; "
                          "the dataset's sequences are too short (seen items are those before each user's last two)")
     path = cache_path(embeddings, seen_items, cfg, seed, tag)
-    saved = read_cached_codes(path, n_items=len(embeddings))
+    saved = load_verified(path, "Semantic-ID cache", lambda saved: cached_codes_problem(saved, len(embeddings)))
     if saved is not None:
         return _result(saved["codes"], saved["recon_loss"], cfg, path, cached=True)
     x = embeddings.to(device)
@@ -74,22 +74,12 @@ def semantic_ids_stage(embeddings: torch.Tensor, seen_items: np.ndarray, cfg: RQ
     return result
 
 
-def read_cached_codes(path: Path, n_items: int) -> dict | None:
-    """The cached RQ-VAE result at `path`, or None (with the reason printed when the file exists) if
-    it is not there, not verified, unreadable or not codes of `n_items` items: it is recomputed."""
-    reason = unverified_reason(path)
-    if reason is None:
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            if saved["codes"].ndim == 2 and len(saved["codes"]) == n_items:
-                float(saved["recon_loss"])
-                return saved
-            reason = f"holds codes of shape {tuple(saved['codes'].shape)}, not of {n_items} items"
-        except Exception as exc:  # noqa: BLE001  any unreadable cache is recomputed
-            reason = f"unreadable ({type(exc).__name__}: {exc})"
-    if reason != "missing":
-        print(f"Semantic-ID cache {path}: {reason}; recomputing it")
-    return None
+def cached_codes_problem(saved, n_items: int) -> str | None:
+    """What is wrong with a loaded RQ-VAE result for `n_items` items, or None."""
+    codes = saved.get("codes") if isinstance(saved, dict) else None
+    if not hasattr(codes, "ndim") or codes.ndim != 2 or len(codes) != n_items:
+        return f"holds no codes of {n_items} items"
+    return None if isinstance(saved.get("recon_loss"), (int, float)) else "holds no reconstruction loss"
 
 
 def _report_check(logs: dict[str, float], on_check: Callable[[dict[str, float]], None] | None) -> None:
