@@ -129,8 +129,10 @@ def main(config: DictConfig) -> None:
     except ExpectedError as exc:  # the message says what to do; the traceback would only hide it
         if os.environ.get("LIGER_DEBUG") == "1":
             raise
-        print(f"\nError: {exc}\n(LIGER_DEBUG=1 shows the traceback)", file=sys.stderr)
-        sys.exit(1)
+        config_error = isinstance(exc, ConfigError)  # found only once a stage ran (e.g. the encoder's width)
+        print(f"\n{'Configuration error' if config_error else 'Error'}: {exc}\n(LIGER_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        sys.exit(2 if config_error else 1)
     finally:
         shutdown_distributed()
 

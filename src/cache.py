@@ -97,9 +97,13 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
     """Open a temporary sibling of `path` for writing; move it onto `path` only on success. The
     temporary files a killed writer left for `path` are removed first."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_HOST}.{os.getpid()}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_HOST}.{os.getpid()}.", suffix=".tmp")
+    except OSError as exc:
+        _explain_write_failure(path, exc)
+        raise
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
@@ -109,18 +113,24 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        _raise_if_disk_full(path, exc)
+        _explain_write_failure(path, exc)
         raise
 
 
 DISK_FULL_BYTES = 64 * 2**20  # a failed write with less free space than this is reported as a full disk
 
 
-def _raise_if_disk_full(path: Path, exc: BaseException) -> None:
-    """DiskFullError naming `path` when `exc` came from a full file system (ENOSPC, or a writer such
-    as torch.save that reports it in its own words, e.g. `unexpected pos`)."""
+def _explain_write_failure(path: Path, exc: BaseException) -> None:
+    """NotWritableError naming `path` for a folder this process may not write in; DiskFullError when
+    `exc` came from a full file system (ENOSPC, or a writer such as torch.save that reports it in its
+    own words, e.g. `unexpected pos`)."""
     if isinstance(exc, (KeyboardInterrupt, SystemExit)):
         return
+    if isinstance(exc, PermissionError):
+        from src.errors import NotWritableError
+
+        raise NotWritableError(f"cannot write {path}: permission denied ({path.parent} is not writable); make it "
+                               "writable, or choose another output_path / dataset.processed_data_path") from exc
     try:
         free = shutil.disk_usage(path.parent).free
     except OSError:

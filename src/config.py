@@ -15,6 +15,8 @@ from typing import Any, Iterable
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from src.errors import ExpectedError
+
 AMAZON_NAMES = ("Beauty", "Toys_and_Games", "Sports_and_Outdoors")
 DATASET_TYPES = ("Amazon", "steam", "generated", "custom")
 STAGES = ("preprocess", "embed", "semantic_ids", "train")
@@ -24,7 +26,7 @@ OFFLINE_ENCODER = "all-MiniLM-L6-v2"
 TEXT_CLEANINGS = ("published", "tidy")  # see ID_generation/preprocessing/text.py
 
 
-class ConfigError(ValueError):
+class ConfigError(ExpectedError, ValueError):
     """A configuration value is missing, of the wrong type, or out of range."""
 
 

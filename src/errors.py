@@ -11,6 +11,14 @@ class ExpectedError(Exception):
     """A failure with a message that names the file, key or setting and says what to do."""
 
 
+class DataError(ExpectedError, ValueError):
+    """The data cannot support a stage (too few seen items, no in-set validation example)."""
+
+
+class NotWritableError(ExpectedError, OSError):
+    """A file cannot be written where the configuration puts it (a read-only folder)."""
+
+
 class TrainingDivergedError(ExpectedError, RuntimeError):
     """A loss or the gradient norm became non-finite during training."""
 

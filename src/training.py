@@ -29,7 +29,7 @@ from src.cache import atomic_write
 from src.config import MethodConfig, TrainerConfig
 from src.data import Examples, SequenceData
 from src.distributed import SINGLE, Processes
-from src.errors import CheckpointError, TrainingDivergedError
+from src.errors import CheckpointError, DataError, TrainingDivergedError
 from src.evaluation import Evaluator, autocast
 from src.metrics import headline_k
 from src.model import Recommender
@@ -199,7 +199,7 @@ class Trainer:
         metrics = self.evaluator.evaluate("val", groups=("in",), methods=("genret", "dense"))
         self.recorder.curve(metrics, "train/step", self.state.step)
         if self.selection not in metrics:
-            raise RuntimeError(f"validation produced no {self.selection}: the dataset has no in-set validation "
+            raise DataError(f"validation produced no {self.selection}: the dataset has no in-set validation "
                                "examples (every validation target is a cold-start item)")
         score = metrics[self.selection]
         tqdm.write(f"  epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))

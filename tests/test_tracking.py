@@ -89,3 +89,18 @@ def test_other_write_failures_are_not_called_a_full_disk(tmp_path):
     with pytest.raises(ValueError, match="not serialisable"):
         with cache.atomic_write(tmp_path / "x.json"):
             raise ValueError("not serialisable")
+
+
+def test_a_read_only_folder_is_named_with_what_to_do(tmp_path, monkeypatch):
+    """(Simulated: the tests may run as root, who may write anywhere.)"""
+    import tempfile
+
+    import src.cache as cache
+    from src.errors import NotWritableError
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(NotWritableError, match="cannot write .*x.json: permission denied .* is not writable"):
+        cache.write_json(tmp_path / "x.json", {"a": 1})

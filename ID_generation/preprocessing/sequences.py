@@ -13,6 +13,8 @@ import pandas as pd
 
 from src.cache import atomic_write
 
+from .raw_io import RawDataError
+
 
 @dataclass(frozen=True)
 class Sequences:
@@ -122,7 +124,7 @@ def read_sequence_file(path: Path) -> Sequences:
             if not fields:
                 continue
             if not all(f.isdigit() for f in fields) or int(fields[0]) != len(lengths) + 1 or len(fields) < 2:
-                raise ValueError(f"{path}, line {line_no}: expected 'user_id item_id ...' with user "
+                raise RawDataError(f"{path}, line {line_no}: expected 'user_id item_id ...' with user "
                                  f"id {len(lengths) + 1}; delete the file to rebuild it")
             lengths.append(len(fields) - 1)
             items.extend(fields[1:])

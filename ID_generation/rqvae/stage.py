@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from src.cache import digest, fingerprint, load_verified, safe_name, verified_write
 from src.config import RQVAEConfig
+from src.errors import DataError
 
 from ..semantic_ids import SemanticIds, quality_report
 from .training import train_rqvae
@@ -55,7 +56,7 @@ def semantic_ids_stage(embeddings: torch.Tensor, seen_items: np.ndarray, cfg: RQ
     """Semantic IDs of all items from embeddings (n_items, d) (row i = item id i + 1), the RQ-VAE
     trained on the rows of `seen_items` (1-based ids). `on_check` receives each periodic check."""
     if len(seen_items) < 2:
-        raise ValueError(f"the RQ-VAE needs the embeddings of at least 2 seen items, got {len(seen_items)}; "
+        raise DataError(f"the RQ-VAE needs the embeddings of at least 2 seen items, got {len(seen_items)}; "
                          "the dataset's sequences are too short (seen items are those before each user's last two)")
     path = cache_path(embeddings, seen_items, cfg, seed, tag)
     saved = load_verified(path, "Semantic-ID cache", lambda saved: cached_codes_problem(saved, len(embeddings)))
