@@ -220,6 +220,9 @@ class Trainer:
     def _best_weights(self) -> dict:
         """The best model's state dict from ckpt_best.pt, which must have been written by this run's
         settings and data (the same key as ckpt.pt)."""
+        if not self.best_path.exists():
+            raise CheckpointError(f"{self.best_path} is missing, although {self.ckpt_path.name} has validated epochs; "
+                                  f"delete {self.ckpt_path} to train this run again")
         saved = self._load(self.best_path)
         if not isinstance(saved, dict) or saved.get("config_key") != self.config_key:
             raise CheckpointError(f"{self.best_path} was not written by a run with these settings and data; delete it "

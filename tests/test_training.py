@@ -106,6 +106,13 @@ def test_best_weights_of_another_run_are_refused(tmp_path):
         experiment(tmp_path, "dataset.TIGER.trainer.steps=6").trainer.fit()  # finished: loads the best weights
 
 
+def test_deleted_best_weights_are_named_with_what_to_do(tmp_path):
+    experiment(tmp_path, "dataset.TIGER.trainer.steps=6").trainer.fit()
+    (tmp_path / "ckpt_best.pt").unlink()
+    with pytest.raises(CheckpointError, match="ckpt_best.pt is missing.*delete .*ckpt.pt to train this run again"):
+        experiment(tmp_path, "dataset.TIGER.trainer.steps=6").trainer.fit()
+
+
 @pytest.mark.parametrize("name", ["ckpt.pt", "ckpt_best.pt"])
 @pytest.mark.parametrize("damage", [b"", b"garbage" * 20, None])  # None: truncated to half
 def test_damaged_checkpoint_is_named_with_what_to_do(tmp_path, name, damage):
