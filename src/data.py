@@ -4,7 +4,8 @@ The whole dataset is one padded (n_users, max_len) matrix of item ids on the dev
 an example is a (sequence, target position) pair, its input the items before the target. A batch
 gathers item ids, then looks up semantic-ID tokens (and, in the model, text embeddings) per batch:
 memory grows with items × width, never with examples × history × width. No Python loop runs over
-examples.
+examples. A packed batch (`packing_groups` > 0, for the compact T5) also carries where its real
+tokens lie in one stream (`src/t5.py`, PackedLayout) and its real history items.
 """
 from __future__ import annotations
 

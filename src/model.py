@@ -6,7 +6,9 @@ embedding projected to d_model (the projection MLP), a learned embedding of the 
 history and of the token's level; then LayerNorm and dropout. The dense head scores the encoder's
 last hidden state at the final history token, L2-normalised, by cosine / temperature against every
 item's projected text embedding (the same projection). The decoder predicts the next item's 4 tokens.
-The T5 part is `transformers`' `T5ForConditionalGeneration` (its parameter layout and forward).
+The T5 part is the compact T5 of `src/t5.py` (default; packed batches) or `transformers`'
+`T5ForConditionalGeneration` (padded batches), with the same parameter layout
+(`dataset.TIGER.T5.implementation`).
 """
 from __future__ import annotations
 
