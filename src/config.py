@@ -8,7 +8,8 @@ Published key names are kept (`dataset.RQ-VAE.code_book_size`, `dataset.TIGER.T5
 from __future__ import annotations
 
 import difflib
-
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -572,10 +573,30 @@ def check_encoder_width(cfg: RunConfig, width: int) -> None:
 
 
 def _run_dir_resolver(output_path, test_method, dataset_type, dataset_name, experiment_id, seed) -> str:
-    """Hydra's run folder is the run's results folder, so .hydra/ and the log sit beside metrics.json."""
+    """Hydra's run folder is the run's results folder, so .hydra/ and the log sit beside metrics.json.
+    Hydra creates it before any of run.py's code runs, so a folder that cannot be created is
+    reported here, by its message alone (exit 1), instead of by a traceback from Hydra's set-up."""
     output_path = _none_if_null(output_path)
-    return str(output_path) if output_path else str(
-        run_dir_for(test_method, dataset_type, dataset_name, experiment_id, seed))
+    folder = Path(output_path) if output_path else run_dir_for(test_method, dataset_type, dataset_name, experiment_id, seed)
+    reason = unwritable_reason(folder)
+    if reason is not None:
+        print(f"Error: the run folder {folder.resolve()} cannot be created: {reason}; choose another output_path "
+              "(or run from a writable folder)", file=sys.stderr)
+        raise SystemExit(1)
+    return str(folder)
+
+
+def unwritable_reason(folder: Path) -> str | None:
+    """Why `folder` cannot be created or written, or None: its nearest existing ancestor is a file,
+    or a folder this process may not write in."""
+    ancestor = folder.resolve()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{ancestor} is a file, not a folder"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"{ancestor} is not writable"
+    return None
 
 
 def _sweep_dir_resolver(output_path, experiment_id) -> str:

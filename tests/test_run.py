@@ -142,3 +142,17 @@ def test_a_second_run_on_a_busy_run_folder_stops_naming_it(tmp_path):
         assert out.returncode == 1 and "in use by another run" in out.stderr and "Traceback" not in out.stderr
     run_pipeline(cfg)  # free again
     assert (cfg.run_dir / "metrics.json").exists()
+
+
+def test_a_run_folder_that_cannot_be_created_is_named_without_a_traceback(tmp_path, monkeypatch):
+    """Hydra creates the run folder before run.py's code runs; the folder is checked when it is named."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    out = _cli(*_overrides(tmp_path, "stop_after=preprocess", f"output_path={blocker}/run"))
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert f"the run folder {blocker}/run cannot be created: {blocker} is a file, not a folder" in out.stderr
+    import os
+
+    from src.config import unwritable_reason
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # a read-only folder (the tests may run as root)
+    assert unwritable_reason(tmp_path / "new" / "run") == f"{tmp_path.resolve()} is not writable"
