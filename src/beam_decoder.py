@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.t5 import PackedLayout
+from src.t5 import PackedLayout, key_padding_bias
 
 
 class BeamDecoder:
@@ -27,11 +27,12 @@ class BeamDecoder:
         state-dict layout); encoded: the encoder states, padded (B, S, d_model) with mask (B, S) bool
         (True on real tokens), or a packed stream (T, d_model) with its layout."""
         self.t5, self.heads, self.d_kv = t5, t5.heads, t5.d_kv
-        # spans of inputs that share one padded key length: all of them, or each length group
+        # spans of inputs that share one padded key length, with their key biases (n, 1, 1, S):
+        # all of them, or each length group
         if layout is None:
-            self.span_sizes, self.masks = [len(mask)], [mask[:, None, None, :]]             # (B, 1, 1, S) bool
+            self.span_sizes, self.key_biases = [len(mask)], [key_padding_bias(mask)]
         else:
-            self.span_sizes, self.masks = layout.group_sizes, [g.key_bias for g in layout.groups]  # (n_g, 1, 1, L_g)
+            self.span_sizes, self.key_biases = layout.group_sizes, [g.key_bias for g in layout.groups]
         self.cross_kv = []  # per block, per span: keys and values (n, h, S, d_kv)
         for block in t5.decoder.block:
             attn = block.layer[1].EncDecAttention
@@ -93,8 +94,7 @@ class BeamDecoder:
     def _cross_attention(self, layer, x: torch.Tensor, cross, batch: int, beams: int) -> torch.Tensor:
         attn, normed = layer.EncDecAttention, layer.layer_norm(x)
         q = self._split(attn.q(normed).view(batch, -1, self.heads * self.d_kv))               # (B, h, k, d_kv)
-        outs = [F.scaled_dot_product_attention(q_span, keys.to(q.dtype), values.to(q.dtype),
-                                               attn_mask=mask if mask.dtype == torch.bool else mask.to(q.dtype), scale=1.0)
-                for q_span, mask, (keys, values) in zip(q.split(self.span_sizes), self.masks, cross)]
-        out = torch.cat(outs) if len(outs) > 1 else outs[0]
+        out = torch.cat([F.scaled_dot_product_attention(q_span, keys.to(q.dtype), values.to(q.dtype),
+                                                        attn_mask=bias.to(q.dtype), scale=1.0)
+                         for q_span, bias, (keys, values) in zip(q.split(self.span_sizes), self.key_biases, cross)])
         return attn.o(out.transpose(1, 2).flatten(2)).view(x.shape)

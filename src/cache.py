@@ -159,11 +159,16 @@ def digest_path(path: str | os.PathLike) -> Path:
 
 @contextmanager
 def verified_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
-    """`atomic_write`, then the digest of the written file beside it (written last: a file whose
-    digest is missing was never finished, or predates digests)."""
+    """`atomic_write`, then `record_digest` (a file whose digest is missing was never finished, or
+    predates digests)."""
     digest_path(path).unlink(missing_ok=True)
     with atomic_write(path, mode) as handle:
         yield handle
+    record_digest(path)
+
+
+def record_digest(path: str | os.PathLike) -> None:
+    """Write the digest of the finished file `path` beside it, for `unverified_reason`."""
     with atomic_write(digest_path(path)) as handle:
         handle.write(file_sha256(path) + "\n")
 
@@ -185,10 +190,9 @@ def unverified_reason(path: str | os.PathLike) -> str | None:
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", os.uname().nodename)
 
 
-def remove_stale_temporaries(path: Path) -> list[Path]:
+def remove_stale_temporaries(path: Path) -> None:
     """Remove the temporary files of `path` whose writer is gone: written by a process of this host
-    that no longer runs, or of another host (or unnamed) and older than a day. Returns them."""
-    removed = []
+    that no longer runs, or of another host (or unnamed) and older than a day."""
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         parts = tmp.name[len(path.name) + 2:].split(".")
         try:
@@ -198,19 +202,17 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
                 stale = time.time() - tmp.stat().st_mtime > STALE_TEMP_SECONDS
             if stale:
                 tmp.unlink()
-                removed.append(tmp)
         except OSError:  # gone meanwhile, or not ours to remove
             continue
-    return removed
 
 
 def _process_alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: only whether it exists (PermissionError: it does, as another user's)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True
 
 

@@ -91,9 +91,7 @@ class Recommender(nn.Module):
         """Encoder states of the batch's inputs: (B, S, d_model), or (T, d_model) for a packed batch."""
         tokens = batch.tokens if batch.layout is None else batch.tokens[batch.layout.rows, batch.layout.positions]
         embeds = self.input_embeddings(batch) if self.spec.method.flag_add_input_embedding else self.t5.shared(tokens)
-        if batch.layout is None:
-            return self.t5.encode(embeds, batch.mask)
-        return self.t5.encode(embeds, None, batch.layout)
+        return self.t5.encode(embeds, batch.mask, batch.layout)
 
     def input_embeddings(self, batch: Batch) -> torch.Tensor:
         """(B, S, d_model), or (T, d_model) for a packed batch: token + projected item text + item
@@ -143,9 +141,7 @@ class Recommender(nn.Module):
                        layout: PackedLayout | None = None) -> torch.Tensor:
         """(N, t, V) next-token logits for decoder inputs (N, t) (start token first), over encoder states
         as `encode` returns them."""
-        if layout is not None:
-            return self.t5.decode(decoder_inputs, encoded, mask, layout)
-        return self.t5.decode(decoder_inputs, encoded, mask)
+        return self.t5.decode(decoder_inputs, encoded, mask, layout)
 
     def shift_right(self, labels: torch.Tensor) -> torch.Tensor:
         return torch.cat([torch.full_like(labels[:, :1], self.spec.pad), labels[:, :-1]], dim=1)
@@ -187,7 +183,8 @@ class TransformersT5(T5ForConditionalGeneration):
     def output_scale(self) -> float:
         return self.model_dim ** -0.5 if self.config.scale_decoder_outputs else 1.0
 
-    def encode(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def encode(self, embeds: torch.Tensor, mask: torch.Tensor, layout: None = None) -> torch.Tensor:
+        """Padded batches only (`packing_groups` is 0 for this implementation)."""
         return self.encoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
 
     def decoder_self_bias(self, length: int, device: torch.device) -> torch.Tensor:
@@ -195,7 +192,7 @@ class TransformersT5(T5ForConditionalGeneration):
         causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()
         return bias.masked_fill(~causal, float("-inf"))
 
-    def decode(self, tokens: torch.Tensor, encoded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def decode(self, tokens: torch.Tensor, encoded: torch.Tensor, mask: torch.Tensor, layout: None = None) -> torch.Tensor:
         hidden = self.decoder(input_ids=tokens, encoder_hidden_states=encoded, encoder_attention_mask=mask).last_hidden_state
         return self.lm_head(hidden * self.output_scale)
 

@@ -184,12 +184,11 @@ class Stack(nn.Module):
         else:
             self_bias = self.self_bias(x.shape[1], x.device)
             if not self.is_decoder and mask is not None:
-                self_bias = self_bias.masked_fill(~mask[:, None, None, :], torch.finfo(torch.float32).min)
+                self_bias = self_bias + key_padding_bias(mask)
         cross_bias = None
         if encoded is not None and layout is None:
-            cross_bias = torch.zeros(len(encoded), 1, 1, encoded.shape[1], device=x.device)
-            if encoded_mask is not None:
-                cross_bias = cross_bias.masked_fill(~encoded_mask[:, None, None, :], torch.finfo(torch.float32).min)
+            real = encoded_mask if encoded_mask is not None else torch.ones(encoded.shape[:2], dtype=torch.bool, device=x.device)
+            cross_bias = key_padding_bias(real)
         self_layout = None if self.is_decoder else layout
         x = self.dropout(x)
         for block in self.block:
@@ -229,6 +228,12 @@ class T5(nn.Module):
         as `encode` returns them (packed with `layout`: decoder row i reads sequence i)."""
         hidden = self.decoder(self.shared(tokens), encoded=encoded, encoded_mask=mask, layout=layout)
         return self.lm_head(hidden * self.output_scale)
+
+
+def key_padding_bias(real: torch.Tensor) -> torch.Tensor:
+    """(B, 1, 1, S) float32 additive attention bias of keys (B, S) bool, True on real tokens: 0 there,
+    float32's minimum on padding (as `transformers`' T5 masks)."""
+    return torch.zeros(real.shape, device=real.device).masked_fill(~real, torch.finfo(torch.float32).min)[:, None, None, :]
 
 
 @dataclass(frozen=True)
@@ -291,8 +296,7 @@ class PackedLayout:
         groups = []
         for gather_host, gather, real in zip(host[3::2], parts[3::2], parts[4::2]):
             gather = gather.view(gather_host.shape)
-            key_bias = torch.zeros(gather.shape, device=device).masked_fill(gather == total, torch.finfo(torch.float32).min)
-            groups.append(LengthGroup(gather, real, key_bias[:, None, None, :]))
+            groups.append(LengthGroup(gather, real, key_padding_bias(gather != total)))
         return cls(tuple(groups), *parts[:3])
 
     def padded(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -1,9 +1,10 @@
 """The preprocessing stage: raw files → `{name}.txt` + `..._id2meta.json` (SPEC §2), cached.
 
 Outputs keep the published names in `dataset.processed_data_path`; a manifest beside them records
-the cache key (the raw files' content digests + every setting that shapes the output) and the
-digest of each output. Same key and unchanged outputs: the files are read back; otherwise (an
-edited or truncated output included) they are rebuilt. Raw folders are only read.
+the cache key (the raw files' content digests + every setting that shapes the output); each output
+has its digest beside it (`src/cache.py`, `record_digest`). Same key and unchanged outputs: the
+files are read back; otherwise (an edited or truncated output included) they are rebuilt. Raw
+folders are only read.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from src.cache import content_stamp, file_lock, file_sha256, fingerprint, read_json, write_json
+from src.cache import content_stamp, file_lock, fingerprint, read_json, record_digest, unverified_reason, write_json
 from src.config import DataConfig
 
 from .amazon import AmazonSource
@@ -86,12 +87,10 @@ def _preprocess(cfg: DataConfig, source: Source) -> ProcessedData:
     maps_path = seq_path.with_name(f"{cfg.name}_id_maps.json")
     manifest = _read_manifest(manifest_path)
     if manifest.get("key") == key:
-        changed = [p for p in (seq_path, meta_path, maps_path)
-                   if not p.exists() or file_sha256(p) != manifest.get("outputs", {}).get(p.name)]
+        changed = [f"{p} ({reason})" for p in (seq_path, meta_path, maps_path) if (reason := unverified_reason(p))]
         if not changed:
             return _load(seq_path, meta_path)
-        print(f"Processed files changed or missing since they were written ({', '.join(str(p) for p in changed)}); "
-              "rebuilding them")
+        print(f"Processed files not as written: {'; '.join(changed)}; rebuilding them")
     start = time.perf_counter()
     # The old manifest must not vouch for outputs that are about to be (partly) replaced.
     manifest_path.unlink(missing_ok=True)
@@ -108,8 +107,9 @@ def _preprocess(cfg: DataConfig, source: Source) -> ProcessedData:
     write_sequence_file(seq_path, remapped.sequences)
     write_json(meta_path, {str(i + 1): text for i, text in enumerate(texts)}, indent=None)
     write_json(maps_path, {"user": remapped.user_raw_ids.tolist(), "item": remapped.item_raw_ids.tolist()}, indent=None)
-    outputs = {p.name: file_sha256(p) for p in (seq_path, meta_path, maps_path)}
-    write_json(manifest_path, {"key": key, "outputs": outputs, "seconds": round(time.perf_counter() - start, 3)})
+    for output in (seq_path, meta_path, maps_path):
+        record_digest(output)
+    write_json(manifest_path, {"key": key, "seconds": round(time.perf_counter() - start, 3)})
     return ProcessedData(remapped.sequences, texts, seq_path, meta_path, cached=False)
 
 
