@@ -1,12 +1,13 @@
-# The two commands of the README:
+# The commands of the README:
 #   make demo   set up .venv if needed, run the whole pipeline on the offline default (CPU, ~2 min)
 #   make test   set up .venv if needed, run the test suite
+#   make lint   set up .venv if needed, run `ruff check` (configured in pyproject.toml)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv clean-venv
+.PHONY: demo test lint venv clean-venv
 
 venv: $(STAMP)
 
@@ -20,6 +21,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
 
 clean-venv:
 	rm -rf $(VENV)

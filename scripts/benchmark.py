@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import platform
 import resource
@@ -38,6 +39,7 @@ from ID_generation.semantic_ids import SemanticIds  # noqa: E402
 from src.config import GeneratorConfig, load_config  # noqa: E402
 from src.evaluation import autocast  # noqa: E402
 from src.experiment import build_experiment  # noqa: E402
+from src.retrieval import DENSE, GENRET, UNI  # noqa: E402
 from src.runtime import resolve_device, uncompile_model  # noqa: E402
 from src.tracking import RunRecorder  # noqa: E402
 
@@ -117,7 +119,8 @@ def bench_encoder(data, device: torch.device, results: dict, n: int) -> None:
         results["encoder_texts_per_s"] = None
         return
     texts = data.item_texts[:n]
-    seconds = statistics.median(timed(lambda: encode_texts(encoder, texts, 32 if device.type == "cpu" else 256), 2, device))
+    seconds = statistics.median(timed(lambda: encode_texts(encoder, texts, 32 if device.type == "cpu" else 256),
+                                      2, device))
     results["encoder_texts_per_s"] = n / seconds
 
 
@@ -149,8 +152,8 @@ def first_batch_loss(exp, batch_size: int) -> float:
 def mean_real_tokens(exp, batch_size: int, n_batches: int = 20) -> float:
     """Mean real (unpadded) encoder tokens in a training batch, over the benchmark's first batches."""
     chunks = exp.data.shuffled(exp.trainer.examples, batch_size, torch.Generator().manual_seed(0))
-    per_item, user = exp.data.item_tokens.shape[1], exp.data.user_token is not None
-    counts = [float((chunk.positions * per_item + user).sum()) for _, chunk in zip(range(n_batches), chunks)]
+    per_item, user = exp.data.vocab.tokens_per_item, exp.data.vocab.has_user_tokens
+    counts = [float((chunk.target_positions * per_item + user).sum()) for _, chunk in zip(range(n_batches), chunks)]
     return statistics.mean(counts)
 
 
@@ -196,8 +199,8 @@ def bench_method(args, work, method: str, split, sids, embeddings, device, resul
     exp, trainer = exps["compact"], exps["compact"].trainer
     # what the training data holds (published: ~9.7 GB of materialised examples): the id matrix, the
     # token table, the example index and the model's buffers (text embeddings, masks)
-    results[f"{name}_train_data_mb"] = tensor_mb([exp.data.matrix, exp.data.item_tokens, trainer.examples.users,
-                                                  trainer.examples.positions, *exp.model.buffers()])
+    results[f"{name}_train_data_mb"] = tensor_mb([exp.data.matrix, exp.data.token_table, trainer.examples.users,
+                                                  trainer.examples.target_positions, *exp.model.buffers()])
     batch_size = cfg.model.trainer.batch_size
     if "train" in args.only:
         bench_training(exps, name, batch_size, args, device, results)
@@ -250,12 +253,14 @@ def bench_evaluation(exps: dict, name: str, args, device: torch.device, results:
     for impl, run in exps.items():
         suffix = "" if impl == "compact" else "_transformers"
         evaluator, n = run.evaluator, len(examples)
-        for label, methods, beams in (("beam10", ("genret",), 10), ("beam100", ("genret",), 100),
-                                      ("dense", ("dense",), None), ("uni", ("uni",), 100)):
-            if not all(getattr(evaluator.settings, m) for m in methods):
+        for label, mode, beams in (("beam10", GENRET, 10), ("beam100", GENRET, 100), ("dense", DENSE, None),
+                                   ("uni", UNI, 100)):
+            if mode not in evaluator.settings.modes:
                 continue
-            evaluator.settings = dataclasses.replace(evaluator.settings, num_beams=beams or evaluator.settings.num_beams)
-            seconds = statistics.median(timed(lambda: evaluator.evaluate_examples(examples, methods), 2, device))
+            evaluator.settings = dataclasses.replace(evaluator.settings,
+                                                     num_beams=beams or evaluator.settings.num_beams)
+            evaluate = functools.partial(evaluator.evaluate_examples, examples, (mode,))
+            seconds = statistics.median(timed(evaluate, 2, device))
             results[f"{name}_eval_{label}_seqs_per_s{suffix}"] = n / seconds
 
 
@@ -273,14 +278,17 @@ def main() -> None:
     args = parser.parse_args()
     args.baseline_rss_mb = current_rss_mb()  # torch, transformers and the project imported, nothing built
     if not args.only <= set(STAGES):
-        parser.error(f"--only: unknown stage(s) {', '.join(sorted(args.only - set(STAGES)))}; choose from {', '.join(STAGES)}")
+        parser.error(f"--only: unknown stage(s) {', '.join(sorted(args.only - set(STAGES)))}; "
+                     f"choose from {', '.join(STAGES)}")
     device = resolve_device(0)
     cpu = device.type == "cpu"
-    args.data = args.data or ("beauty" if (Path(args.raw) / "amazon" / "reviews_Beauty_5.json.gz").exists() else "generated")
+    args.data = args.data or ("beauty" if (Path(args.raw) / "amazon" / "reviews_Beauty_5.json.gz").exists()
+                              else "generated")
     args.steps, args.warmup = (3, 1) if args.tiny else (5, 2) if cpu else (50, 10)
     args.eval_examples = 64 if args.tiny else 256 if cpu else 4096
     results = {"device": torch.cuda.get_device_name(device) if not cpu else platform.processor() or "cpu",
-               "torch": torch.__version__, "data": "tiny" if args.tiny else args.data, "date": time.strftime("%Y-%m-%d")}
+               "torch": torch.__version__, "data": "tiny" if args.tiny else args.data,
+               "date": time.strftime("%Y-%m-%d")}
     def save() -> None:  # after every stage, so a run stopped midway still leaves what it measured
         results["peak_host_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if not cpu:
@@ -305,7 +313,8 @@ def main() -> None:
             bench_method(args, work, method, split, sids, embeddings, device, results)
             save()
     width = max(map(len, results))
-    print("\n".join(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}" for k, v in results.items()))
+    print("\n".join(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}"
+                    for k, v in results.items()))
     print(f"written: {args.out}")
 
 

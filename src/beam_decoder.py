@@ -85,7 +85,8 @@ class BeamDecoder:
         q, k, v = (self._split(proj(normed)) for proj in (attn.q, attn.k, attn.v))          # (B·k, h, 1, d_kv)
         k, v = (t.view(batch, beams, *t.shape[1:]) for t in (k, v))
         if cached is not None:
-            k, v = torch.cat([cached[0], k.to(cached[0].dtype)], dim=3), torch.cat([cached[1], v.to(cached[1].dtype)], dim=3)
+            k, v = (torch.cat([cached[0], k.to(cached[0].dtype)], dim=3),
+                    torch.cat([cached[1], v.to(cached[1].dtype)], dim=3))
         # T5 does not scale attention scores; a float mask must match the query's dtype (autocast)
         out = F.scaled_dot_product_attention(q, k.flatten(0, 1).to(q.dtype), v.flatten(0, 1).to(q.dtype),
                                              attn_mask=bias.to(q.dtype), scale=1.0)

@@ -1,18 +1,24 @@
 """Typed run configuration, validated once at the edge.
 
-`run.py` hands the composed Hydra config to `load_config`, which checks every key (type, range,
-accepted values) and returns frozen dataclasses. Nothing below `run.py` indexes raw config dicts.
-Published key names are kept (`dataset.RQ-VAE.code_book_size`, `dataset.TIGER.T5.d_model`,
-`method.embedding_head_dict.embed_target`, ...) so the published command-line overrides work.
+`run.py` hands the composed Hydra config to `load_config`, which returns frozen dataclasses; nothing
+below `run.py` indexes raw config dicts. Each key is declared once, as a dataclass field: its
+annotated type says how it is read (int, float, str, bool, Path, a tuple, `X | None`, a nested
+group) and `key(...)` adds its limits, accepted values, `auto`, and its YAML name where that is not
+the field's name. The published key names are kept (`dataset.RQ-VAE.code_book_size`,
+`dataset.TIGER.T5.d_model`, `method.embedding_head_dict.embed_target`, ...) so the published
+command-line overrides work. Rules that tie keys together are each dataclass's `check`. A key that no
+field declares is refused, with the closest known key, so a misspelt override is not ignored.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -25,6 +31,11 @@ AMAZON_FEATURES = ("title", "price", "brand", "categories")
 STEAM_FEATURES = ("title", "genre", "specs", "tags", "price", "publisher")
 OFFLINE_ENCODER = "all-MiniLM-L6-v2"
 TEXT_CLEANINGS = ("published", "tidy")  # see ID_generation/preprocessing/text.py
+RQVAE_OPTIMIZERS = ("AdamW", "Adam")    # see OPTIMIZERS in ID_generation/rqvae/training.py
+
+# Keys of the published configs that nothing here reads, refused with the reason (a silently
+# ignored setting would suggest it changes the run).
+REFUSED_KEYS = {"dataset.RQ-VAE.max_seq_len": "the RQ-VAE encodes one item at a time, not sequences"}
 
 
 class ConfigError(ExpectedError, ValueError):
@@ -32,122 +43,25 @@ class ConfigError(ExpectedError, ValueError):
 
 
 # --------------------------------------------------------------------------------------------
-# Reading typed values out of a DictConfig, with errors that name the key.
+# Declaring a key.
 
 
-class _Reader:
-    """Reads keys under one config node; every error names the full dotted key path."""
-
-    def __init__(self, node: Any, path: str, seen: set[str] | None = None):
-        if not isinstance(node, (DictConfig, dict)):
-            raise ConfigError(f"config key '{path}' must be a group of keys, got {node!r}")
-        self.node, self.path = node, path
-        self.seen = set() if seen is None else seen  # every key read, shared by the readers of one config
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def raw(self, name: str) -> Any:
-        self.seen.add(self.key(name))
-        if name not in self.node:
-            raise ConfigError(f"config key '{self.key(name)}' is missing; add it to the config or "
-                              f"pass it as an override, e.g. +{self.key(name)}=...")
-        value = self.node[name]
-        return OmegaConf.to_container(value) if isinstance(value, (DictConfig, ListConfig)) else value
-
-    def sub(self, name: str) -> "_Reader":
-        if name not in self.node:
-            raise ConfigError(f"config group '{self.key(name)}' is missing")
-        return _Reader(self.node[name], self.key(name), self.seen)
-
-    def _fail(self, name: str, expected: str, value: Any) -> None:
-        raise ConfigError(f"config key '{self.key(name)}' must be {expected}, got {value!r}")
-
-    def str_(self, name: str, choices: Iterable[str] | None = None, optional: bool = False) -> str | None:
-        value = _none_if_null(self.raw(name))
-        if value is None and optional:
-            return None
-        if not isinstance(value, str) or not value:
-            self._fail(name, "a non-empty string", value)
-        if choices is not None and value not in tuple(choices):
-            self._fail(name, f"one of {', '.join(map(str, choices))}", value)
-        return value
-
-    def int_(self, name: str, lo: int | None = None, hi: int | None = None, optional: bool = False) -> int | None:
-        value = _none_if_null(self.raw(name))
-        if value is None and optional:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            self._fail(name, "an integer" + _range_text(lo, hi), value)
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            self._fail(name, "an integer" + _range_text(lo, hi), value)
-        return value
-
-    def float_(self, name: str, lo: float | None = None, hi: float | None = None,
-               lo_open: bool = False, hi_open: bool = False, optional: bool = False) -> float | None:
-        value = _none_if_null(self.raw(name))
-        if value is None and optional:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self._fail(name, "a number" + _range_text(lo, hi, lo_open, hi_open), value)
-        too_low = lo is not None and (value <= lo if lo_open else value < lo)
-        too_high = hi is not None and (value >= hi if hi_open else value > hi)
-        if too_low or too_high:
-            self._fail(name, "a number" + _range_text(lo, hi, lo_open, hi_open), value)
-        return float(value)
-
-    def int_or_auto(self, name: str) -> int | None:
-        """A positive integer, or None for `auto` (chosen for the device)."""
-        value = self.raw(name)
-        if value == "auto":
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            self._fail(name, "a positive integer or auto", value)
-        return value
-
-    def bool_or_auto(self, name: str) -> bool | None:
-        """true, false, or None for `auto` (chosen for the device)."""
-        value = self.raw(name)
-        if value == "auto":
-            return None
-        if not isinstance(value, bool):
-            self._fail(name, "true, false or auto", value)
-        return value
-
-    def bool_(self, name: str) -> bool:
-        value = self.raw(name)
-        if not isinstance(value, bool):
-            self._fail(name, "true or false", value)
-        return value
-
-    def int_list(self, name: str, lo: int = 1) -> tuple[int, ...]:
-        value = self.raw(name)
-        if not isinstance(value, list) or not value or any(
-                isinstance(v, bool) or not isinstance(v, int) or v < lo for v in value):
-            self._fail(name, f"a non-empty list of integers >= {lo}", value)
-        return tuple(value)
-
-    def str_list(self, name: str, choices: Iterable[str]) -> tuple[str, ...]:
-        value = self.raw(name)
-        choices = tuple(choices)
-        if not isinstance(value, list) or not value or any(v not in choices for v in value):
-            self._fail(name, f"a non-empty list of values from {', '.join(choices)}", value)
-        return tuple(value)
+@dataclass(frozen=True)
+class _Key:
+    name: str | None = None          # the YAML key; a dotted name is a path below the parent group
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False            # lo itself is refused
+    hi_open: bool = False
+    choices: tuple[str, ...] | None = None
+    auto: bool = False               # `X | None` whose None is spelled `auto` (null is refused)
+    only_if: tuple[str, Any] | None = None  # (earlier field, value): read only then, else None
 
 
-def _none_if_null(value: Any) -> Any:
-    # The published main.yaml spells a missing output_path as the string "None".
-    return None if value is None or (isinstance(value, str) and value in ("None", "none", "null")) else value
-
-
-def _range_text(lo, hi, lo_open=False, hi_open=False) -> str:
-    if lo is not None and hi is not None:
-        return f" in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
-    if lo is not None:
-        return f" {'>' if lo_open else '>='} {lo}"
-    if hi is not None:
-        return f" {'<' if hi_open else '<='} {hi}"
-    return ""
+def key(name: str | None = None, **spec: Any) -> Any:
+    """A config field: its YAML key `name` where that is not the field's name, and the limits of `_Key`.
+    It gives no default value, so that fields without one may follow (every key must be in the YAML)."""
+    return dataclasses.field(metadata={_Key: _Key(name, **spec)})
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,137 +71,172 @@ def _range_text(lo, hi, lo_open=False, hi_open=False) -> str:
 @dataclass(frozen=True)
 class GeneratorConfig:
     """Size and seed of the generated offline dataset (`dataset=generated`)."""
-    seed: int
-    n_users: int
-    n_groups: int
-    items_per_group: int
-    cold_items_per_group: int
-    min_seq_len: int
-    max_seq_len: int
-    p_follow: float
+    seed: int = key(lo=0)
+    n_users: int = key(lo=10)
+    n_groups: int = key(lo=2)
+    items_per_group: int = key(lo=2)
+    cold_items_per_group: int = key(lo=0)
+    min_seq_len: int = key(lo=5)
+    max_seq_len: int = key(lo=5)
+    p_follow: float = key(lo=0.0, hi=1.0)
+
+    def check(self, path: str) -> None:
+        if self.max_seq_len < self.min_seq_len:
+            raise ConfigError(f"config key '{path}.max_seq_len' must be >= {path}.min_seq_len ({self.min_seq_len}), "
+                              f"got {self.max_seq_len}")
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    type: str
+    type: str = key(choices=DATASET_TYPES)
     name: str
     raw_data_path: Path
     processed_data_path: Path
-    max_items_per_seq: int
-    features_needed: tuple[str, ...]
-    prompt_format: str
-    text_cleaning: str      # published | tidy (ID_generation/preprocessing/text.py)
-    user_core: int
-    item_core: int
-    user_stride: int
+    max_items_per_seq: int = key(lo=3)
+    features_needed: tuple[str, ...]  # accepted values depend on prompt_format (check)
+    prompt_format: str = key(choices=("amazon", "steam"))
+    text_cleaning: str = key(choices=TEXT_CLEANINGS)  # published | tidy (ID_generation/preprocessing/text.py)
+    user_core: int = key(lo=1)
+    item_core: int = key(lo=1)
+    user_stride: int = key(lo=1)
     content_model: str
-    embedding_batch_size: int
-    generator: GeneratorConfig | None
+    embedding_batch_size: int = key(lo=1)
+    generator: GeneratorConfig | None = key(only_if=("type", "generated"))
+
+    def check(self, path: str) -> None:
+        if self.type == "Amazon" and self.name not in AMAZON_NAMES:
+            raise ConfigError(f"config key '{path}.name' must be one of {', '.join(AMAZON_NAMES)} for "
+                              f"dataset=amazon, got {self.name!r}")
+        if self.type == "steam" and self.name != "steam":
+            raise ConfigError(f"config key '{path}.name' must be 'steam' for dataset=steam, got {self.name!r}")
+        features = STEAM_FEATURES if self.prompt_format == "steam" else AMAZON_FEATURES
+        if any(feature not in features for feature in self.features_needed):
+            raise ConfigError(f"config key '{path}.features_needed' must be a non-empty list of values from "
+                              f"{', '.join(features)}, got {list(self.features_needed)!r}")
 
 
 @dataclass(frozen=True)
 class RQVAEConfig:
-    optimizer: str
-    weight_decay: float
-    batch_size: int
-    epochs: int
-    lr: float
-    beta: float
-    input_dim: int | None  # None: the width of the text embeddings
-    hidden_dim: tuple[int, ...]
-    latent_dim: int
-    num_layers: int
-    dropout: float
-    code_book_size: int
-    val_ratio: float
-    eval_every: int
+    optimizer: str = key(choices=RQVAE_OPTIMIZERS)
+    weight_decay: float = key(lo=0.0)
+    batch_size: int = key(lo=1)
+    epochs: int = key(lo=1)
+    lr: float = key(lo=0.0, lo_open=True)
+    beta: float = key(lo=0.0)
+    input_dim: int | None = key(lo=1)  # None: the width of the text embeddings
+    hidden_dim: tuple[int, ...] = key(lo=1)
+    latent_dim: int = key(lo=1)
+    num_layers: int = key(lo=1)
+    dropout: float = key(lo=0.0, hi=1.0, hi_open=True)
+    code_book_size: int = key(lo=2)
+    val_ratio: float = key(lo=0.0, hi=1.0, hi_open=True)
+    eval_every: int = key(lo=1)
     cache_dir: Path
 
 
 @dataclass(frozen=True)
 class T5Settings:
-    encoder_layers: int
-    decoder_layers: int
-    d_model: int
-    d_ff: int
-    num_heads: int
-    d_kv: int
-    dropout_rate: float
-    feed_forward_proj: str
-    initializer_factor: float
-    init_scheme: str        # published | normal (src/model.py, init_t5)
-    implementation: str     # transformers | compact (src/t5.py): the T5 code, same parameters
-    packing_groups: int     # compact: training batches packed, attention in this many length groups; 0: padded
+    encoder_layers: int = key(lo=1)
+    decoder_layers: int = key(lo=1)
+    d_model: int = key(lo=1)
+    d_ff: int = key(lo=1)
+    num_heads: int = key(lo=1)
+    d_kv: int = key(lo=1)
+    dropout_rate: float = key(lo=0.0, hi=1.0, hi_open=True)
+    feed_forward_proj: str = key(choices=("relu", "gelu", "gated-gelu", "gated-relu"))
+    initializer_factor: float = key(lo=0.0, lo_open=True)
+    init_scheme: str = key(choices=("published", "normal"))  # src/model.py, init_t5
+    # transformers | compact (src/t5.py): the T5 code, same parameters
+    implementation: str = key(choices=("transformers", "compact"))
+    packing_groups: int = key(lo=0)  # compact: training batches packed, attention in this many length groups; 0: padded
 
 
 @dataclass(frozen=True)
 class TrainerConfig:
-    steps: int
-    lr: float
-    patience: int
-    scheduler: str
-    warmup_steps: int
-    weight_decay: float
-    batch_size: int
-    eval_batch_size: int | None  # None (`auto`): 32 (published) on a CPU, 1024 on a GPU (src/experiment.py)
-    eval_frequence: int
-    time_budget_min: float | None  # stop after the epoch that runs past this many minutes; None: no limit
-    compile: bool | None           # torch.compile the training forward; None (`auto`): on a GPU only
+    steps: int = key(lo=1)
+    lr: float = key(lo=0.0, lo_open=True)
+    patience: int = key(lo=1)
+    scheduler: str = key(choices=("cosine", "linear", "constant"))
+    warmup_steps: int = key(lo=0)
+    weight_decay: float = key(lo=0.0)
+    batch_size: int = key(lo=1)
+    # None (`auto`): 32 (published) on a CPU, 1024 on a GPU (src/experiment.py)
+    eval_batch_size: int | None = key(lo=1, auto=True)
+    eval_frequence: int = key(lo=1)
+    # stop after the epoch that runs past this many minutes; None: no limit
+    time_budget_min: float | None = key(lo=0.0, lo_open=True)
+    compile: bool | None = key(auto=True)  # torch.compile the training forward; None (`auto`): on a GPU only
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    n_positions: int
-    save_every_n_epochs: int
-    t5: T5Settings
+    n_positions: int = key(lo=1)
+    save_every_n_epochs: int = key(lo=1)
+    t5: T5Settings = key("T5")
     trainer: TrainerConfig
 
 
 @dataclass(frozen=True)
 class EmbeddingHeadConfig:
     use_new_init: bool
-    embed_target: str
-    embed_proj_type: str
+    embed_target: str = key(choices=("ground_truth", "ground_truth+item_id"))
+    embed_proj_type: str = key(choices=("mlp", "linear"))
     normalize_logits: bool
-    logits_temperature: float
-    text_embedding_dim: int | None  # None: the width of the text embeddings
-    hidden_sizes: tuple[int, ...]
-    embd_proj_dropout_rate: float
-    embd_proj_in_dropout_rate: float
+    logits_temperature: float = key(lo=0.0, lo_open=True)
+    text_embedding_dim: int | None = key(lo=1)  # None: the width of the text embeddings
+    hidden_sizes: tuple[int, ...] = key(lo=1)
+    embd_proj_dropout_rate: float = key(lo=0.0, hi=1.0, hi_open=True)
+    embd_proj_in_dropout_rate: float = key(lo=0.0, hi=1.0, hi_open=True)
 
 
 @dataclass(frozen=True)
 class MethodConfig:
     include_user_id: bool
-    use_id: str
+    use_id: str = key(choices=("sid", "item_id"))
     flag_add_input_embedding: bool
     flag_use_output_embedding: bool
-    embedding_loss_weight: float
-    sid_loss_weight: float
-    evaluation_method: str
-    embedding_head: EmbeddingHeadConfig
+    embedding_loss_weight: float = key(lo=0.0)
+    sid_loss_weight: float = key(lo=0.0)
+    evaluation_method: str = key(choices=("default", "dense"))
+    embedding_head: EmbeddingHeadConfig = key("embedding_head_dict")
+
+    def check(self, path: str) -> None:
+        rules = [
+            (self.sid_loss_weight == 0 and self.embedding_loss_weight == 0,
+             f"{path}.sid_loss_weight and {path}.embedding_loss_weight are both 0: nothing would be trained"),
+            (self.embedding_loss_weight > 0 and not self.flag_use_output_embedding,
+             f"{path}.embedding_loss_weight > 0 needs {path}.flag_use_output_embedding=True (the dense head)"),
+            (self.use_id == "item_id" and self.sid_loss_weight > 0,
+             f"{path}.use_id=item_id (the Dense (ID) ablation) predicts no semantic IDs: set {path}.sid_loss_weight=0"),
+            (self.embedding_head.embed_target == "ground_truth+item_id" and self.use_id != "item_id",
+             f"{path}.embedding_head_dict.embed_target=ground_truth+item_id needs {path}.use_id=item_id"),
+        ]
+        for broken, message in rules:
+            if broken:
+                raise ConfigError(message)
 
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    ks: tuple[int, ...]
-    uni_ks: tuple[int, ...]
-    num_beams: int | None   # None: max(uni_ks) when the hybrid runs, else max(ks) (published)
+    ks: tuple[int, ...] = key(lo=1)
+    uni_ks: tuple[int, ...] = key(lo=1)
+    num_beams: int | None = key(lo=1)  # None: max(uni_ks) when the hybrid runs, else max(ks) (published)
     constrained: bool
 
 
 @dataclass(frozen=True)
 class LoggingConfig:
-    writer: str
-    mode: str
+    writer: str = key(choices=("wandb",))
+    mode: str = key(choices=("offline", "online", "disabled"))
     project: str
     entity: str | None
 
 
 @dataclass(frozen=True)
 class DistributedConfig:
-    batch_size: str      # global: trainer.batch_size is split over the processes; per_device: each takes it
-    timeout_min: int     # how long a process waits for the others at a collective
+    # global: trainer.batch_size is split over the processes; per_device: each takes it
+    batch_size: str = key(choices=("global", "per_device"))
+    timeout_min: int = key(lo=1)  # how long a process waits for the others at a collective
 
     def global_batch_size(self, batch_size: int, world_size: int) -> int:
         """Examples per optimiser step over `world_size` processes for a configured `batch_size`."""
@@ -301,18 +250,22 @@ class DistributedConfig:
 @dataclass(frozen=True)
 class RunConfig:
     experiment_id: str
-    seed: int
-    device_id: int
+    seed: int = key(lo=0)
+    device_id: int = key(lo=0)
     output_path: Path | None
-    test_method: str
-    stop_after: str | None
-    data: DataConfig
-    rqvae: RQVAEConfig
-    model: ModelConfig
+    test_method: str = key(choices=("tiger", "liger"))  # the test evaluation: src/retrieval.py, method_retrievals
+    stop_after: str | None = key(choices=STAGES)
+    data: DataConfig = key("dataset")
+    rqvae: RQVAEConfig = key("dataset.RQ-VAE")
+    model: ModelConfig = key("dataset.TIGER")
     method: MethodConfig
     evaluation: EvaluationConfig
     logging: LoggingConfig
     distributed: DistributedConfig
+
+    def check(self, path: str) -> None:
+        if "/" in self.experiment_id:
+            raise ConfigError(f"config key 'experiment_id' must not contain '/', got {self.experiment_id!r}")
 
     @property
     def run_dir(self) -> Path:
@@ -333,7 +286,7 @@ def run_dir_for(test_method: str, dataset_type: str, dataset_name: str, experime
 
 
 # --------------------------------------------------------------------------------------------
-# Building it.
+# Reading it: one reader for every dataclass above, led by the field types and their `key(...)`.
 
 
 def load_config(cfg: DictConfig) -> RunConfig:
@@ -341,30 +294,139 @@ def load_config(cfg: DictConfig) -> RunConfig:
 
     Raises ConfigError naming the offending key and the accepted values.
     """
-    root = _Reader(cfg, "")
-    run_config = _run_config(root)
-    _refuse_unknown_keys(cfg, root.seen)
+    seen: set[str] = set()
+    run_config = read_group(RunConfig, cfg, "", seen)
+    _refuse_unknown_keys(cfg, seen)
     return run_config
 
 
-# Keys of the published configs that nothing here uses; accepted so that published command lines run.
-UNUSED_PUBLISHED_KEYS = ("dataset.RQ-VAE.max_seq_len",)
+def read_group(cls: type, node: Any, path: str, seen: set[str]) -> Any:
+    """An instance of dataclass `cls` from the config group `node` at the dotted `path`, its
+    `check(path)` passed; every key read is added to `seen`."""
+    if not isinstance(node, (DictConfig, dict)):
+        raise ConfigError(f"config key '{path}' must be a group of keys, got {node!r}")
+    hints = get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        spec = f.metadata.get(_Key, _Key())
+        if spec.only_if is not None and values[spec.only_if[0]] != spec.only_if[1]:
+            values[f.name] = None  # left unread, so a group given anyway is refused as unknown
+            continue
+        values[f.name] = _read_key(hints[f.name], spec, node, spec.name or f.name, path, seen)
+    group = cls(**values)
+    if hasattr(group, "check"):
+        group.check(path)
+    return group
+
+
+def _read_key(tp: Any, spec: _Key, node: Any, name: str, parent: str, seen: set[str]) -> Any:
+    *groups, name = name.split(".")
+    for group in groups:  # a key declared below its parent group, e.g. `dataset.RQ-VAE`
+        parent = _join(parent, group)
+        if group not in node:
+            raise ConfigError(f"config group '{parent}' is missing")
+        node = node[group]
+    path = _join(parent, name)
+    optional = get_origin(tp) in (Union, types.UnionType)
+    if optional:
+        tp = next(arg for arg in get_args(tp) if arg is not type(None))
+    if dataclasses.is_dataclass(tp):
+        if name not in node:
+            raise ConfigError(f"config group '{path}' is missing")
+        return read_group(tp, node[name], path, seen)
+    seen.add(path)
+    if name not in node:
+        raise ConfigError(f"config key '{path}' is missing; add it to the config or "
+                          f"pass it as an override, e.g. +{path}=...")
+    value = node[name]
+    value = OmegaConf.to_container(value) if isinstance(value, (DictConfig, ListConfig)) else value
+    if (value == "auto") if spec.auto else (optional and _none_if_null(value) is None):
+        return None
+    return _convert(tp, spec, value, path)
+
+
+def _convert(tp: Any, spec: _Key, value: Any, path: str) -> Any:
+    """`value` as type `tp` within `spec`'s limits; ConfigError naming `path` and what is accepted."""
+    bounds = _range_text(spec.lo, spec.hi, spec.lo_open, spec.hi_open)
+
+    def fail(expected: str):
+        raise ConfigError(f"config key '{path}' must be {expected}, got {value!r}")
+
+    if tp is bool:
+        if not isinstance(value, bool):
+            fail("true, false or auto" if spec.auto else "true or false")
+        return value
+    if tp in (int, float):
+        number = int if tp is int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, number) or not _within(value, spec):
+            if spec.auto:  # "positive": the wording users have seen for eval_batch_size
+                fail("a positive integer or auto" if (spec.lo, spec.hi) == (1, None) else f"an integer{bounds} or auto")
+            fail(f"an integer{bounds}" if tp is int else f"a number{bounds}")
+        return tp(value)
+    if tp in (str, Path):
+        if not isinstance(value, str) or not value:
+            fail("a non-empty string")
+        if spec.choices is not None and value not in spec.choices:
+            fail(f"one of {', '.join(spec.choices)}")
+        return tp(value)
+    if get_origin(tp) is tuple and get_args(tp)[0] is int:
+        if not isinstance(value, list) or not value or any(
+                isinstance(v, bool) or not isinstance(v, int) or not _within(v, spec) for v in value):
+            fail(f"a non-empty list of integers{bounds}")
+        return tuple(value)
+    if get_origin(tp) is tuple and get_args(tp)[0] is str:
+        if spec.choices is not None:
+            if not isinstance(value, list) or not value or any(v not in spec.choices for v in value):
+                fail(f"a non-empty list of values from {', '.join(spec.choices)}")
+        elif not isinstance(value, list) or not value or any(not isinstance(v, str) or not v for v in value):
+            fail("a non-empty list of strings")
+        return tuple(value)
+    raise TypeError(f"config key '{path}': no reader for the type {tp!r}")  # a declaration error, not the user's
+
+
+def _within(value: float, spec: _Key) -> bool:
+    too_low = spec.lo is not None and (value <= spec.lo if spec.lo_open else value < spec.lo)
+    too_high = spec.hi is not None and (value >= spec.hi if spec.hi_open else value > spec.hi)
+    return not (too_low or too_high)
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _none_if_null(value: Any) -> Any:
+    # The published main.yaml spells a missing output_path as the string "None".
+    return None if value is None or (isinstance(value, str) and value in ("None", "none", "null")) else value
+
+
+def _range_text(lo, hi, lo_open=False, hi_open=False) -> str:
+    if lo is not None and hi is not None:
+        return f" in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    if lo is not None:
+        return f" {'>' if lo_open else '>='} {lo}"
+    if hi is not None:
+        return f" {'<' if hi_open else '<='} {hi}"
+    return ""
 
 
 def _refuse_unknown_keys(cfg: DictConfig, read: set[str]) -> None:
-    """ConfigError naming every key of `cfg` that no reader asked for (a misspelt override such as
-    `+dataset.TIGER.trainer.stepz=100` would otherwise be ignored), with the closest known key."""
-    known = read | set(UNUSED_PUBLISHED_KEYS)
-    unknown = [key for key in _leaf_keys(OmegaConf.to_container(cfg, resolve=False))
-               if not any(key == k or key.startswith(k + ".") for k in known)]
+    """ConfigError naming a refused key of the published configs (with why), or every key of `cfg`
+    that no reader asked for (a misspelt override such as `+dataset.TIGER.trainer.stepz=100` would
+    otherwise be ignored), with the closest known key."""
+    leaves = _leaf_keys(OmegaConf.to_container(cfg, resolve=False))
+    for key_path in leaves:
+        if key_path in REFUSED_KEYS:
+            raise ConfigError(f"config key '{key_path}' is a key of the published configs that nothing here reads "
+                              f"({REFUSED_KEYS[key_path]}); remove it")
+    unknown = [k for k in leaves if not any(k == known or k.startswith(known + ".") for known in read)]
     if not unknown:
         return
     hints = []
-    for key in unknown:
-        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(read), n=1, cutoff=0.6)
         if not close:  # the same name elsewhere in the tree, e.g. `epochs` for `dataset.RQ-VAE.epochs`
-            close = [k for k in sorted(known) if k.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1]][:1]
-        hints.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+            close = [k for k in sorted(read) if k.rsplit(".", 1)[-1] == name.rsplit(".", 1)[-1]][:1]
+        hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
     raise ConfigError(f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(hints)}: nothing reads "
                       f"{'them' if len(unknown) > 1 else 'it'}; fix the name or remove the override")
 
@@ -373,203 +435,24 @@ def _leaf_keys(node: dict, prefix: str = "") -> list[str]:
     """Dotted paths of the leaves (values that are not non-empty groups) of a nested dict."""
     keys = []
     for name, value in node.items():
-        key = f"{prefix}.{name}" if prefix else str(name)
-        keys += _leaf_keys(value, key) if isinstance(value, dict) and value else [key]
+        path = f"{prefix}.{name}" if prefix else str(name)
+        keys += _leaf_keys(value, path) if isinstance(value, dict) and value else [path]
     return keys
 
 
-def _run_config(root: _Reader) -> RunConfig:
-    experiment_id = root.str_("experiment_id")
-    if "/" in experiment_id:
-        raise ConfigError(f"config key 'experiment_id' must not contain '/', got {experiment_id!r}")
-    output_path = root.str_("output_path", optional=True)
-    data = _data_config(root.sub("dataset"))
-    return RunConfig(
-        experiment_id=experiment_id,
-        seed=root.int_("seed", lo=0),
-        device_id=root.int_("device_id", lo=0),
-        output_path=Path(output_path) if output_path else None,
-        test_method=root.str_("test_method", choices=("tiger", "liger")),
-        stop_after=root.str_("stop_after", choices=STAGES, optional=True),
-        data=data,
-        rqvae=_rqvae_config(root.sub("dataset").sub("RQ-VAE")),
-        model=_model_config(root.sub("dataset").sub("TIGER")),
-        method=_method_config(root.sub("method")),
-        evaluation=_evaluation_config(root.sub("evaluation")),
-        logging=_logging_config(root.sub("logging")),
-        distributed=_distributed_config(root.sub("distributed")),
-    )
-
-
-def _data_config(r: _Reader) -> DataConfig:
-    dtype = r.str_("type", choices=DATASET_TYPES)
-    name = r.str_("name")
-    if dtype == "Amazon" and name not in AMAZON_NAMES:
-        raise ConfigError(f"config key 'dataset.name' must be one of {', '.join(AMAZON_NAMES)} for "
-                          f"dataset=amazon, got {name!r}")
-    if dtype == "steam" and name != "steam":
-        raise ConfigError(f"config key 'dataset.name' must be 'steam' for dataset=steam, got {name!r}")
-    prompt_format = r.str_("prompt_format", choices=("amazon", "steam"))
-    features = STEAM_FEATURES if prompt_format == "steam" else AMAZON_FEATURES
-    return DataConfig(
-        type=dtype,
-        name=name,
-        raw_data_path=Path(r.str_("raw_data_path")),
-        processed_data_path=Path(r.str_("processed_data_path")),
-        max_items_per_seq=r.int_("max_items_per_seq", lo=3),
-        features_needed=r.str_list("features_needed", features),
-        prompt_format=prompt_format,
-        text_cleaning=r.str_("text_cleaning", choices=TEXT_CLEANINGS),
-        user_core=r.int_("user_core", lo=1),
-        item_core=r.int_("item_core", lo=1),
-        user_stride=r.int_("user_stride", lo=1),
-        content_model=r.str_("content_model"),
-        embedding_batch_size=r.int_("embedding_batch_size", lo=1),
-        generator=_generator_config(r.sub("generator")) if dtype == "generated" else None,
-    )
-
-
-def _generator_config(r: _Reader) -> GeneratorConfig:
-    gen = GeneratorConfig(
-        seed=r.int_("seed", lo=0),
-        n_users=r.int_("n_users", lo=10),
-        n_groups=r.int_("n_groups", lo=2),
-        items_per_group=r.int_("items_per_group", lo=2),
-        cold_items_per_group=r.int_("cold_items_per_group", lo=0),
-        min_seq_len=r.int_("min_seq_len", lo=5),
-        max_seq_len=r.int_("max_seq_len", lo=5),
-        p_follow=r.float_("p_follow", lo=0.0, hi=1.0),
-    )
-    if gen.max_seq_len < gen.min_seq_len:
-        raise ConfigError("config key 'dataset.generator.max_seq_len' must be >= "
-                          f"dataset.generator.min_seq_len ({gen.min_seq_len}), got {gen.max_seq_len}")
-    return gen
-
-
-def _rqvae_config(r: _Reader) -> RQVAEConfig:
-    return RQVAEConfig(
-        optimizer=r.str_("optimizer", choices=("AdamW",)),
-        weight_decay=r.float_("weight_decay", lo=0.0),
-        batch_size=r.int_("batch_size", lo=1),
-        epochs=r.int_("epochs", lo=1),
-        lr=r.float_("lr", lo=0.0, lo_open=True),
-        beta=r.float_("beta", lo=0.0),
-        input_dim=r.int_("input_dim", lo=1, optional=True),
-        hidden_dim=r.int_list("hidden_dim"),
-        latent_dim=r.int_("latent_dim", lo=1),
-        num_layers=r.int_("num_layers", lo=1),
-        dropout=r.float_("dropout", lo=0.0, hi=1.0, hi_open=True),
-        code_book_size=r.int_("code_book_size", lo=2),
-        val_ratio=r.float_("val_ratio", lo=0.0, hi=1.0, hi_open=True),
-        eval_every=r.int_("eval_every", lo=1),
-        cache_dir=Path(r.str_("cache_dir")),
-    )
-
-
-def _model_config(r: _Reader) -> ModelConfig:
-    t5, tr = r.sub("T5"), r.sub("trainer")
-    return ModelConfig(
-        n_positions=r.int_("n_positions", lo=1),
-        save_every_n_epochs=r.int_("save_every_n_epochs", lo=1),
-        t5=T5Settings(
-            encoder_layers=t5.int_("encoder_layers", lo=1),
-            decoder_layers=t5.int_("decoder_layers", lo=1),
-            d_model=t5.int_("d_model", lo=1),
-            d_ff=t5.int_("d_ff", lo=1),
-            num_heads=t5.int_("num_heads", lo=1),
-            d_kv=t5.int_("d_kv", lo=1),
-            dropout_rate=t5.float_("dropout_rate", lo=0.0, hi=1.0, hi_open=True),
-            feed_forward_proj=t5.str_("feed_forward_proj", choices=("relu", "gelu", "gated-gelu", "gated-relu")),
-            initializer_factor=t5.float_("initializer_factor", lo=0.0, lo_open=True),
-            init_scheme=t5.str_("init_scheme", choices=("published", "normal")),
-            implementation=t5.str_("implementation", choices=("transformers", "compact")),
-            packing_groups=t5.int_("packing_groups", lo=0),
-        ),
-        trainer=TrainerConfig(
-            steps=tr.int_("steps", lo=1),
-            lr=tr.float_("lr", lo=0.0, lo_open=True),
-            patience=tr.int_("patience", lo=1),
-            scheduler=tr.str_("scheduler", choices=("cosine", "linear", "constant")),
-            warmup_steps=tr.int_("warmup_steps", lo=0),
-            weight_decay=tr.float_("weight_decay", lo=0.0),
-            batch_size=tr.int_("batch_size", lo=1),
-            eval_batch_size=tr.int_or_auto("eval_batch_size"),
-            eval_frequence=tr.int_("eval_frequence", lo=1),
-            time_budget_min=tr.float_("time_budget_min", lo=0.0, lo_open=True, optional=True),
-            compile=tr.bool_or_auto("compile"),
-        ),
-    )
-
-
-def _method_config(r: _Reader) -> MethodConfig:
-    method = _method_fields(r)
-    rules = [
-        (method.sid_loss_weight == 0 and method.embedding_loss_weight == 0,
-         "method.sid_loss_weight and method.embedding_loss_weight are both 0: nothing would be trained"),
-        (method.embedding_loss_weight > 0 and not method.flag_use_output_embedding,
-         "method.embedding_loss_weight > 0 needs method.flag_use_output_embedding=True (the dense head)"),
-        (method.use_id == "item_id" and method.sid_loss_weight > 0,
-         "method.use_id=item_id (the Dense (ID) ablation) predicts no semantic IDs: set method.sid_loss_weight=0"),
-        (method.embedding_head.embed_target == "ground_truth+item_id" and method.use_id != "item_id",
-         "method.embedding_head_dict.embed_target=ground_truth+item_id needs method.use_id=item_id"),
-    ]
-    for broken, message in rules:
-        if broken:
-            raise ConfigError(message)
-    return method
-
-
-def _method_fields(r: _Reader) -> MethodConfig:
-    head = r.sub("embedding_head_dict")
-    return MethodConfig(
-        include_user_id=r.bool_("include_user_id"),
-        use_id=r.str_("use_id", choices=("sid", "item_id")),
-        flag_add_input_embedding=r.bool_("flag_add_input_embedding"),
-        flag_use_output_embedding=r.bool_("flag_use_output_embedding"),
-        embedding_loss_weight=r.float_("embedding_loss_weight", lo=0.0),
-        sid_loss_weight=r.float_("sid_loss_weight", lo=0.0),
-        evaluation_method=r.str_("evaluation_method", choices=("default", "dense")),
-        embedding_head=EmbeddingHeadConfig(
-            use_new_init=head.bool_("use_new_init"),
-            embed_target=head.str_("embed_target", choices=("ground_truth", "ground_truth+item_id")),
-            embed_proj_type=head.str_("embed_proj_type", choices=("mlp", "linear")),
-            normalize_logits=head.bool_("normalize_logits"),
-            logits_temperature=head.float_("logits_temperature", lo=0.0, lo_open=True),
-            text_embedding_dim=head.int_("text_embedding_dim", lo=1, optional=True),
-            hidden_sizes=head.int_list("hidden_sizes"),
-            embd_proj_dropout_rate=head.float_("embd_proj_dropout_rate", lo=0.0, hi=1.0, hi_open=True),
-            embd_proj_in_dropout_rate=head.float_("embd_proj_in_dropout_rate", lo=0.0, hi=1.0, hi_open=True),
-        ),
-    )
-
-
-def _evaluation_config(r: _Reader) -> EvaluationConfig:
-    return EvaluationConfig(ks=r.int_list("ks"), uni_ks=r.int_list("uni_ks"),
-                            num_beams=r.int_("num_beams", lo=1, optional=True), constrained=r.bool_("constrained"))
-
-
-def _logging_config(r: _Reader) -> LoggingConfig:
-    return LoggingConfig(
-        writer=r.str_("writer", choices=("wandb",)),
-        mode=r.str_("mode", choices=("offline", "online", "disabled")),
-        project=r.str_("project"),
-        entity=r.str_("entity", optional=True),
-    )
-
-
-def _distributed_config(r: _Reader) -> DistributedConfig:
-    return DistributedConfig(batch_size=r.str_("batch_size", choices=("global", "per_device")),
-                             timeout_min=r.int_("timeout_min", lo=1))
+# --------------------------------------------------------------------------------------------
+# Checks at run time, and the run folder for Hydra.
 
 
 def check_encoder_width(cfg: RunConfig, width: int) -> None:
     """Fail if a width set explicitly in the config disagrees with the text encoder's width."""
-    for key, value in (("dataset.RQ-VAE.input_dim", cfg.rqvae.input_dim),
-                       ("method.embedding_head_dict.text_embedding_dim", cfg.method.embedding_head.text_embedding_dim)):
+    for key_path, value in (("dataset.RQ-VAE.input_dim", cfg.rqvae.input_dim),
+                            ("method.embedding_head_dict.text_embedding_dim",
+                             cfg.method.embedding_head.text_embedding_dim)):
         if value is not None and value != width:
             raise ConfigError(
-                f"config key '{key}' is {value}, but the text encoder '{cfg.data.content_model}' gives "
-                f"{width}-dimensional embeddings; set {key}=null (take the encoder's width) or {key}={width}")
+                f"config key '{key_path}' is {value}, but the text encoder '{cfg.data.content_model}' gives "
+                f"{width}-dimensional embeddings; set {key_path}=null (take the encoder's width) or {key_path}={width}")
 
 
 def _run_dir_resolver(output_path, test_method, dataset_type, dataset_name, experiment_id, seed) -> str:
@@ -577,7 +460,8 @@ def _run_dir_resolver(output_path, test_method, dataset_type, dataset_name, expe
     Hydra creates it before any of run.py's code runs, so a folder that cannot be created is
     reported here, by its message alone (exit 1), instead of by a traceback from Hydra's set-up."""
     output_path = _none_if_null(output_path)
-    folder = Path(output_path) if output_path else run_dir_for(test_method, dataset_type, dataset_name, experiment_id, seed)
+    folder = (Path(output_path) if output_path
+              else run_dir_for(test_method, dataset_type, dataset_name, experiment_id, seed))
     reason = unwritable_reason(folder)
     if reason is not None:
         print(f"Error: the run folder {folder.resolve()} cannot be created: {reason}; choose another output_path "

@@ -10,13 +10,14 @@ tokens lie in one stream (`src/t5.py`, PackedLayout) and its real history items.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
 
 from ID_generation.preprocessing.split import Split
 from src.t5 import PackedLayout
+from src.vocabulary import Vocabulary
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Batch:
     tokens:    (B, S) encoder input tokens, 0 = padding
     mask:      (B, S) bool, True on real tokens
     items:     (B, S) item id behind each token (0 for padding and the user token)
-    positions: (B, S) index of that item in the history (0 for padding and the user token)
+    slots:     (B, S) index of that item in the history (0 for padding and the user token)
     levels:    (B, S) semantic-ID level (0..T-1) of each token (0 for padding and the user token)
     last:      (B,) index of the last real encoder position
     labels:    (B, T) the target item's tokens
@@ -42,7 +43,7 @@ class Batch:
     tokens: torch.Tensor
     mask: torch.Tensor
     items: torch.Tensor
-    positions: torch.Tensor
+    slots: torch.Tensor
     levels: torch.Tensor
     last: torch.Tensor
     labels: torch.Tensor
@@ -57,33 +58,32 @@ class Batch:
 
 @dataclass(frozen=True)
 class Examples:
-    """Index pairs (on the CPU): example k's input is sequence `users[k]` before `positions[k]`.
+    """Index pairs (on the CPU): example k's target is item `target_positions[k]` of sequence
+    `users[k]`, its input the items before it (so `target_positions[k]` is also its history length).
     Kept on the CPU so a batch's longest history is known without waiting for the device."""
     users: torch.Tensor
-    positions: torch.Tensor
+    target_positions: torch.Tensor
 
     def __len__(self) -> int:
         return len(self.users)
 
-    def subset(self, index: torch.Tensor | slice) -> "Examples":
+    def subset(self, index: torch.Tensor | slice) -> Examples:
         """The examples selected by a boolean mask, an index tensor or a slice."""
-        return Examples(self.users[index], self.positions[index])
+        return Examples(self.users[index], self.target_positions[index])
 
-    def chunks(self, size: int) -> Iterator["Examples"]:
+    def chunks(self, size: int) -> Iterator[Examples]:
         for start in range(0, len(self), size):
             yield self.subset(slice(start, start + size))
 
 
 class SequenceData:
-    """The split's sequences on `device`, with the item → tokens table, making batches.
+    """The split's sequences on `device`, with the item → tokens table of `vocab`, making batches.
 
-    item_tokens: (n_items, T) tokens of each item (row i = item i + 1): its 4 semantic-ID tokens, or
-    its own id (T = 1) for the published item-id ablation. user_token: maps user indices to their
-    token when user tokens are on.
+    vocab: the run's vocabulary (src/vocabulary.py): T tokens per item (its semantic ID, or its own
+    id for the published item-id ablation) and, when it has them, a user token before each history.
     """
 
-    def __init__(self, split: Split, item_tokens: torch.Tensor, device: torch.device,
-                 user_token: Callable[[torch.Tensor], torch.Tensor] | None = None):
+    def __init__(self, split: Split, vocab: Vocabulary, device: torch.device):
         seqs = split.sequences
         lengths = torch.as_tensor(seqs.lengths, dtype=torch.long)
         self.max_len = int(lengths.max())
@@ -92,9 +92,8 @@ class SequenceData:
         matrix = torch.zeros(len(seqs), self.max_len, dtype=torch.long)
         matrix[rows, cols] = torch.as_tensor(seqs.items, dtype=torch.long)
         self.matrix, self.lengths_cpu = matrix.to(device), lengths
-        # Row 0 of the token table is padding, so item id 0 maps to pad tokens.
-        self.item_tokens = torch.cat([torch.zeros(1, item_tokens.shape[1], dtype=torch.long), item_tokens.long()]).to(device)
-        self.user_token = user_token
+        self.vocab = vocab
+        self.token_table = vocab.token_table().to(device)  # (n_items + 1, T), row 0 (no item) = padding
         self.device = device
         self.split = split
 
@@ -108,12 +107,12 @@ class SequenceData:
         users = self.split.val_user if which == "val" else self.split.test_user
         is_cold = self.split.val_is_cold if which == "val" else self.split.test_is_cold
         users_t = torch.as_tensor(users, dtype=torch.long)
-        positions = self.lengths_cpu[users_t] - (2 if which == "val" else 1)
-        examples = Examples(users_t, positions)
+        targets_at = self.lengths_cpu[users_t] - (2 if which == "val" else 1)
+        examples = Examples(users_t, targets_at)
         return examples if cold is None else examples.subset(torch.as_tensor(is_cold == cold))
 
-    def _examples(self, users, positions) -> Examples:
-        return Examples(torch.as_tensor(users, dtype=torch.long), torch.as_tensor(positions, dtype=torch.long))
+    def _examples(self, users, target_positions) -> Examples:
+        return Examples(torch.as_tensor(users, dtype=torch.long), torch.as_tensor(target_positions, dtype=torch.long))
 
     def shuffled(self, examples: Examples, batch_size: int, generator: torch.Generator) -> Iterator[Examples]:
         """One epoch of `examples` in random batches (the permutation drawn on the CPU generator)."""
@@ -127,35 +126,37 @@ class SequenceData:
         the examples are sorted longest history first (stable) and the batch also carries their packed
         layout (attention in that many length groups): the same examples, whose losses are means."""
         if packing_groups > 0:
-            examples = examples.subset(torch.argsort(examples.positions, descending=True, stable=True))
-        history_len, per_item = max(int(examples.positions.max()), 1), self.item_tokens.shape[1]
+            examples = examples.subset(torch.argsort(examples.target_positions, descending=True, stable=True))
+        history_len, per_item = max(int(examples.target_positions.max()), 1), self.vocab.tokens_per_item
         users = examples.users.to(self.device, non_blocking=True)
-        positions = examples.positions.to(self.device, non_blocking=True)
+        lengths = examples.target_positions.to(self.device, non_blocking=True)   # (B,) history lengths
         hist = self.matrix[users, :history_len]                                       # (B, H)
-        hist = torch.where(torch.arange(history_len, device=self.device) < positions[:, None], hist, 0)
-        tokens = self.item_tokens[hist].flatten(1)                                     # (B, T·H)
+        hist = torch.where(torch.arange(history_len, device=self.device) < lengths[:, None], hist, 0)
+        tokens = self.token_table[hist].flatten(1)                                     # (B, T·H)
         items = hist.repeat_interleave(per_item, dim=1)
         slots = torch.arange(history_len, device=self.device).repeat_interleave(per_item).expand_as(tokens)
         levels = torch.arange(per_item, device=self.device).repeat(history_len).expand_as(tokens)
         real = items > 0
-        if self.user_token is not None:
-            user = self.user_token(users)[:, None]
+        if self.vocab.has_user_tokens:
+            user = self.vocab.user_tokens(users)[:, None]
             tokens = torch.cat([user, tokens], dim=1)
             zero = torch.zeros_like(user)
             items, slots, levels = (torch.cat([zero, t], 1) for t in (items, slots, levels))
             real = torch.cat([torch.ones_like(user, dtype=torch.bool), real], dim=1)
-        targets = self.matrix[users, positions]
-        batch = Batch(history=hist, tokens=tokens, mask=real, items=items, positions=slots * real, levels=levels * real,
-                      last=real.sum(dim=1) - 1, labels=self.item_tokens[targets], targets=targets)
-        return self._packed(batch, examples, positions, packing_groups) if packing_groups > 0 else batch
+        targets = self.matrix[users, lengths]
+        batch = Batch(history=hist, tokens=tokens, mask=real, items=items, slots=slots * real, levels=levels * real,
+                      last=real.sum(dim=1) - 1, labels=self.token_table[targets], targets=targets)
+        return self._packed(batch, examples, lengths, packing_groups) if packing_groups > 0 else batch
 
-    def _packed(self, batch: Batch, examples: Examples, positions: torch.Tensor, groups: int) -> Batch:
-        """The batch with its packed layout and its real history items as one stream. Sizes come from
-        the host-side example positions, so nothing waits for the device."""
-        per_item, n_items = self.item_tokens.shape[1], int(examples.positions.sum())
-        lengths = examples.positions * per_item + (self.user_token is not None)  # histories plus the user token
-        starts = positions.cumsum(0) - positions
-        rows = torch.repeat_interleave(torch.arange(len(positions), device=self.device), positions, output_size=n_items)
-        slots = torch.arange(n_items, device=self.device) - starts.repeat_interleave(positions, output_size=n_items)
-        return dataclasses.replace(batch, layout=PackedLayout.from_lengths(lengths, groups, self.device),
+    def _packed(self, batch: Batch, examples: Examples, lengths: torch.Tensor, groups: int) -> Batch:
+        """The batch with its packed layout and its real history items as one stream; `lengths`: (B,)
+        the history lengths on the device. Sizes come from the host-side `examples`, so nothing
+        waits for the device."""
+        per_item, n_items = self.vocab.tokens_per_item, int(examples.target_positions.sum())
+        # histories plus the user token
+        token_counts = examples.target_positions * per_item + self.vocab.has_user_tokens
+        starts = lengths.cumsum(0) - lengths
+        rows = torch.repeat_interleave(torch.arange(len(lengths), device=self.device), lengths, output_size=n_items)
+        slots = torch.arange(n_items, device=self.device) - starts.repeat_interleave(lengths, output_size=n_items)
+        return dataclasses.replace(batch, layout=PackedLayout.from_lengths(token_counts, groups, self.device),
                                    history_items=batch.history[rows, slots], history_starts=starts)

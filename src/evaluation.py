@@ -1,13 +1,8 @@
-"""Evaluation (SPEC §7): `genret`, `dense` and `uni` retrieval, in-set and cold-start groups.
+"""Evaluation (docs/method.md §7): the retrievals of src/retrieval.py, in-set and cold-start groups.
 
-- genret: beam search over the 4 semantic-ID tokens; the ranked items of the beams (an ID naming no
-  item is a miss).
-- dense:  every item scored by the dense head (cold-start items included), top k.
-- uni:    for each K, the top-K generated items plus all cold-start items, reranked by the dense
-  head; top k. Candidates are a per-row item mask, so duplicates and IDs naming no item drop out.
-
-Metric names: `{genret|dense|uni}_{in|cold}_{val|test}/{Recall|NDCG}@k`, and for the hybrid
-`uni_{in|cold}_{val|test}/Gen{K}_{Recall|NDCG}@k`.
+genret decodes by beam search over the item tokens; dense scores every item by the dense head; uni
+reranks generated candidates plus every cold-start item by the dense head. Candidates are a per-row
+item mask, so duplicates and IDs naming no item drop out. Metric names: `retrieval.metric_name`.
 
 Under several processes each evaluates its share of the batches and the rank histograms are
 summed, so the metrics are exactly those of one process evaluating them all.
@@ -18,7 +13,6 @@ from dataclasses import dataclass
 
 import torch
 
-from ID_generation.semantic_ids import SemanticIds
 from src.beam_decoder import BeamDecoder
 from src.data import Batch, Examples, SequenceData
 from src.decoding import beam_search
@@ -26,7 +20,8 @@ from src.distributed import SINGLE, Processes
 from src.errors import DeviceMemoryError
 from src.metrics import RankHistogram
 from src.model import Recommender
-
+from src.retrieval import DENSE, GENRET, GROUPS, UNI, metric_name
+from src.vocabulary import Vocabulary
 
 BEAM_MEMORY_SHARE = 0.25        # of a GPU's memory, for one evaluation batch's beam search
 CPU_BEAM_MEMORY = 2 * 2**30     # bytes, on a CPU
@@ -40,48 +35,51 @@ class EvalSettings:
     num_beams: int
     constrained: bool
     batch_size: int
-    genret: bool                 # which retrievals the method supports
-    dense: bool
-    uni: bool
+    modes: tuple[str, ...]       # the retrievals the method supports (src/retrieval.py)
 
 
 class Evaluator:
-    def __init__(self, model: Recommender, data: SequenceData, sids: SemanticIds | None, settings: EvalSettings,
+    """Full-ranking Recall@k and NDCG@k of a model's retrievals on the validation or test examples."""
+
+    def __init__(self, model: Recommender, data: SequenceData, vocab: Vocabulary, settings: EvalSettings,
                  cold_items: torch.Tensor, processes: Processes = SINGLE):
-        """cold_items: 1-based ids of every cold-start item (validation and test), the hybrid's pool.
-        processes: the data-parallel processes sharing the work (every one must call `evaluate`)."""
-        self.model, self.data, self.sids, self.settings = model, data, sids, settings
+        """vocab: the run's vocabulary (decoding); cold_items: 1-based ids of every cold-start item
+        (validation and test), the hybrid's pool. processes: the data-parallel processes sharing the
+        work (every one must call `evaluate`)."""
+        self.model, self.data, self.vocab, self.settings = model, data, vocab, settings
         self.processes = processes
         self.cold_items = torch.as_tensor(cold_items, dtype=torch.long, device=data.device)
 
     @torch.no_grad()
-    def evaluate(self, which: str, groups: tuple[str, ...] = ("in", "cold"),
-                 methods: tuple[str, ...] = ("genret", "dense", "uni")) -> dict[str, float]:
-        """Mean metrics of the `which` (val | test) examples for each group and enabled method."""
+    def evaluate(self, split: str, groups: tuple[str, ...] = GROUPS,
+                 modes: tuple[str, ...] | None = None) -> dict[str, float]:
+        """Mean metrics of the `split` (val | test) examples for each group and each of `modes` (None:
+        all) that the method supports, named by `retrieval.metric_name`."""
         results: dict[str, float] = {}
         for group in groups:
-            means = self.evaluate_examples(self.data.eval_examples(which, cold=(group == "cold")), methods)
-            for name, value in means.items():
-                method, _, rest = name.partition("/")
-                results[f"{method}_{group}_{which}/{rest}"] = value
+            means = self.evaluate_examples(self.data.eval_examples(split, cold=(group == "cold")), modes)
+            for (mode, generated, measure, k), value in means.items():
+                results[metric_name(mode, group, split, measure, k, generated)] = value
         return results
 
     @torch.no_grad()
-    def evaluate_examples(self, examples: Examples, methods: tuple[str, ...]) -> dict[str, float]:
-        """Mean metrics of `examples` per enabled method: `{method}/{metric}` (uni: `uni/Gen{K}_{metric}`)."""
-        methods = tuple(m for m in methods if getattr(self.settings, m))
-        histograms = {prefix: RankHistogram(self.settings.ks, self.data.device) for prefix in self._prefixes(methods)}
+    def evaluate_examples(self, examples: Examples, modes: tuple[str, ...] | None = None
+                          ) -> dict[tuple[str, int | None, str, int], float]:
+        """Mean metrics of `examples` for each of `modes` (None: all) that the method supports, keyed
+        (mode, hybrid K or None, Recall | NDCG, k)."""
+        modes = tuple(m for m in self.settings.modes if modes is None or m in modes)
+        histograms = {variant: RankHistogram(self.settings.ks, self.data.device) for variant in self._variants(modes)}
         was_training = self.model.training
         self.model.eval()
-        vectors = self.model.item_vectors() if ("dense" in methods or "uni" in methods) else None
+        vectors = self.model.item_vectors() if (DENSE in modes or UNI in modes) else None
         # Processes share whole batches, the ones a single process would form, so every example is
         # scored in the same batch (same padding) as without sharding: the metrics are identical.
-        rows = self.rows_per_batch(methods)
+        rows = self.rows_per_batch(modes)
         chunks = list(examples.chunks(rows))
         try:
             for chunk in chunks[self.processes.share(len(chunks))]:
-                for prefix, candidates, targets in self._batch_rankings(chunk, methods, vectors):
-                    histograms[prefix].add(candidates, targets)
+                for variant, candidates, targets in self._batch_rankings(chunk, modes, vectors):
+                    histograms[variant].add(candidates, targets)
         except torch.OutOfMemoryError:
             raise DeviceMemoryError(
                 f"evaluation ran out of device memory with {rows} sequences per batch and {self.settings.num_beams} "
@@ -92,51 +90,51 @@ class Evaluator:
             totals = self.processes.sum_(torch.stack([h.counts for h in histograms.values()]))
             for h, counts in zip(histograms.values(), totals):
                 h.counts = counts
-        return {prefix + metric: value for prefix, h in histograms.items() if h.count  # none for an empty group
-                for metric, value in h.means().items()}
+        return {(*variant, measure, k): value for variant, h in histograms.items() if h.count  # none for an empty group
+                for (measure, k), value in h.means().items()}
 
-    def rows_per_batch(self, methods: tuple[str, ...]) -> int:
+    def rows_per_batch(self, modes: tuple[str, ...]) -> int:
         """Sequences per evaluation batch: `eval_batch_size`, or fewer where the beam search of that
         many would not fit the memory budget (`BEAM_MEMORY_SHARE` of a GPU, `CPU_BEAM_MEMORY` on a
         CPU). Batches are masked or packed, so the metrics do not depend on it."""
-        if not ({"genret", "uni"} & set(methods)):
+        if not ({GENRET, UNI} & set(modes)):
             return self.settings.batch_size
         device = self.data.device
         budget = (torch.cuda.get_device_properties(device).total_memory * BEAM_MEMORY_SHARE
                   if device.type == "cuda" else CPU_BEAM_MEMORY)
         # per sequence: float32 logits, log-probabilities and candidate scores of beams × vocabulary, with
         # the temporaries of softmax and top-k (measured: ~1.7 MB a sequence at Beauty's 1,026 tokens, 100 beams)
-        per_row = BEAM_COPIES * self.settings.num_beams * self.model.spec.vocab_size * 4
+        per_row = BEAM_COPIES * self.settings.num_beams * self.vocab.vocab_size * 4
         return max(1, min(self.settings.batch_size, int(budget // per_row)))
 
-    def _prefixes(self, methods: tuple[str, ...]) -> list[str]:
-        """Metric-name prefixes of the enabled methods: `genret/`, `dense/`, `uni/Gen{K}_`."""
-        return ([f"{m}/" for m in ("genret", "dense") if m in methods]
-                + ([f"uni/Gen{k}_" for k in self.settings.uni_ks] if "uni" in methods else []))
+    def _variants(self, modes: tuple[str, ...]) -> list[tuple[str, int | None]]:
+        """(mode, hybrid K or None) of each ranking of `modes`: the hybrid ranks once per K of `uni_ks`."""
+        return ([(m, None) for m in (GENRET, DENSE) if m in modes]
+                + ([(UNI, k) for k in self.settings.uni_ks] if UNI in modes else []))
 
-    def _batch_rankings(self, chunk, methods, vectors):
-        """(prefix, ranked candidates (B, C), targets (B,)) for each metric prefix of one chunk."""
+    def _batch_rankings(self, chunk, modes, vectors):
+        """((mode, hybrid K or None), ranked candidates (B, C), targets (B,)) for each ranking of one chunk."""
         batch = self.data.batch(chunk, self.model.packing_groups)
         k = max(self.settings.ks)
         with autocast(self.data.device):
             encoded = self.model.encode(batch)
-            generated = self._generate(encoded, batch) if ("genret" in methods or "uni" in methods) else None
-        if "genret" in methods:
-            yield "genret/", generated, batch.targets
-        if "dense" in methods or "uni" in methods:
+            generated = self._generate(encoded, batch) if (GENRET in modes or UNI in modes) else None
+        if GENRET in modes:
+            yield (GENRET, None), generated, batch.targets
+        if DENSE in modes or UNI in modes:
             scores = self.model.dense_scores(self.model.dense_query(encoded, batch), vectors)
-            if "dense" in methods:
-                yield "dense/", top_items(scores, k), batch.targets
-            if "uni" in methods:
+            if DENSE in modes:
+                yield (DENSE, None), top_items(scores, k), batch.targets
+            if UNI in modes:
                 for k_gen in self.settings.uni_ks:
                     pool = self._hybrid_pool(generated[:, :k_gen])
-                    yield f"uni/Gen{k_gen}_", top_items(scores.masked_fill(~pool, float("-inf")), k), batch.targets
+                    yield (UNI, k_gen), top_items(scores.masked_fill(~pool, float("-inf")), k), batch.targets
 
     def _generate(self, encoded: torch.Tensor, batch: Batch) -> torch.Tensor:
         """(B, num_beams) item ids of the beams, best first; 0 where a beam names no item."""
         decoder = BeamDecoder(self.model.t5, encoded, batch.mask, batch.layout)
-        return beam_search(decoder.next_token_logits, len(batch), self.settings.num_beams, self.sids, encoded.device,
-                           start_token=self.model.spec.pad, constrained=self.settings.constrained).items
+        return beam_search(decoder.next_token_logits, len(batch), self.settings.num_beams, self.vocab, encoded.device,
+                           constrained=self.settings.constrained).items
 
     def _hybrid_pool(self, generated: torch.Tensor) -> torch.Tensor:
         """(B, n_items) bool: the generated items of each row (valid ones) plus every cold-start item."""

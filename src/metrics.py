@@ -1,4 +1,4 @@
-"""Recall@k and NDCG@k for one target per example (SPEC §7), vectorised, for any list of k.
+"""Recall@k and NDCG@k for one target per example (docs/method.md §7), vectorised, for any list of k.
 
 Candidates are ranked item ids (1-based); 0 marks a slot with no item (e.g. a generated semantic ID
 that names no item), which never counts as a hit. Recall@k is the hit rate; NDCG@k is
@@ -40,13 +40,14 @@ class RankHistogram:
     def count(self) -> int:
         return int(self.counts.sum())
 
-    def means(self) -> dict[str, float]:
-        """`Recall@k` and `NDCG@k` for each k, averaged over the counted examples (0 when none)."""
+    def means(self) -> dict[tuple[str, int], float]:
+        """Recall and NDCG at each k, keyed ("Recall" | "NDCG", k), averaged over the counted examples
+        (0 when none)."""
         hits = self.counts[1:].double().cpu()                                 # ranks 1..max(ks)
         gains = 1.0 / torch.log2(torch.arange(2, len(hits) + 2, dtype=torch.double))
         n = max(float(self.counts.sum()), 1.0)
         out = {}
         for k in self.ks:
-            out[f"Recall@{k}"] = float(hits[:k].sum()) / n
-            out[f"NDCG@{k}"] = float((hits[:k] * gains[:k]).sum()) / n
+            out["Recall", k] = float(hits[:k].sum()) / n
+            out["NDCG", k] = float((hits[:k] * gains[:k]).sum()) / n
         return out

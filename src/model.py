@@ -1,11 +1,12 @@
-"""The recommender (SPEC §5): a T5 encoder-decoder over semantic-ID tokens (TIGER), with LIGER's
+"""The recommender (docs/method.md §5): a T5 encoder-decoder over semantic-ID tokens (TIGER), with LIGER's
 text-embedding input and dense retrieval head.
 
 Encoder input per token: its embedding, plus — with `flag_add_input_embedding` — its item's text
 embedding projected to d_model (the projection MLP), a learned embedding of the item's place in the
 history and of the token's level; then LayerNorm and dropout. The dense head scores the encoder's
 last hidden state at the final history token, L2-normalised, by cosine / temperature against every
-item's projected text embedding (the same projection). The decoder predicts the next item's 4 tokens.
+item's projected text embedding (the same projection). The decoder predicts the next item's tokens
+(`Vocabulary.tokens_per_item`).
 The T5 part is the compact T5 of `src/t5.py` (default; packed batches) or `transformers`'
 `T5ForConditionalGeneration` (padded batches), with the same parameter layout
 (`dataset.TIGER.T5.implementation`).
@@ -24,16 +25,14 @@ from src.config import MethodConfig, T5Settings
 from src.data import Batch
 from src.layers import ResidualMLP
 from src.t5 import PackedLayout, RMSNorm, T5, T5Config as CompactT5Config
+from src.vocabulary import Vocabulary
 
 LAYER_NORM_EPS = 1e-8  # published
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    vocab_size: int
-    pad: int
-    eos: int
-    tokens_per_item: int      # 4 semantic-ID tokens, or 1 with use_id=item_id
+    vocab: Vocabulary         # the token layout (src/vocabulary.py)
     max_items: int            # item-position embedding slots (max_items_per_seq)
     n_positions: int
     t5: T5Settings
@@ -49,21 +48,26 @@ class ModelOutput:
 
 
 class Recommender(nn.Module):
+    """TIGER / LIGER: the T5 encoder-decoder over item tokens (`spec.vocab`), with — as the method
+    asks — item text added to the encoder input and a dense head scoring every item's text; `forward`
+    gives the training losses, `encode` / `decoder_logits` / `dense_query` / `dense_scores` serve
+    evaluation."""
+
     def __init__(self, spec: ModelSpec, item_text: torch.Tensor, seen_items: torch.Tensor):
         """item_text: (n_items, text_dim) standardised text embeddings, row i = item i + 1;
         seen_items: 1-based ids of the items seen in training (the others are masked out of the
         dense training softmax)."""
         super().__init__()
-        self.spec, method, t5 = spec, spec.method, spec.t5
+        self.spec, method, d_model = spec, spec.method, spec.t5.d_model
         self.t5 = t5_network(spec)
-        init_t5(self.t5, t5)
+        init_t5(self.t5, spec.t5)
         self.uses_text = method.flag_add_input_embedding or method.flag_use_output_embedding
         if self.uses_text:
-            self.text_proj = self._text_projection(item_text.shape[1], t5.d_model)
+            self.text_proj = self._text_projection(item_text.shape[1], d_model)
         if method.flag_add_input_embedding:
-            self.item_position = nn.Embedding(spec.max_items, t5.d_model)
-            self.level = nn.Embedding(spec.tokens_per_item, t5.d_model)
-            self.input_norm = nn.LayerNorm(t5.d_model, eps=LAYER_NORM_EPS)
+            self.item_position = nn.Embedding(spec.max_items, d_model)
+            self.level = nn.Embedding(spec.vocab.tokens_per_item, d_model)
+            self.input_norm = nn.LayerNorm(d_model, eps=LAYER_NORM_EPS)
             self.input_dropout = nn.Dropout(method.embedding_head.embd_proj_dropout_rate)
         if method.embedding_head.use_new_init:
             init_new(self)
@@ -71,6 +75,8 @@ class Recommender(nn.Module):
         unseen = torch.ones(len(item_text), dtype=torch.bool)
         unseen[torch.as_tensor(seen_items, dtype=torch.long) - 1] = False
         self.register_buffer("unseen", unseen, persistent=False)
+        if method.embedding_head.embed_target == "ground_truth+item_id":  # each item's own token (item-id vocabulary)
+            self.register_buffer("item_id_tokens", spec.vocab.item_tokens()[:, 0], persistent=False)
 
     def _text_projection(self, text_dim: int, d_model: int) -> nn.Module:
         head = self.spec.method.embedding_head
@@ -98,17 +104,18 @@ class Recommender(nn.Module):
         position (+ level), LayerNorm, dropout. The text projection runs once per history item (for a
         packed batch, on real items only) and is shared by the item's tokens."""
         if batch.layout is None:
-            tokens, items, slots, levels = batch.tokens, batch.items, batch.positions, batch.levels
+            tokens, items, slots, levels = batch.tokens, batch.items, batch.slots, batch.levels
             projected = self.text_proj(self.item_text[batch.history.clamp(min=1) - 1])        # (B, H, d)
             per_token = projected[torch.arange(len(batch), device=tokens.device)[:, None], slots]
         else:
             rows, columns = batch.layout.rows, batch.layout.positions
-            tokens, items, slots, levels = (t[rows, columns] for t in (batch.tokens, batch.items, batch.positions, batch.levels))
+            tokens, items, slots, levels = (t[rows, columns]
+                                            for t in (batch.tokens, batch.items, batch.slots, batch.levels))
             projected = self.text_proj(self.item_text[batch.history_items - 1])               # (N, d)
             # a non-item token (the user token) points at its row's first item; masked below
             per_token = projected[(batch.history_starts[rows] + slots).clamp(max=max(len(projected) - 1, 0))]
         embeds = self.t5.shared(tokens) + (items > 0).unsqueeze(-1) * (per_token + self.item_position(slots))
-        if self.spec.tokens_per_item > 1:  # the published item-id mode adds no level embedding
+        if self.spec.vocab.tokens_per_item > 1:  # the published item-id mode adds no level embedding
             embeds = embeds + self.level(levels)
         return self.input_dropout(self.input_norm(embeds))
 
@@ -125,8 +132,8 @@ class Recommender(nn.Module):
         float32 also under autocast, as published."""
         with torch.autocast(device_type=self.item_text.device.type, enabled=False):
             vectors = self.text_proj(self.item_text)
-            if self.spec.method.embedding_head.embed_target == "ground_truth+item_id":
-                vectors = vectors + self.t5.shared.weight[1:len(self.item_text) + 1]
+            if self.spec.method.embedding_head.embed_target == "ground_truth+item_id":  # item-id vocabulary
+                vectors = vectors + self.t5.shared(self.item_id_tokens)
             return F.normalize(vectors, dim=-1)
 
     def dense_scores(self, query: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
@@ -144,7 +151,7 @@ class Recommender(nn.Module):
         return self.t5.decode(decoder_inputs, encoded, mask, layout)
 
     def shift_right(self, labels: torch.Tensor) -> torch.Tensor:
-        return torch.cat([torch.full_like(labels[:, :1], self.spec.pad), labels[:, :-1]], dim=1)
+        return torch.cat([torch.full_like(labels[:, :1], self.spec.vocab.pad), labels[:, :-1]], dim=1)
 
     # -- training forward ---------------------------------------------------------------------
 
@@ -192,8 +199,10 @@ class TransformersT5(T5ForConditionalGeneration):
         causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()
         return bias.masked_fill(~causal, float("-inf"))
 
-    def decode(self, tokens: torch.Tensor, encoded: torch.Tensor, mask: torch.Tensor, layout: None = None) -> torch.Tensor:
-        hidden = self.decoder(input_ids=tokens, encoder_hidden_states=encoded, encoder_attention_mask=mask).last_hidden_state
+    def decode(self, tokens: torch.Tensor, encoded: torch.Tensor, mask: torch.Tensor,
+               layout: None = None) -> torch.Tensor:
+        hidden = self.decoder(input_ids=tokens, encoder_hidden_states=encoded,
+                              encoder_attention_mask=mask).last_hidden_state
         return self.lm_head(hidden * self.output_scale)
 
 
@@ -202,15 +211,15 @@ def t5_network(spec: ModelSpec) -> nn.Module:
     t5 = spec.t5
     if t5.implementation == "compact":
         return T5(CompactT5Config(
-            vocab_size=spec.vocab_size, d_model=t5.d_model, d_kv=t5.d_kv, d_ff=t5.d_ff, num_heads=t5.num_heads,
+            vocab_size=spec.vocab.vocab_size, d_model=t5.d_model, d_kv=t5.d_kv, d_ff=t5.d_ff, num_heads=t5.num_heads,
             encoder_layers=t5.encoder_layers, decoder_layers=t5.decoder_layers, dropout=t5.dropout_rate,
             feed_forward_proj=t5.feed_forward_proj, layer_norm_eps=LAYER_NORM_EPS))
     network = T5ForConditionalGeneration(T5Config(
-        vocab_size=spec.vocab_size, d_model=t5.d_model, d_kv=t5.d_kv, d_ff=t5.d_ff, num_layers=t5.encoder_layers,
+        vocab_size=spec.vocab.vocab_size, d_model=t5.d_model, d_kv=t5.d_kv, d_ff=t5.d_ff, num_layers=t5.encoder_layers,
         num_decoder_layers=t5.decoder_layers, num_heads=t5.num_heads, dropout_rate=t5.dropout_rate,
         feed_forward_proj=t5.feed_forward_proj, initializer_factor=t5.initializer_factor,
-        layer_norm_epsilon=LAYER_NORM_EPS, pad_token_id=spec.pad, eos_token_id=spec.eos,
-        decoder_start_token_id=spec.pad, n_positions=spec.n_positions))
+        layer_norm_epsilon=LAYER_NORM_EPS, pad_token_id=spec.vocab.pad, eos_token_id=spec.vocab.eos,
+        decoder_start_token_id=spec.vocab.pad, n_positions=spec.n_positions))
     # Built as the base class, then given the interface: transformers initialises a subclass
     # differently, which would move the random stream and so change every later draw for a seed.
     network.__class__ = TransformersT5

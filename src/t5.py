@@ -69,7 +69,7 @@ class Attention(nn.Module):
         return out.transpose(1, 2).flatten(2)
 
     def forward(self, x: torch.Tensor, bias, source: torch.Tensor | None = None,
-                layout: "PackedLayout | None" = None) -> torch.Tensor:
+                layout: PackedLayout | None = None) -> torch.Tensor:
         """Padded (layout None): x (B, L, d) queries, source (B, S, d) keys and values (None: x), bias
         (B|1, h|1, L, S). Packed: `packed_self` (source None; bias: one per length group) or
         `packed_cross` (bias unused)."""
@@ -78,7 +78,7 @@ class Attention(nn.Module):
         source = x if source is None else source
         return self.o(self.attend(self.split(self.q(x)), self.split(self.k(source)), self.split(self.v(source)), bias))
 
-    def packed_self(self, x: torch.Tensor, layout: "PackedLayout", biases: list[torch.Tensor]) -> torch.Tensor:
+    def packed_self(self, x: torch.Tensor, layout: PackedLayout, biases: list[torch.Tensor]) -> torch.Tensor:
         """Self-attention within each sequence of a packed stream x (T, d): (T, d). One fused q/k/v
         projection over the real tokens; attention per length group, padded to the group's longest,
         with the group's bias (n_g, h, L_g, L_g)."""
@@ -89,7 +89,7 @@ class Attention(nn.Module):
             outs.append(layout.unpad(self.attend(q, k, v, bias), group))
         return self.o(torch.cat(outs))
 
-    def packed_cross(self, x: torch.Tensor, source: torch.Tensor, layout: "PackedLayout") -> torch.Tensor:
+    def packed_cross(self, x: torch.Tensor, source: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
         """Attention of padded queries x (B, t, d), row i over sequence i of the packed stream source
         (T, d): (B, t, d). Keys and values are projected on the real tokens only."""
         queries = self.split(self.q(x)).split(layout.group_sizes)                            # (n_g, h, t, d_kv)
@@ -187,7 +187,8 @@ class Stack(nn.Module):
                 self_bias = self_bias + key_padding_bias(mask)
         cross_bias = None
         if encoded is not None and layout is None:
-            real = encoded_mask if encoded_mask is not None else torch.ones(encoded.shape[:2], dtype=torch.bool, device=x.device)
+            real = (encoded_mask if encoded_mask is not None
+                    else torch.ones(encoded.shape[:2], dtype=torch.bool, device=x.device))
             cross_bias = key_padding_bias(real)
         self_layout = None if self.is_decoder else layout
         x = self.dropout(x)
@@ -217,7 +218,8 @@ class T5(nn.Module):
         """(1, h, L, L) float32: the decoder's relative position bias and causal mask."""
         return self.decoder.self_bias(length, device)
 
-    def encode(self, embeds: torch.Tensor, mask: torch.Tensor | None, layout: PackedLayout | None = None) -> torch.Tensor:
+    def encode(self, embeds: torch.Tensor, mask: torch.Tensor | None,
+               layout: PackedLayout | None = None) -> torch.Tensor:
         """Encoder states shaped as the input embeddings: padded (B, S, d) with mask (B, S) bool, or a
         packed stream (T, d) of real tokens with its layout (mask unused)."""
         return self.encoder(embeds, mask, layout=layout)
@@ -233,7 +235,8 @@ class T5(nn.Module):
 def key_padding_bias(real: torch.Tensor) -> torch.Tensor:
     """(B, 1, 1, S) float32 additive attention bias of keys (B, S) bool, True on real tokens: 0 there,
     float32's minimum on padding (as `transformers`' T5 masks)."""
-    return torch.zeros(real.shape, device=real.device).masked_fill(~real, torch.finfo(torch.float32).min)[:, None, None, :]
+    return torch.zeros(real.shape, device=real.device).masked_fill(~real,
+                                                                   torch.finfo(torch.float32).min)[:, None, None, :]
 
 
 @dataclass(frozen=True)
@@ -272,7 +275,7 @@ class PackedLayout:
         return [g.gather.shape[0] for g in self.groups]
 
     @classmethod
-    def from_lengths(cls, lengths: torch.Tensor, n_groups: int, device: torch.device) -> "PackedLayout":
+    def from_lengths(cls, lengths: torch.Tensor, n_groups: int, device: torch.device) -> PackedLayout:
         """The layout of sequences of `lengths` (B,) (host tensor, non-increasing, each ≥ 1)."""
         lengths = lengths.long().cpu()
         if len(lengths) == 0 or int(lengths.min()) < 1 or bool((lengths[1:] > lengths[:-1]).any()):

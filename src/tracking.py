@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 import secrets
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from src.cache import atomic_write, write_json
 from src.config import LoggingConfig
@@ -55,6 +56,14 @@ class WandbLogger:
 
     def finish(self) -> None:
         self.run.finish()
+
+
+LOGGERS = {"wandb": WandbLogger}  # `logging.writer`: the experiment tracker each run logs to
+
+
+def run_logger(cfg: LoggingConfig, run_name: str, run_dir: Path, config: dict[str, Any]) -> WandbLogger | None:
+    """The tracker `logging.writer` names, or None with `logging.mode=disabled`."""
+    return None if cfg.mode == "disabled" else LOGGERS[cfg.writer](cfg, run_name, run_dir, config)
 
 
 class RunRecorder:

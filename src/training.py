@@ -1,10 +1,11 @@
-"""Training (SPEC §6): AdamW, warm-up + cosine schedule per step, gradient clipping at 1.0, bfloat16
+"""Training (docs/method.md §6): AdamW, warm-up + cosine schedule per step, gradient clipping at 1.0, bfloat16
 autocast on a GPU (full precision on CPU), validation every `eval_frequence` epochs, early stopping,
 the best model kept.
 
 The training state (model, optimiser, scheduler, step, epoch, best score, every random state) is
-saved atomically after each epoch to `{run_dir}/ckpt.pt`; a restarted run resumes from it and ends
-exactly as an uninterrupted run would. The best model's weights go to `{run_dir}/ckpt_best.pt`.
+saved atomically to `{run_dir}/ckpt.pt` every `dataset.TIGER.save_every_n_epochs` epochs (default 1)
+and after the last; a restarted run resumes from it and ends exactly as an uninterrupted run would.
+The best model's weights go to `{run_dir}/ckpt_best.pt`.
 
 Data-parallel (several processes, see src/distributed.py): every process draws the same permutation
 and takes its share of each global batch; the model is wrapped in DistributedDataParallel and each
@@ -26,13 +27,13 @@ from tqdm import tqdm
 from transformers import get_scheduler
 
 from src.cache import atomic_write
-from src.config import MethodConfig, TrainerConfig
+from src.config import TrainerConfig
 from src.data import Examples, SequenceData
 from src.distributed import SINGLE, Processes
 from src.errors import CheckpointError, DataError, TrainingDivergedError
 from src.evaluation import Evaluator, autocast
-from src.metrics import headline_k
 from src.model import Recommender
+from src.retrieval import DENSE, GENRET
 from src.runtime import compile_model
 from src.tracking import RunRecorder
 
@@ -59,26 +60,23 @@ class TrainResult:
     best_score: float
     steps: int
     epochs: int
-    last_losses: dict[str, float]  # loss, sid_loss, embedding_loss, grad_norm: the last epoch's means
+    last_losses: dict[str, float]  # loss, sid_loss, dense_loss, grad_norm: the last epoch's means
     out_of_time: bool              # stopped early by trainer.time_budget_min
 
 
-def selection_metric(method: MethodConfig, ks: tuple[int, ...]) -> str:
-    """The validation metric that picks the best model: the dense head's in-set NDCG for LIGER and
-    the dense-only ablations, generative in-set NDCG otherwise (as published)."""
-    k = headline_k(ks)
-    dense = (method.evaluation_method == "dense" and method.embedding_loss_weight > 0) or method.sid_loss_weight == 0
-    return f"{'dense' if dense else 'genret'}_in_val/NDCG@{k}"
-
-
 class Trainer:
+    """Trains a Recommender: epochs of shuffled batches, periodic validation that keeps the best
+    model, early stopping, checkpoints to resume from, data-parallel when several processes run."""
+
     def __init__(self, model: Recommender, data: SequenceData, evaluator: Evaluator, cfg: TrainerConfig,
                  run_dir: Path, recorder: RunRecorder, seed: int, selection: str, config_key: str,
-                 batch_size: int, processes: Processes = SINGLE):
-        """batch_size: examples per optimiser step over all processes (the global batch)."""
+                 batch_size: int, processes: Processes = SINGLE, save_every: int = 1):
+        """selection: the validation metric that picks the best model (`Retrievals.selection_metric`);
+        config_key: what the checkpoints must have been written under; batch_size: examples per
+        optimiser step over all processes (the global batch); save_every: epochs between checkpoints."""
         self.model, self.data, self.evaluator, self.cfg = model, data, evaluator, cfg
         self.recorder, self.selection, self.config_key = recorder, selection, config_key
-        self.processes, self.seed = processes, seed
+        self.processes, self.seed, self.save_every = processes, seed, save_every
         self.batch_size = batch_size
         self.ckpt_path, self.best_path = Path(run_dir) / "ckpt.pt", Path(run_dir) / "ckpt_best.pt"
         self.device = data.device
@@ -124,7 +122,8 @@ class Trainer:
                 self._validate(epoch)
             self.state.epoch = epoch + 1
             self.state.finished = last or self._patience_exhausted(epoch)
-            self.save_checkpoint()
+            if self.state.finished or self.state.epoch % self.save_every == 0:
+                self.save_checkpoint()
         bar.close()
         self.processes.barrier()  # the main process has written the best weights
         self.model.load_state_dict(self._best_weights())
@@ -158,7 +157,8 @@ class Trainer:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), GRAD_CLIP)
             self.optimizer.step()
             self.scheduler.step()
-            parts = torch.cat([torch.stack([absent if p is None else p.detach() for p in (out.loss, out.sid_loss, out.dense_loss)]),
+            parts = torch.cat([torch.stack([absent if p is None else p.detach()
+                                            for p in (out.loss, out.sid_loss, out.dense_loss)]),
                                grad_norm.detach()[None]])
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(parts), self.state.step, first_bad)
             sums += torch.cat([parts[:3] * share, parts[3:] / self.processes.world_size])
@@ -168,22 +168,25 @@ class Trainer:
                 self._stop_if_diverged(first_bad)
                 bar.update(PROGRESS_EVERY)
                 # this process's share scaled up: an estimate of the global loss, without a collective
-                bar.set_postfix(epoch=self.state.epoch + 1, loss=f"{float(sums[0]) * self.processes.world_size / n:.4f}")
+                bar.set_postfix(epoch=self.state.epoch + 1,
+                                loss=f"{float(sums[0]) * self.processes.world_size / n:.4f}")
         bar.update(n % PROGRESS_EVERY)
         self._stop_if_diverged(first_bad)
         means = (self.processes.sum_(sums) / max(n, 1)).tolist()
-        return dict(zip(("loss", "sid_loss", "embedding_loss", "grad_norm"), means))
+        return dict(zip(("loss", "sid_loss", "dense_loss", "grad_norm"), means))
 
     def _stop_if_diverged(self, first_bad: torch.Tensor) -> None:
         """Raise TrainingDivergedError naming the first non-finite quantity, its step and the rate."""
         steps = first_bad.tolist()
         if max(steps) < 0:
             return
-        which = min((s, name) for s, name in zip(steps, ("total loss", "semantic-ID loss", "dense loss", "gradient norm"))
+        which = min((s, name)
+                    for s, name in zip(steps, ("total loss", "semantic-ID loss", "dense loss", "gradient norm"))
                     if s >= 0)
         raise TrainingDivergedError(
-            f"training diverged: the {which[1]} became non-finite at step {which[0] + 1} (epoch {self.state.epoch + 1}; "
-            f"the learning rate is now {self.scheduler.get_last_lr()[0]:.3g}); lower dataset.TIGER.trainer.lr (now {self.cfg.lr:g}) "
+            f"training diverged: the {which[1]} became non-finite at step {which[0] + 1} "
+            f"(epoch {self.state.epoch + 1}; the learning rate is now {self.scheduler.get_last_lr()[0]:.3g}); "
+            f"lower dataset.TIGER.trainer.lr (now {self.cfg.lr:g}) "
             "or raise dataset.TIGER.trainer.warmup_steps. The last checkpoint is the last finished epoch.")
 
     def _my_share(self, chunk: Examples) -> tuple[Examples, float]:
@@ -196,7 +199,7 @@ class Trainer:
         return mine, len(mine) / len(chunk)
 
     def _validate(self, epoch: int) -> None:
-        metrics = self.evaluator.evaluate("val", groups=("in",), methods=("genret", "dense"))
+        metrics = self.evaluator.evaluate("val", groups=("in",), modes=(GENRET, DENSE))
         self.recorder.curve(metrics, "train/step", self.state.step)
         if self.selection not in metrics:
             raise DataError(f"validation produced no {self.selection}: the dataset has no in-set validation "
@@ -243,7 +246,8 @@ class Trainer:
     def save_checkpoint(self) -> None:
         """Write ckpt.pt (main process), with the random states of every process."""
         rng = self.processes.gather({"cpu": torch.get_rng_state(),
-                                     "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None})
+                                     "cuda": (torch.cuda.get_rng_state(self.device) if self.device.type == "cuda"
+                                              else None)})
         if not self.processes.is_main:
             return
         state = {"config_key": self.config_key, "batch_size": self.batch_size, "state": asdict(self.state),
@@ -261,9 +265,10 @@ class Trainer:
             raise CheckpointError(f"{self.ckpt_path} was written by a run with other settings or data; choose another "
                                   "experiment_id (or output_path), or delete the checkpoint to start over")
         if saved.get("batch_size", self.batch_size) != self.batch_size:
-            raise CheckpointError(f"{self.ckpt_path} was trained with a global batch of {saved['batch_size']}, this run "
-                               f"has {self.batch_size} (distributed.batch_size=per_device under another number of "
-                               "processes); resume with the same number, or use distributed.batch_size=global")
+            raise CheckpointError(f"{self.ckpt_path} was trained with a global batch of {saved['batch_size']}, "
+                                  f"this run has {self.batch_size} (distributed.batch_size=per_device under another "
+                                  "number of processes); resume with the same number, or use "
+                                  "distributed.batch_size=global")
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])

@@ -15,6 +15,7 @@ from conftest import load
 from ID_generation.embeddings import item_embeddings
 from ID_generation.preprocessing import leave_one_out, preprocess
 from ID_generation.rqvae.stage import semantic_ids_stage
+from src.vocabulary import Vocabulary
 
 EPOCHS = 60  # level-1 usage passes 90% after ~10 epochs on these data and stays there
 EMBEDDING_CACHE = Path(os.environ.get("LIGER_TEST_CACHE", Path.home() / ".cache" / "liger-tests"))
@@ -43,5 +44,6 @@ def test_short_training_uses_at_least_90_percent_of_level1_codes(beauty_ids):
 def test_every_beauty_item_gets_a_unique_semantic_id(beauty_ids):
     ids = beauty_ids.ids
     assert len({tuple(r) for r in ids.codes.tolist()}) == 12101
-    assert torch.equal(ids.items_of(ids.tokens()), torch.arange(1, 12102))
-    assert ids.layout.vocab_size == 3 * 256 + max(256, beauty_ids.report["sid/max_collision"]) + 2
+    vocab = Vocabulary.of_semantic_ids(ids)
+    assert torch.equal(vocab.items_of(vocab.item_tokens()), torch.arange(1, 12102))
+    assert vocab.vocab_size == 3 * 256 + max(256, beauty_ids.report["sid/max_collision"]) + 2

@@ -28,11 +28,13 @@ def test_published_command_line_gives_published_settings():
     assert cfg.data.content_model == "sentence-t5-xxl" and cfg.data.max_items_per_seq == 20
     assert (cfg.rqvae.epochs, cfg.rqvae.code_book_size, cfg.rqvae.beta) == (8000, 256, 0.25)
     assert (cfg.model.t5.d_model, cfg.model.t5.num_heads, cfg.model.t5.d_kv) == (128, 6, 64)
-    assert (cfg.model.trainer.steps, cfg.model.trainer.batch_size, cfg.model.trainer.warmup_steps) == (200000, 256, 10000)
+    assert (cfg.model.trainer.steps, cfg.model.trainer.batch_size,
+            cfg.model.trainer.warmup_steps) == (200000, 256, 10000)
     assert cfg.method.embedding_loss_weight == 1 and cfg.method.sid_loss_weight == 1
     assert cfg.run_dir == Path("results/liger/Amazon_Beauty/liger_Beauty_seed_42")
     # the fast path by default; evaluation batches chosen for the device (metrics do not depend on them)
-    assert (cfg.model.t5.implementation, cfg.model.t5.packing_groups, cfg.model.trainer.eval_batch_size) == ("compact", 4, None)
+    assert (cfg.model.t5.implementation, cfg.model.t5.packing_groups,
+            cfg.model.trainer.eval_batch_size) == ("compact", 4, None)
     assert cfg.model.trainer.compile is None  # auto: compiled on a GPU, eager on a CPU
 
 
@@ -41,7 +43,8 @@ def test_eval_batch_size_auto_is_published_on_cpu_and_large_on_a_gpu():
     cfg = load(*PUBLISHED)
     assert eval_settings(cfg, torch.device("cpu")).batch_size == 32
     assert eval_settings(cfg, torch.device("cuda")).batch_size == 1024
-    assert eval_settings(load(*PUBLISHED, "dataset.TIGER.trainer.eval_batch_size=7"), torch.device("cuda")).batch_size == 7
+    assert eval_settings(load(*PUBLISHED, "dataset.TIGER.trainer.eval_batch_size=7"),
+                         torch.device("cuda")).batch_size == 7
 
 
 def test_tiger_method_and_steam():
@@ -64,7 +67,8 @@ def test_every_published_key_path_overrides():
     assert (cfg.rqvae.epochs, cfg.rqvae.code_book_size) == (7, 64)
     assert (cfg.model.trainer.steps, cfg.model.trainer.batch_size, cfg.model.t5.d_model) == (11, 8, 64)
     head = cfg.method.embedding_head
-    assert (cfg.method.embedding_loss_weight, head.embed_target, head.embed_proj_type) == (0.5, "ground_truth+item_id", "linear")
+    assert (cfg.method.embedding_loss_weight, head.embed_target,
+            head.embed_proj_type) == (0.5, "ground_truth+item_id", "linear")
     assert cfg.method.use_id == "item_id" and cfg.method.sid_loss_weight == 0 and head.use_new_init
     assert cfg.logging.mode == "disabled"
 
@@ -79,14 +83,16 @@ def test_every_published_key_path_overrides():
     ("dataset.RQ-VAE.dropout=1.0", "dataset.RQ-VAE.dropout", "[0.0, 1.0)"),
     ("dataset.TIGER.trainer.lr=0", "dataset.TIGER.trainer.lr", "> 0.0"),
     ("dataset.TIGER.T5.feed_forward_proj=swish", "dataset.TIGER.T5.feed_forward_proj", "relu"),
-    ("method.embedding_head_dict.embed_target=labels", "method.embedding_head_dict.embed_target", "ground_truth+item_id"),
+    ("method.embedding_head_dict.embed_target=labels", "method.embedding_head_dict.embed_target",
+     "ground_truth+item_id"),
     ("method.flag_add_input_embedding=yes", "method.flag_add_input_embedding", "true or false"),
     ("logging.mode=verbose", "logging.mode", "offline, online, disabled"),
     ("stop_after=evaluate", "stop_after", "preprocess, embed, semantic_ids, train"),
     ("dataset.features_needed=[title,color]", "dataset.features_needed", "brand"),
     ("experiment_id=a/b", "experiment_id", "'/'"),
     ("distributed.batch_size=local", "distributed.batch_size", "global, per_device"),
-    ("dataset.TIGER.trainer.eval_batch_size=big", "dataset.TIGER.trainer.eval_batch_size", "a positive integer or auto"),
+    ("dataset.TIGER.trainer.eval_batch_size=big", "dataset.TIGER.trainer.eval_batch_size",
+     "a positive integer or auto"),
     ("dataset.TIGER.T5.packing_groups=-1", "dataset.TIGER.T5.packing_groups", ">= 0"),
     ("dataset.TIGER.trainer.compile=maybe", "dataset.TIGER.trainer.compile", "true, false or auto"),
 ])
@@ -101,7 +107,8 @@ def test_global_batch_size_under_several_processes():
     assert load().distributed.batch_size == "global"  # the published batch holds for any process count
     assert load().distributed.global_batch_size(256, 4) == 256
     assert load("distributed.batch_size=per_device").distributed.global_batch_size(256, 4) == 1024
-    with pytest.raises(ConfigError, match="'dataset.TIGER.trainer.batch_size' .2. must be at least the number of processes .4."):
+    with pytest.raises(ConfigError,
+                       match="'dataset.TIGER.trainer.batch_size' .2. must be at least the number of processes .4."):
         load().distributed.global_batch_size(2, 4)
 
 
@@ -148,7 +155,40 @@ def test_unknown_key_is_refused_naming_the_closest_known_key(override, unknown, 
 
 
 def test_every_key_of_every_shipped_config_is_read():
-    """No key in the shipped configs is silently ignored (the published one that is unused is listed)."""
+    """No key in the shipped configs is silently ignored."""
     for group in ("dataset=amazon", "dataset=steam", "dataset=custom", "dataset=generated"):
-        for method in ("method=base", "method=setting"):
-            load(group, method)  # raises ConfigError on a key nothing reads
+        for method in (("method=base", "test_method=tiger"), ("method=setting", "test_method=liger")):
+            load(group, *method)  # raises ConfigError on a key nothing reads
+
+
+def test_published_key_that_nothing_reads_is_refused_with_the_reason():
+    with pytest.raises(ConfigError, match=r"'dataset.RQ-VAE.max_seq_len' is a key of the published configs that "
+                                          r"nothing here reads \(the RQ-VAE encodes one item at a time"):
+        load("+dataset.RQ-VAE.max_seq_len=256")
+    assert load("dataset.generator.max_seq_len=20").data.generator.max_seq_len == 20  # the generator's is read
+
+
+def test_rqvae_optimizer_choices():
+    assert load().rqvae.optimizer == "AdamW" and load("dataset.RQ-VAE.optimizer=Adam").rqvae.optimizer == "Adam"
+    with pytest.raises(ConfigError, match="'dataset.RQ-VAE.optimizer' must be one of AdamW, Adam, got 'SGD'"):
+        load("dataset.RQ-VAE.optimizer=SGD")
+
+
+def test_test_method_chooses_the_test_evaluation():
+    """liger: every retrieval of the method; tiger: the generative one alone (with TIGER's 10 beams);
+    a method without generative retrieval cannot be tested the TIGER way."""
+    from src.experiment import eval_settings
+    from src.retrieval import method_retrievals
+
+    liger = load("method=setting", "test_method=liger")
+    assert method_retrievals(liger.method, liger.test_method).test_modes == ("genret", "dense", "uni")
+    assert eval_settings(liger).num_beams == 100
+    tiger_test = load("method=setting", "test_method=tiger")
+    retrievals = method_retrievals(tiger_test.method, tiger_test.test_method)
+    assert retrievals.test_modes == ("genret",) and retrievals.modes == ("genret", "dense", "uni")
+    assert retrievals.selection == "dense" and eval_settings(tiger_test).num_beams == 10
+    assert method_retrievals(load("method=base").method, "liger").test_modes == ("genret",)
+    dense_only = load("method=setting", "test_method=tiger", "method.sid_loss_weight=0")
+    with pytest.raises(ConfigError, match="test_method=tiger tests by generative retrieval alone, but this method "
+                                          "predicts no semantic IDs .*use test_method=liger"):
+        eval_settings(dense_only)

@@ -8,6 +8,7 @@ import torch
 
 from ID_generation.semantic_ids import SemanticIds
 from src.decoding import PrefixMask, beam_search
+from src.vocabulary import Vocabulary
 
 CPU = torch.device("cpu")
 # codebook 2 -> vocabulary 3*2 + max(2, 3) + 2 = 11 tokens
@@ -26,7 +27,8 @@ class TableModel:
         if parents is None:
             assert not self.calls  # only the first call has no parents
         else:  # each prefix extends its parent's by one token (a caching decoder relies on it)
-            assert torch.equal(prefixes[:, :, :-1], self.previous.gather(1, parents[..., None].expand(-1, -1, prefixes.shape[2] - 1)))
+            assert torch.equal(prefixes[:, :, :-1],
+                               self.previous.gather(1, parents[..., None].expand(-1, -1, prefixes.shape[2] - 1)))
         self.previous = prefixes
         self.calls.append(tuple(prefixes.shape))
         batch, beams, length = prefixes.shape
@@ -40,8 +42,8 @@ class TableModel:
 
 @pytest.fixture
 def setup():
-    sids = SemanticIds(CODES, codebook_size=2)
-    vocab = sids.layout.vocab_size
+    sids = Vocabulary.of_semantic_ids(SemanticIds(CODES, codebook_size=2))
+    vocab = sids.vocab_size
     return sids, vocab, TableModel(batch=3, vocab=vocab)
 
 
@@ -53,7 +55,7 @@ def exhaustive(model: TableModel, row: int, vocab: int, allowed=None) -> list[tu
 def test_wide_unconstrained_search_equals_exhaustive_top(setup):
     sids, vocab, model = setup
     n = 25
-    result = beam_search(model, 3, n_beams=vocab ** 3, sids=sids, device=CPU)  # wide enough to be exact
+    result = beam_search(model, 3, n_beams=vocab ** 3, vocab=sids, device=CPU)  # wide enough to be exact
     for row in range(3):
         best = exhaustive(model, row, vocab)[:n]
         assert [tuple(t) for t in result.tokens[row, :n].tolist()] == [s for _, s in best]
@@ -62,7 +64,7 @@ def test_wide_unconstrained_search_equals_exhaustive_top(setup):
 
 def test_narrow_search_scores_are_exact_sorted_and_distinct(setup):
     sids, vocab, model = setup
-    result = beam_search(model, 3, n_beams=7, sids=sids, device=CPU)
+    result = beam_search(model, 3, n_beams=7, vocab=sids, device=CPU)
     assert result.tokens.shape == (3, 7, 4) and result.items.shape == (3, 7)
     assert len(model.calls) == 4 and model.calls[0] == (3, 1, 1) and model.calls[-1] == (3, 7, 4)  # one call per step
     for row in range(3):
@@ -77,8 +79,8 @@ def test_narrow_search_scores_are_exact_sorted_and_distinct(setup):
 
 def test_constrained_search_returns_only_items_best_first(setup):
     sids, vocab, model = setup
-    item_tokens = [tuple(t) for t in sids.tokens().tolist()]
-    result = beam_search(model, 3, n_beams=4, sids=sids, device=CPU, constrained=True)
+    item_tokens = [tuple(t) for t in sids.item_tokens().tolist()]
+    result = beam_search(model, 3, n_beams=4, vocab=sids, device=CPU, constrained=True)
     for row in range(3):
         best = exhaustive(model, row, vocab, allowed=item_tokens)[:4]
         assert [tuple(t) for t in result.tokens[row].tolist()] == [s for _, s in best]
@@ -88,7 +90,7 @@ def test_constrained_search_returns_only_items_best_first(setup):
 
 def test_constrained_search_with_more_beams_than_items_pads_with_misses(setup):
     sids, _, model = setup
-    result = beam_search(model, 3, n_beams=10, sids=sids, device=CPU, constrained=True)
+    result = beam_search(model, 3, n_beams=10, vocab=sids, device=CPU, constrained=True)
     for row in range(3):
         assert sorted(i for i in result.items[row].tolist() if i) == list(range(1, 7))
         assert (result.items[row, 6:] == 0).all() and torch.isinf(result.scores[row, 6:]).all()
@@ -97,8 +99,8 @@ def test_constrained_search_with_more_beams_than_items_pads_with_misses(setup):
 def test_prefix_mask_allows_exactly_the_item_continuations(setup):
     sids, _, _ = setup
     mask = PrefixMask(sids, CPU)
-    tokens = sids.tokens()
-    off = sids.layout.level_offsets.tolist()
+    tokens = sids.item_tokens()
+    off = sids.level_offsets.tolist()
     first = mask.allowed(torch.zeros(1, 0, dtype=torch.long), 0)[0]
     assert first.nonzero().flatten().tolist() == [off[0], off[0] + 1]
     after_000 = mask.allowed(tokens[:1, :3], 3)[0]  # prefix (0,0,0) -> fourth codes 0,1,2

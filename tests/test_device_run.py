@@ -87,9 +87,11 @@ def test_plan_leaves_time_to_compile_and_runs_eager_when_compiling_failed(tmp_pa
 
     device = profiles(tmp_path)["device"]
     plan = training_plan(GPU_BENCH, 300.0, device)
-    slow_compile = training_plan({**GPU_BENCH, "train_warmup_s_tiger": 40.0, "train_warmup_s_liger": 60.0}, 300.0, device)
+    slow_compile = training_plan({**GPU_BENCH, "train_warmup_s_tiger": 40.0, "train_warmup_s_liger": 60.0}, 300.0,
+                                 device)
     assert slow_compile["estimated_compile_s"] == 60.0 and slow_compile["steps"] < plan["steps"]
-    assert plan["compile"] and "dataset.TIGER.trainer.compile=false" not in run_overrides(device, tmp_path, "liger", 1, plan)
+    assert plan["compile"] and ("dataset.TIGER.trainer.compile=false"
+                                not in run_overrides(device, tmp_path, "liger", 1, plan))
     failed = training_plan({**GPU_BENCH, "train_compile_error_liger": "BackendCompilerFailed: ..."}, 300.0, device)
     assert not failed["compile"]
     assert "dataset.TIGER.trainer.compile=false" in run_overrides(device, tmp_path, "liger", 1, failed)

@@ -248,8 +248,9 @@ def test_slurm_launcher_config_exposes_job_resources():
 
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
         cfg = compose(config_name="main", return_hydra_config=True,
-                      overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=4",
-                                 "hydra.launcher.tasks_per_node=4", "hydra.launcher.mem_gb=128"])
+                      overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu",
+                                 "hydra.launcher.gpus_per_node=4", "hydra.launcher.tasks_per_node=4",
+                                 "hydra.launcher.mem_gb=128"])
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.partition, launcher.gpus_per_node, launcher.tasks_per_node, launcher.mem_gb) == ("gpu", 4, 4, 128)

@@ -99,7 +99,8 @@ def test_damaged_embedding_cache_is_recomputed(tmp_path, fake_encoder, damage, c
     elif damage == "digest deleted":
         digest_path(first.path).unlink()
     else:
-        first.path.write_bytes({"garbage": b"not a tensor" * 10, "truncated": data[:len(data) // 2], "empty": b""}[damage])
+        first.path.write_bytes({"garbage": b"not a tensor" * 10, "truncated": data[:len(data) // 2],
+                                "empty": b""}[damage])
     again = emb.item_embeddings(texts, "fake-model", tmp_path, "ds", CPU)
     assert not again.cached and len(loads) == 2 and torch.equal(again.vectors, first.vectors)
     out = capsys.readouterr().out

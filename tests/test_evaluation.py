@@ -11,7 +11,8 @@ from test_model import tiny
 
 
 def settings(**kw) -> EvalSettings:
-    values = dict(ks=(10,), uni_ks=(3, 6), num_beams=6, constrained=False, batch_size=5, genret=True, dense=True, uni=True)
+    values = dict(ks=(10,), uni_ks=(3, 6), num_beams=6, constrained=False, batch_size=5,
+                  modes=("genret", "dense", "uni"))
     return EvalSettings(**{**values, **kw})
 
 
@@ -41,7 +42,10 @@ def test_dense_and_hybrid_match_brute_force():
             pool = {int(i) for i in generated[b, :k] if i > 0} | set(cold.tolist())
             ranked = sorted(pool, key=lambda i: -float(scores[b, i - 1]))
             uni[k].append(reference_metrics(ranked, int(batch.targets[b])))
-    mean = lambda rows, i: sum(r[i] for r in rows) / len(rows)
+
+    def mean(rows, i):
+        return sum(r[i] for r in rows) / len(rows)
+
     assert math.isclose(got["dense_in_test/Recall@10"], mean(dense, 0), abs_tol=1e-6)
     assert math.isclose(got["dense_in_test/NDCG@10"], mean(dense, 1), abs_tol=1e-6)
     for k in (3, 6):
@@ -67,7 +71,7 @@ def test_metric_names_cover_groups_methods_and_hybrid_ks():
     expected = {f"{m}_{g}_test/{x}@10" for m in ("genret", "dense") for g in ("in", "cold") for x in ("Recall", "NDCG")}
     expected |= {f"uni_{g}_test/Gen{k}_{x}@10" for g in ("in", "cold") for k in (3, 6) for x in ("Recall", "NDCG")}
     assert names == expected
-    only_dense = Evaluator(model, data, sids, settings(genret=False, uni=False), torch.tensor([1]))
+    only_dense = Evaluator(model, data, sids, settings(modes=("dense",)), torch.tensor([1]))
     assert set(only_dense.evaluate("val", groups=("in",))) == {"dense_in_val/Recall@10", "dense_in_val/NDCG@10"}
 
 
@@ -78,7 +82,8 @@ def test_packed_evaluation_equals_padded_with_the_transformers_t5():
     compact.load_state_dict(reference.state_dict())
     assert compact.packing_groups > 0 and reference.packing_groups == 0
     cold = torch.tensor([3, 7, 11])
-    got, expected = (Evaluator(m, data, sids, settings(batch_size=7), cold).evaluate("test") for m in (compact, reference))
+    got, expected = (Evaluator(m, data, sids, settings(batch_size=7), cold).evaluate("test")
+                     for m in (compact, reference))
     assert got.keys() == expected.keys() and len(got) > 10
     for name, value in expected.items():
         assert math.isclose(got[name], value, abs_tol=1e-9), name
@@ -92,7 +97,7 @@ def test_evaluation_batches_are_bounded_by_memory_with_the_same_metrics(monkeypa
     cold = torch.tensor([3, 7, 11])
     small = Evaluator(model, data, sids, settings(batch_size=4), cold).evaluate("test")
     huge = Evaluator(model, data, sids, settings(batch_size=1_000_000), cold)
-    per_row = evaluation.BEAM_COPIES * huge.settings.num_beams * model.spec.vocab_size * 4
+    per_row = evaluation.BEAM_COPIES * huge.settings.num_beams * model.spec.vocab.vocab_size * 4
     monkeypatch.setattr(evaluation, "CPU_BEAM_MEMORY", 3 * per_row)
     assert huge.rows_per_batch(("genret",)) == 3 and huge.rows_per_batch(("dense",)) == 1_000_000
     sizes = []

@@ -12,8 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from ID_generation.preprocessing.generated import (COLD_USERS_PER_ITEM, GeneratedFiles,
-                                                   build_catalogue, write_generated_dataset)
+from ID_generation.preprocessing.generated import (
+    COLD_USERS_PER_ITEM,
+    GeneratedFiles,
+    build_catalogue,
+    write_generated_dataset,
+)
 from src.config import GeneratorConfig
 
 DEFAULT = GeneratorConfig(seed=0, n_users=1200, n_groups=12, items_per_group=16,

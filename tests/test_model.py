@@ -11,11 +11,12 @@ import torch
 from conftest import load
 from ID_generation.preprocessing.sequences import Sequences
 from ID_generation.preprocessing.split import leave_one_out
-from ID_generation.semantic_ids import N_USER_TOKENS, SemanticIds
+from ID_generation.semantic_ids import SemanticIds
 from src.beam_decoder import BeamDecoder
 from src.data import SequenceData
 from src.model import ModelSpec, Recommender
 from src.t5 import T5
+from src.vocabulary import N_USER_TOKENS, Vocabulary
 
 CPU = torch.device("cpu")
 
@@ -29,11 +30,11 @@ def tiny(method_overrides=(), n_items=30, seed=0):
     lengths = torch.randint(3, 9, (12,), generator=g).numpy()
     seqs = Sequences.from_lengths(lengths, torch.randint(1, n_items + 1, (int(lengths.sum()),), generator=g).numpy())
     split = leave_one_out(seqs, 20)
-    spec = ModelSpec(vocab_size=sids.layout.vocab_size, pad=0, eos=sids.layout.eos, tokens_per_item=4, max_items=20,
-                     n_positions=102, t5=cfg.model.t5, method=cfg.method)
+    vocab = Vocabulary.of_semantic_ids(sids)
+    spec = ModelSpec(vocab=vocab, max_items=20, n_positions=102, t5=cfg.model.t5, method=cfg.method)
     torch.manual_seed(seed)
     model = Recommender(spec, torch.randn(n_items, 12, generator=g), torch.as_tensor(split.seen_items)).eval()
-    return model, SequenceData(split, sids.tokens(), CPU), sids, split
+    return model, SequenceData(split, vocab, CPU), vocab, split
 
 
 HF = "dataset.TIGER.T5.implementation=transformers"
@@ -54,7 +55,7 @@ def test_beam_decoder_matches_transformers_decoder(beams, length):
     batch = data.batch(data.eval_examples("test"))
     encoded = model.encode(batch)
     g = torch.Generator().manual_seed(beams)
-    prefixes = torch.randint(1, model.spec.vocab_size, (len(encoded), beams, length), generator=g)
+    prefixes = torch.randint(1, model.spec.vocab.vocab_size, (len(encoded), beams, length), generator=g)
     prefixes[:, :, 0] = 0
     ours = BeamDecoder(model.t5, encoded, batch.mask).next_token_logits(prefixes)
     rows = torch.arange(len(encoded)).repeat_interleave(beams)
@@ -111,15 +112,15 @@ def test_batch_layout_tokens_positions_levels_and_user_token():
     u = int(examples.users[0])
     row = split.sequences.row(u)
     history = torch.as_tensor(row[:-1])
-    assert batch.targets[0] == row[-1] and torch.equal(batch.labels[0], sids.tokens()[row[-1] - 1])
+    assert batch.targets[0] == row[-1] and torch.equal(batch.labels[0], sids.item_tokens()[row[-1] - 1])
     n = len(history)
-    assert torch.equal(batch.tokens[0, :4 * n], sids.tokens()[history - 1].flatten())
+    assert torch.equal(batch.tokens[0, :4 * n], sids.item_tokens()[history - 1].flatten())
     assert batch.mask[0].sum() == 4 * n and batch.last[0] == 4 * n - 1
-    assert batch.positions[0, :4 * n].tolist() == [i for i in range(n) for _ in range(4)]
+    assert batch.slots[0, :4 * n].tolist() == [i for i in range(n) for _ in range(4)]
     assert batch.levels[0, :4 * n].tolist() == [0, 1, 2, 3] * n
-    assert batch.tokens.shape[1] == 4 * int(examples.positions.max())  # trimmed to the longest history
-    layout = SemanticIds(sids.codes, 4, n_user_tokens=N_USER_TOKENS).layout
-    with_users = SequenceData(split, sids.tokens(), CPU, layout.user_tokens).batch(examples)
+    assert batch.tokens.shape[1] == 4 * int(examples.target_positions.max())  # trimmed to the longest history
+    layout = Vocabulary(sids.item_codes, sids.level_sizes, n_user_tokens=N_USER_TOKENS)
+    with_users = SequenceData(split, layout, CPU).batch(examples)
     assert with_users.tokens[0, 0] == layout.user_offset + u % N_USER_TOKENS
     assert torch.equal(with_users.tokens[:, 1:], batch.tokens) and with_users.last[0] == 4 * n
     assert with_users.levels[0, 1:5].tolist() == [0, 1, 2, 3] and with_users.items[0, 0] == 0
@@ -139,9 +140,8 @@ def published_size_model(method: str, seed: int = 42, *overrides: str) -> Recomm
     """The model at the published Beauty size (12,101 items, 768-d texts, 3×256 codes + 4th level)."""
     cfg = load("dataset=amazon", *PUBLISHED_METHODS[method], *overrides)
     n_items, item_id = 12101, method.startswith("dense_id")
-    spec = ModelSpec(vocab_size=n_items + 2 if item_id else 4 * 256 + 2, pad=0,
-                     eos=n_items + 1 if item_id else 4 * 256 + 1, tokens_per_item=1 if item_id else 4,
-                     max_items=20, n_positions=102, t5=cfg.model.t5, method=cfg.method)
+    vocab = Vocabulary.of_item_ids(n_items) if item_id else Vocabulary(torch.zeros(0, 4, dtype=torch.long), (256,) * 4)
+    spec = ModelSpec(vocab=vocab, max_items=20, n_positions=102, t5=cfg.model.t5, method=cfg.method)
     torch.manual_seed(seed)
     return Recommender(spec, torch.zeros(n_items, 768), torch.arange(1, n_items + 1))
 
@@ -256,10 +256,12 @@ def test_compact_t5_recommender_equals_the_transformers_one(method):
         if param.grad is not None:
             torch.testing.assert_close(param.grad, grads[name].grad, rtol=1e-4, atol=1e-5, msg=name)
     test = data.batch(data.eval_examples("test"))
-    prefixes = torch.randint(1, reference.spec.vocab_size, (len(test), 5, 3), generator=torch.Generator().manual_seed(0))
+    prefixes = torch.randint(1, reference.spec.vocab.vocab_size, (len(test), 5, 3),
+                             generator=torch.Generator().manual_seed(0))
     prefixes[:, :, 0] = 0
     with torch.no_grad():
-        logits = [BeamDecoder(m.t5, m.encode(test), test.mask).next_token_logits(prefixes) for m in (compact, reference)]
+        logits = [BeamDecoder(m.t5, m.encode(test), test.mask).next_token_logits(prefixes)
+                  for m in (compact, reference)]
     torch.testing.assert_close(*logits, rtol=1e-4, atol=1e-4)
 
 
@@ -295,7 +297,8 @@ def assert_same_losses_and_gradients(*runs) -> None:
             torch.testing.assert_close(grads_b[name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
-@pytest.mark.parametrize("method", [("method=base",), ("method=setting",), ("method=setting", "method.include_user_id=True"),
+@pytest.mark.parametrize("method", [("method=base",), ("method=setting",),
+                                    ("method=setting", "method.include_user_id=True"),
                                     ("method=setting", "method.sid_loss_weight=0")])
 def test_packed_batch_gives_the_padded_losses_and_gradients(method):
     model, data, _, _ = tiny((*method, "dataset.TIGER.T5.implementation=compact"))
@@ -306,7 +309,7 @@ def test_packed_batch_gives_the_padded_losses_and_gradients(method):
     # the text projection's input: only the real history items, row by row
     assert torch.equal(packed.history_items, packed.history[packed.history > 0])
     # the same examples, sorted longest history first (ties in their order)
-    order = torch.argsort(examples.positions, descending=True, stable=True)
+    order = torch.argsort(examples.target_positions, descending=True, stable=True)
     assert torch.equal(packed.targets, data.batch(examples.subset(order)).targets)
     padded = data.batch(examples)
     torch.testing.assert_close(model.encode(packed), model.encode(data.batch(examples.subset(order)))[packed.mask],
@@ -331,8 +334,9 @@ def test_beam_decoder_over_a_packed_batch_equals_the_padded_one():
     model, data, _, _ = tiny(("dataset.TIGER.T5.implementation=compact",))
     examples = data.eval_examples("test")
     packed = data.batch(examples, packing_groups=3)
-    padded = data.batch(examples.subset(torch.argsort(examples.positions, descending=True, stable=True)))
-    prefixes = torch.randint(1, model.spec.vocab_size, (len(packed), 5, 3), generator=torch.Generator().manual_seed(2))
+    padded = data.batch(examples.subset(torch.argsort(examples.target_positions, descending=True, stable=True)))
+    prefixes = torch.randint(1, model.spec.vocab.vocab_size, (len(packed), 5, 3),
+                             generator=torch.Generator().manual_seed(2))
     prefixes[:, :, 0] = 0
     with torch.no_grad():
         a = BeamDecoder(model.t5, model.encode(packed), packed.mask, packed.layout).next_token_logits(prefixes)

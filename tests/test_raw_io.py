@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from ID_generation.preprocessing.amazon import AmazonSource
-from ID_generation.preprocessing.raw_io import (RawDataError, iter_records, key_filter, parse_line,
-                                                require_fields)
+from ID_generation.preprocessing.raw_io import RawDataError, iter_records, key_filter, parse_line, require_fields
 
 GOOD_JSON = json.dumps({"reviewerID": "U1", "asin": "A", "unixReviewTime": 100})
 GOOD_LITERAL = repr({"asin": "B", "title": "Nail Lacquer", "price": 4.5, "categories": [["Beauty", "Nails"]]})
@@ -226,7 +225,8 @@ def test_duplicated_amazon_review_lines_are_kept_as_published_and_reported(tmp_p
 
     folder = tmp_path / "amazon"
     folder.mkdir()
-    reviews = [{"reviewerID": "u1", "asin": "a", "unixReviewTime": 1}, {"reviewerID": "u1", "asin": "b", "unixReviewTime": 2}]
+    reviews = [{"reviewerID": "u1", "asin": "a", "unixReviewTime": 1},
+               {"reviewerID": "u1", "asin": "b", "unixReviewTime": 2}]
     lines = [json.dumps(r) for r in (*reviews, reviews[1])]  # line 3 repeats line 2
     (folder / "reviews_Beauty_5.json.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
     interactions = AmazonSource(tmp_path, "Beauty", ("title",), "published").read_interactions()
@@ -236,17 +236,19 @@ def test_duplicated_amazon_review_lines_are_kept_as_published_and_reported(tmp_p
 
 
 def test_empty_reviews_file_is_named_as_empty_not_as_a_core_filter_problem(tmp_path):
-    from src.config import DataConfig
     from ID_generation.preprocessing import preprocess
+    from src.config import DataConfig
 
     folder = tmp_path / "raw" / "amazon"
     folder.mkdir(parents=True)
     (folder / "reviews_Beauty_5.json.gz").write_bytes(gzip.compress(b""))
     (folder / "meta_Beauty.json.gz").write_bytes(gzip.compress(b""))
     cfg = DataConfig(type="Amazon", name="Beauty", raw_data_path=tmp_path / "raw", processed_data_path=tmp_path / "p",
-                     max_items_per_seq=20, features_needed=("title",), prompt_format="amazon", text_cleaning="published",
-                     user_core=5, item_core=5, user_stride=1, content_model="x", embedding_batch_size=8, generator=None)
-    with pytest.raises(RawDataError, match="reviews_Beauty_5.json.gz: no interaction could be read \\(the file is empty\\)"):
+                     max_items_per_seq=20, features_needed=("title",), prompt_format="amazon",
+                     text_cleaning="published", user_core=5, item_core=5, user_stride=1, content_model="x",
+                     embedding_batch_size=8, generator=None)
+    with pytest.raises(RawDataError,
+                       match="reviews_Beauty_5.json.gz: no interaction could be read \\(the file is empty\\)"):
         preprocess(cfg)
 
 

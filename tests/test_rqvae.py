@@ -9,10 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ID_generation.rqvae import training
 from ID_generation.rqvae.model import EMACodebook, RQVAE
-from ID_generation.rqvae.stage import semantic_ids_stage
-from ID_generation.rqvae.training import train_rqvae, within_cluster_cosine
-from src.config import RQVAEConfig
+from ID_generation.rqvae.stage import cache_path, semantic_ids_stage
+from ID_generation.rqvae.training import make_optimizer, train_rqvae, within_cluster_cosine
+from src.config import RQVAE_OPTIMIZERS, RQVAEConfig
 
 CPU = torch.device("cpu")
 
@@ -127,3 +128,24 @@ def test_damaged_semantic_id_cache_is_retrained(tmp_path, damage, capsys):
     out = capsys.readouterr().out
     assert str(first.path) in out and "recomputing" in out
     assert semantic_ids_stage(x, seen, cfg, 0, CPU, tag="toy").cached
+
+
+def test_optimizer_key_chooses_the_optimizer(tmp_path, monkeypatch):
+    assert tuple(training.OPTIMIZERS) == RQVAE_OPTIMIZERS  # every accepted value has a class
+    model = RQVAE(12, (16,), 8, 3, 4, 0.0)
+    default = make_optimizer(model, small_config(tmp_path))
+    assert type(default) is torch.optim.AdamW  # published
+    adam = make_optimizer(model, small_config(tmp_path, optimizer="Adam", lr=2e-3, weight_decay=0.05))
+    assert type(adam) is torch.optim.Adam
+    assert (adam.param_groups[0]["lr"], adam.param_groups[0]["weight_decay"]) == (2e-3, 0.05)
+    built = []  # the training builds the optimizer the key names
+    monkeypatch.setitem(training.OPTIMIZERS, "Adam", lambda *a, **k: built.append(k) or torch.optim.Adam(*a, **k))
+    x, _ = clustered(n=40, dim=12)
+    train_rqvae(x, small_config(tmp_path, optimizer="Adam", epochs=1, eval_every=1), seed=0)
+    assert built == [{"lr": 1e-3, "weight_decay": 0.1, "fused": False}]
+
+
+def test_semantic_id_cache_is_keyed_by_the_optimizer(tmp_path):
+    x, seen = torch.zeros(5, 4), np.arange(1, 5)
+    cfg = small_config(tmp_path)
+    assert cache_path(x, seen, cfg, 0, "t") != cache_path(x, seen, dataclasses.replace(cfg, optimizer="Adam"), 0, "t")

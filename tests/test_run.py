@@ -82,9 +82,12 @@ def test_offline_wandb_run_lands_in_the_run_folder(tmp_path):
 
 
 E2E = ("dataset.RQ-VAE.epochs=20", "dataset.RQ-VAE.eval_every=10", "dataset.TIGER.trainer.steps=12",
-       "dataset.TIGER.trainer.eval_frequence=1", "dataset.TIGER.T5.encoder_layers=1", "dataset.TIGER.T5.decoder_layers=1")
-TEST_NAMES = {m: {f"{m}_{g}_test/{x}@10" for g in ("in", "cold") for x in ("Recall", "NDCG")} for m in ("genret", "dense")}
-UNI_NAMES = {f"uni_{g}_test/Gen{k}_{x}@10" for g in ("in", "cold") for k in (20, 40, 60, 80, 100) for x in ("Recall", "NDCG")}
+       "dataset.TIGER.trainer.eval_frequence=1", "dataset.TIGER.T5.encoder_layers=1",
+       "dataset.TIGER.T5.decoder_layers=1")
+TEST_NAMES = {m: {f"{m}_{g}_test/{x}@10" for g in ("in", "cold") for x in ("Recall", "NDCG")}
+              for m in ("genret", "dense")}
+UNI_NAMES = {f"uni_{g}_test/Gen{k}_{x}@10"
+             for g in ("in", "cold") for k in (20, 40, 60, 80, 100) for x in ("Recall", "NDCG")}
 RUN_NAMES = {"train/best_epoch", "train/steps", "train/epochs", "time/train", "time/test"}
 
 

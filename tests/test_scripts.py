@@ -26,7 +26,8 @@ def recorded_commands(script: str, tmp_path: Path, *extra: str) -> list[list[str
     """Run the script with a stand-in interpreter that records each command line."""
     log = tmp_path / "calls.jsonl"
     fake = tmp_path / "fake_python"
-    fake.write_text(f"#!{sys.executable}\nimport json, sys\nopen({str(log)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n")
+    fake.write_text(f"#!{sys.executable}\nimport json, sys\n"
+                    f"open({str(log)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n")
     fake.chmod(0o755)
     subprocess.run(["bash", f"scripts/{script}", *extra], cwd=REPO, check=True, env={**os.environ, "PYTHON": str(fake)})
     return [json.loads(line) for line in log.read_text().splitlines()]
@@ -69,21 +70,23 @@ def test_every_ablation_builds_its_model_and_trains_a_step(tmp_path):
     g = torch.Generator().manual_seed(0)
     sids = SemanticIds.from_rqvae_codes(torch.randint(0, 4, (25, 3), generator=g).numpy(), codebook_size=4)
     lengths = torch.randint(4, 9, (10,), generator=g).numpy()
-    split = leave_one_out(Sequences.from_lengths(lengths, torch.randint(1, 26, (int(lengths.sum()),), generator=g).numpy()), 20)
+    split = leave_one_out(Sequences.from_lengths(lengths,
+                                                 torch.randint(1, 26, (int(lengths.sum()),), generator=g).numpy()), 20)
     for args in recorded_commands("ablation.sh", tmp_path):
         run_dir = tmp_path / args[-1].split("=")[1]  # experiment_id=... closes each command
         cfg = load(*args[1:], *TINY, f"output_path={run_dir}")
         settings = eval_settings(cfg)
         genret, dense, uni, beams = EXPECTED[_kind(cfg)]
-        assert (settings.genret, settings.dense, settings.uni) == (genret, dense, uni)
+        assert settings.modes == tuple(m for m, on in zip(("genret", "dense", "uni"), (genret, dense, uni)) if on)
         assert beams is None or settings.num_beams == beams
         exp = build_experiment(cfg, split, sids, torch.randn(25, 12, generator=g), torch.device("cpu"),
                                RunRecorder(run_dir))
         if _kind(cfg) == "dense_id":
-            assert exp.model.spec.vocab_size == 25 + 2 and exp.model.spec.tokens_per_item == 1
+            assert exp.model.spec.vocab.vocab_size == 25 + 2 and exp.model.spec.vocab.tokens_per_item == 1
         out = exp.model(exp.data.batch(exp.data.train_examples()))
         out.loss.backward()
-        assert torch.isfinite(out.loss) and (out.sid_loss is not None) == genret and (out.dense_loss is not None) == dense
+        assert (torch.isfinite(out.loss) and (out.sid_loss is not None) == genret
+                and (out.dense_loss is not None) == dense)
         assert exp.evaluator.evaluate("val", groups=("in",))  # its evaluations run
 
 

@@ -4,8 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ID_generation.preprocessing.sequences import (Sequences, build_sequences, k_core_mask,
-                                                   read_sequence_file, write_sequence_file)
+from ID_generation.preprocessing.sequences import (
+    Sequences,
+    build_sequences,
+    k_core_mask,
+    read_sequence_file,
+    write_sequence_file,
+)
 from ID_generation.preprocessing.split import leave_one_out
 
 
@@ -46,7 +51,7 @@ def test_sequences_cut_stride_and_file_round_trip(tmp_path):
 
 
 def _reference_split(rows: list[list[int]], max_len: int, stride: int):
-    """Brute force, written from the SPEC's words."""
+    """Brute force, written from the words of docs/method.md §2."""
     rows = [r[-max_len:] for r in rows][::stride]
     seen = sorted({i for r in rows for i in r[:-2]})
     train = [(u, t) for u, r in enumerate(rows) for t in range(1, len(r) - 2)]

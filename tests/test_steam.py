@@ -19,8 +19,9 @@ def _write(path: Path, records: list[dict]) -> None:
 
 def _config(tmp_path: Path, **overrides) -> DataConfig:
     values = dict(type="steam", name="steam", raw_data_path=tmp_path / "raw", processed_data_path=tmp_path / "out",
-                  max_items_per_seq=20, features_needed=STEAM_FEATURES, prompt_format="steam", text_cleaning="published", user_core=2,
-                  item_core=2, user_stride=1, content_model="all-MiniLM-L6-v2", embedding_batch_size=8, generator=None)
+                  max_items_per_seq=20, features_needed=STEAM_FEATURES, prompt_format="steam",
+                  text_cleaning="published", user_core=2, item_core=2, user_stride=1, content_model="all-MiniLM-L6-v2",
+                  embedding_batch_size=8, generator=None)
     return DataConfig(**{**values, **overrides})
 
 
@@ -49,7 +50,8 @@ def test_steam_sequences_are_time_sorted_k_cored_and_texts_templated(steam_files
     data = preprocess(_config(steam_files))
     assert len(data.sequences) == 2  # cy drops out (one review), then 30 (one user)
     assert [data.sequences.row(u).tolist() for u in range(2)] == [[1, 2], [1, 2]]  # 10 before 20 for ann
-    assert data.item_texts[0].startswith("This game is called 'Portal'. Developed by Valve, this game is priced at 9.99.")
+    assert data.item_texts[0].startswith("This game is called 'Portal'. Developed by Valve, "
+                                         "this game is priced at 9.99.")
     assert "including Single-player." in data.item_texts[0] and "include: Puzzle Sci-fi." in data.item_texts[0]
     assert data.item_texts[1] == ("This game is called 'Chess'. Developed by Unknown, this game is priced at "
                                   "Free To Play. This game features a variety of gameplay modes including Unknown. "

@@ -20,8 +20,8 @@ def pair(seed: int = 0, cfg: T5Config = CFG) -> tuple[T5, T5ForConditionalGenera
     reference = T5ForConditionalGeneration(HFConfig(
         vocab_size=CFG.vocab_size, d_model=CFG.d_model, d_kv=CFG.d_kv, d_ff=CFG.d_ff, num_heads=CFG.num_heads,
         num_layers=CFG.encoder_layers, num_decoder_layers=CFG.decoder_layers, dropout_rate=CFG.dropout,
-        layer_norm_epsilon=CFG.layer_norm_eps, feed_forward_proj=cfg.feed_forward_proj, pad_token_id=0, eos_token_id=CFG.vocab_size - 1,
-        decoder_start_token_id=0))
+        layer_norm_epsilon=CFG.layer_norm_eps, feed_forward_proj=cfg.feed_forward_proj, pad_token_id=0,
+        eos_token_id=CFG.vocab_size - 1, decoder_start_token_id=0))
     with torch.no_grad():  # spread the weights: T5's own scheme starts layer norms at 1 and would hide them
         for p in reference.parameters():
             p.normal_(0.0, 0.3)
@@ -68,7 +68,8 @@ def test_gradients_equal_transformers():
     embeds, mask, labels, decoder_in = inputs(4)
     loss = F.cross_entropy(ours.decode(decoder_in, ours.encode(embeds, mask), mask).flatten(0, 1), labels.flatten())
     loss.backward()
-    reference(inputs_embeds=embeds, attention_mask=mask.long(), decoder_input_ids=decoder_in, labels=labels).loss.backward()
+    reference(inputs_embeds=embeds, attention_mask=mask.long(), decoder_input_ids=decoder_in,
+              labels=labels).loss.backward()
     grads = dict(reference.named_parameters())
     for name, param in ours.named_parameters():
         torch.testing.assert_close(param.grad, grads[name].grad, rtol=1e-4, atol=1e-5, msg=name)

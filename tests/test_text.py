@@ -2,8 +2,13 @@
 import gzip
 
 from ID_generation.preprocessing.amazon import AmazonSource
-from ID_generation.preprocessing.text import (amazon_item_text, capitalise_literal_names, published_text,
-                                              steam_item_text, tidy_text)
+from ID_generation.preprocessing.text import (
+    amazon_item_text,
+    capitalise_literal_names,
+    published_text,
+    steam_item_text,
+    tidy_text,
+)
 from test_raw_io import review, write_lines
 
 

@@ -104,3 +104,16 @@ def test_a_read_only_folder_is_named_with_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "mkstemp", refuse)
     with pytest.raises(NotWritableError, match="cannot write .*x.json: permission denied .* is not writable"):
         cache.write_json(tmp_path / "x.json", {"a": 1})
+
+
+def test_logging_writer_picks_the_tracker_and_disabled_mode_none(tmp_path, monkeypatch):
+    import src.tracking as tracking
+    from src.config import LoggingConfig
+
+    made = []
+    monkeypatch.setitem(tracking.LOGGERS, "wandb", lambda *args: made.append(args) or "tracker")
+    cfg = LoggingConfig(writer="wandb", mode="offline", project="p", entity=None)
+    assert (tracking.run_logger(cfg, "run", tmp_path, {"a": 1}) == "tracker"
+            and made[0][1:] == ("run", tmp_path, {"a": 1}))
+    disabled = LoggingConfig(writer="wandb", mode="disabled", project="p", entity=None)
+    assert tracking.run_logger(disabled, "run", tmp_path, {}) is None and len(made) == 1

@@ -15,8 +15,9 @@ from ID_generation.semantic_ids import SemanticIds
 from src.distributed import SINGLE
 from src.errors import CheckpointError
 from src.experiment import build_experiment
-from src.training import Trainer, selection_metric
+from src.retrieval import method_retrievals
 from src.tracking import RunRecorder
+from src.training import Trainer
 
 TINY = ("dataset.TIGER.T5.encoder_layers=1", "dataset.TIGER.T5.decoder_layers=1", "dataset.TIGER.T5.d_model=16",
         "dataset.TIGER.T5.d_ff=32", "dataset.TIGER.T5.num_heads=2", "dataset.TIGER.T5.d_kv=8",
@@ -82,6 +83,32 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch, imple
     assert restarted.evaluator.evaluate("test") == reference
 
 
+def test_checkpoints_every_n_epochs_and_after_the_last(tmp_path, monkeypatch):
+    """dataset.TIGER.save_every_n_epochs=3: ckpt.pt after epochs 3, 6, ... and the last; a run killed
+    between two checkpoints resumes from the older one and still ends as an uninterrupted run."""
+    settings = ("dataset.TIGER.trainer.steps=40", "dataset.TIGER.trainer.eval_frequence=2",
+                "dataset.TIGER.save_every_n_epochs=3")
+    whole = experiment(tmp_path / "whole", *settings)
+    saved_at = []
+    real_save = Trainer.save_checkpoint
+    monkeypatch.setattr(Trainer, "save_checkpoint", lambda self: (saved_at.append(self.state.epoch), real_save(self)))
+    result = whole.trainer.fit()
+    last = whole.trainer.state.epoch
+    assert last > 4 and saved_at == [e for e in range(1, last + 1) if e % 3 == 0 or e == last]
+
+    def die_in_epoch_five(self, bar, real=Trainer._train_epoch):
+        if self.state.epoch == 4:
+            raise KeyboardInterrupt  # after the checkpoint of epoch 3, before the next one
+        return real(self, bar)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", die_in_epoch_five)
+    with pytest.raises(KeyboardInterrupt):
+        experiment(tmp_path / "split", *settings).trainer.fit()
+    monkeypatch.undo()
+    assert torch.load(tmp_path / "split" / "ckpt.pt", weights_only=False)["state"]["epoch"] == 3
+    assert experiment(tmp_path / "split", *settings).trainer.fit() == result
+
+
 def test_checkpoint_from_other_settings_is_refused(tmp_path):
     experiment(tmp_path, "dataset.TIGER.trainer.steps=6").trainer.fit()
     with pytest.raises(CheckpointError, match="other settings"):
@@ -134,7 +161,8 @@ def test_early_stopping_keeps_the_best_model(tmp_path):
 
 def test_logged_training_loss_is_the_epoch_mean(tmp_path, monkeypatch):
     curves = Curves()
-    exp = experiment(tmp_path, "dataset.TIGER.trainer.steps=12", "dataset.TIGER.trainer.eval_frequence=10", logger=curves)
+    exp = experiment(tmp_path, "dataset.TIGER.trainer.steps=12", "dataset.TIGER.trainer.eval_frequence=10",
+                     logger=curves)
     losses = []
     real_forward = exp.model.forward
     monkeypatch.setattr(exp.model, "forward",
@@ -149,9 +177,10 @@ def test_logged_training_loss_is_the_epoch_mean(tmp_path, monkeypatch):
 
 def test_selection_metric_follows_the_method():
     liger, tiger = load("method=setting").method, load("method=base").method
-    assert selection_metric(liger, (10,)) == "dense_in_val/NDCG@10"
-    assert selection_metric(tiger, (10,)) == "genret_in_val/NDCG@10"
-    assert selection_metric(dataclasses.replace(liger, sid_loss_weight=0.0), (5, 20)) == "dense_in_val/NDCG@20"
+    assert method_retrievals(liger).selection_metric((10,)) == "dense_in_val/NDCG@10"
+    assert method_retrievals(tiger).selection_metric((10,)) == "genret_in_val/NDCG@10"
+    assert (method_retrievals(dataclasses.replace(liger, sid_loss_weight=0.0)).selection_metric((5, 20))
+            == "dense_in_val/NDCG@20")
 
 
 def test_patience_shorter_than_the_validation_interval_still_validates(tmp_path):

@@ -13,8 +13,8 @@ import pandas as pd
 
 from .download import RawFile
 from .raw_io import RawDataError
-from .text import VALUE_CLEANERS
 from .source import Interactions, duplicate_rows
+from .text import VALUE_CLEANERS
 
 INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp")
 ITEM_COLUMNS = ("item_id", "text")

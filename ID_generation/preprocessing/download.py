@@ -60,7 +60,8 @@ def download(url: str, dest: Path, timeout: float = 60.0) -> None:
 
 
 def _missing_message(failures: list[tuple[RawFile, str]]) -> str:
-    lines = ["Raw data files are missing" + (" and could not be downloaded:" if any(r.url for r, _ in failures) else ":")]
+    lines = ["Raw data files are missing"
+             + (" and could not be downloaded:" if any(r.url for r, _ in failures) else ":")]
     for raw, reason in failures:
         lines += [f"  - {raw.path.name}", f"      expected in: {raw.path.parent.resolve()}"]
         lines += [f"      public address: {raw.url}", f"      download failed: {reason}"] if raw.url else []

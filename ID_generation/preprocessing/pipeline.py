@@ -1,4 +1,4 @@
-"""The preprocessing stage: raw files → `{name}.txt` + `..._id2meta.json` (SPEC §2), cached.
+"""The preprocessing stage: raw files → `{name}.txt` + `..._id2meta.json` (docs/method.md §2), cached.
 
 Outputs keep the published names in `dataset.processed_data_path`; a manifest beside them records
 the cache key (the raw files' content digests + every setting that shapes the output); each output
@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
 
 from src.cache import content_stamp, file_lock, fingerprint, read_json, record_digest, unverified_reason, write_json
 from src.config import DataConfig

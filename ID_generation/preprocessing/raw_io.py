@@ -10,8 +10,8 @@ import gzip
 import json
 import re
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from src.errors import ExpectedError
 
@@ -83,7 +83,8 @@ def iter_records(path: Path, keep_line: Callable[[str], bool] | None = None,
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    raise RawDataError(f"{path}, line {line_no}: not UTF-8 text (byte {raw[exc.start:exc.start + 1]!r} at "
+                    raise RawDataError(f"{path}, line {line_no}: not UTF-8 text "
+                                       f"(byte {raw[exc.start:exc.start + 1]!r} at "
                                        f"column {exc.start + 1}); re-save the file as UTF-8") from None
                 if not line.strip() or (keep_line is not None and not keep_line(line)):
                     continue
@@ -108,7 +109,7 @@ def key_filter(key: str, wanted: set[str]) -> Callable[[str], bool]:
     Lines where the pattern is not found are kept (and parsed), so the filter never drops a record
     it cannot read; it only skips the many metadata lines of items that are not in the data.
     """
-    pattern = re.compile(r"""['"]%s['"]\s*:\s*['"]([^'"]*)['"]""" % re.escape(key))
+    pattern = re.compile(rf"""['"]{re.escape(key)}['"]\s*:\s*['"]([^'"]*)['"]""")
 
     def keep(line: str) -> bool:
         match = pattern.search(line)

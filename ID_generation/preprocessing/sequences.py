@@ -41,18 +41,18 @@ class Sequences:
         return self.items[self.offsets[user]:self.offsets[user + 1]]
 
     @classmethod
-    def from_lengths(cls, lengths: np.ndarray, items: np.ndarray) -> "Sequences":
+    def from_lengths(cls, lengths: np.ndarray, items: np.ndarray) -> Sequences:
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         return cls(offsets=offsets, items=np.asarray(items, dtype=np.int64))
 
-    def last(self, k: int) -> "Sequences":
+    def last(self, k: int) -> Sequences:
         """Every sequence cut to its last `k` items."""
         lengths = np.minimum(self.lengths, k)
         starts = self.offsets[1:] - lengths
         return Sequences.from_lengths(lengths, self.items[concat_ranges(starts, lengths)])
 
-    def every(self, stride: int) -> "Sequences":
+    def every(self, stride: int) -> Sequences:
         """Every `stride`-th user, starting with the first."""
         users = np.arange(0, len(self), stride)
         lengths = self.lengths[users]

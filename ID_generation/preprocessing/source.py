@@ -34,7 +34,8 @@ def duplicate_rows(interactions: Interactions, lines: np.ndarray, path, keep: bo
     their count and first lines either way."""
     import pandas as pd
 
-    repeated = pd.DataFrame({"u": interactions.users, "i": interactions.items, "t": interactions.times}).duplicated().to_numpy()
+    repeated = pd.DataFrame({"u": interactions.users, "i": interactions.items,
+                             "t": interactions.times}).duplicated().to_numpy()
     if repeated.any():
         first = ", ".join(str(int(line)) for line in lines[repeated][:5])
         fate = ("kept: each counts as an interaction, as in the published preprocessing" if keep

@@ -1,4 +1,4 @@
-"""Leave-one-out split, seen items and cold-start sets (SPEC §2).
+"""Leave-one-out split, seen items and cold-start sets (docs/method.md §2).
 
 Sequences are cut to their last `max_items_per_seq` items *before* splitting. For a sequence of
 length L: the last item is the test target, the second-to-last the validation target, and every

@@ -63,7 +63,7 @@ class SteamSource:
         wanted = set(raw_items.tolist())
         texts: dict[str, str] = {}
         records = iter_records(self.games_path, keep_line=key_filter("id", wanted))
-        for line_no, game in tqdm(records, desc=f"reading {self.games_path.name}", unit=" games", mininterval=1.0):
+        for _line_no, game in tqdm(records, desc=f"reading {self.games_path.name}", unit=" games", mininterval=1.0):
             if "id" in game and str(game["id"]) in wanted:
                 texts[str(game["id"])] = steam_item_text(game, self.features, self.cleaning)
         return texts_in_order(raw_items, texts, str(self.games_path))

@@ -1,4 +1,4 @@
-"""Item text: cleaning and the published templates (SPEC §2).
+"""Item text: cleaning and the published templates (docs/method.md §2).
 
 Amazon: `This item is called '{title}'. It is priced at {price}. It is manufactured by '{brand}'.
 It belongs to the categories of {categories}. `, each part only when its field is present (title
@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import html
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _TAG = re.compile(r"<[^>]+>")
 _TAB_NEWLINE = re.compile(r"[\t\n\r]")

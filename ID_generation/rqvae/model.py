@@ -1,8 +1,8 @@
-"""The RQ-VAE of SPEC §4: residual-MLP encoder and decoder around a residual quantiser whose
+"""The RQ-VAE of docs/method.md §4: residual-MLP encoder and decoder around a residual quantiser whose
 codebooks are updated by exponential moving averages, with unused codes restarted from batch
 vectors (as in the published implementation).
 
-Shapes: x (B, input_dim) → z (B, latent_dim) → codes (B, n_levels) → x̂ (B, input_dim).
+Shapes: x (B, input_dim) → z (B, latent_dim) → codes (B, rq_levels) → x̂ (B, input_dim).
 """
 from __future__ import annotations
 
@@ -69,12 +69,12 @@ class EMACodebook(nn.Module):
 class ResidualQuantizer(nn.Module):
     """Levels of EMA codebooks, each quantising what the previous levels left over."""
 
-    def __init__(self, n_levels: int, size: int, dim: int, decay: float = 0.99):
+    def __init__(self, rq_levels: int, size: int, dim: int, decay: float = 0.99):
         super().__init__()
-        self.levels = nn.ModuleList(EMACodebook(size, dim, decay) for _ in range(n_levels))
+        self.levels = nn.ModuleList(EMACodebook(size, dim, decay) for _ in range(rq_levels))
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(straight-through quantised z (B, dim), commitment loss (), codes (B, n_levels)).
+        """(straight-through quantised z (B, dim), commitment loss (), codes (B, rq_levels)).
 
         The commitment loss is the mean over levels of the squared error of the cumulative
         quantisation up to that level.
@@ -94,15 +94,20 @@ class ResidualQuantizer(nn.Module):
 class RQVAEOutput:
     reconstruction: torch.Tensor  # (B, input_dim)
     commitment: torch.Tensor      # ()
-    codes: torch.Tensor           # (B, n_levels)
+    codes: torch.Tensor           # (B, rq_levels)
 
 
 class RQVAE(nn.Module):
-    def __init__(self, input_dim: int, hidden: tuple[int, ...], latent_dim: int, n_levels: int,
+    """Residual-quantised autoencoder of item text embeddings: x (B, input_dim) is encoded to z
+    (B, latent_dim), quantised level by level (each level codes the residual the previous ones left,
+    `rq_levels` codebooks of `codebook_size` EMA-updated vectors), and decoded back; an item's codes
+    are the first `rq_levels` codes of its semantic ID."""
+
+    def __init__(self, input_dim: int, hidden: tuple[int, ...], latent_dim: int, rq_levels: int,
                  codebook_size: int, dropout: float, decay: float = 0.99):
         super().__init__()
         self.encoder = ResidualMLP(input_dim, hidden, latent_dim, dropout)
-        self.quantizer = ResidualQuantizer(n_levels, codebook_size, latent_dim, decay)
+        self.quantizer = ResidualQuantizer(rq_levels, codebook_size, latent_dim, decay)
         self.decoder = ResidualMLP(latent_dim, tuple(reversed(hidden)), input_dim, dropout)
 
     def forward(self, x: torch.Tensor) -> RQVAEOutput:
@@ -111,7 +116,7 @@ class RQVAE(nn.Module):
 
     @torch.no_grad()
     def codes(self, x: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
-        """(N, n_levels) codes of x (N, input_dim), without updating the codebooks."""
+        """(N, rq_levels) codes of x (N, input_dim), without updating the codebooks."""
         was_training = self.training
         self.eval()
         out = torch.cat([self.quantizer(self.encoder(x[i:i + batch_size]))[2] for i in range(0, len(x), batch_size)])

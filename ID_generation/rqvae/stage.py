@@ -7,9 +7,9 @@ the codes and the seed; changing any of them retrains, the same inputs reuse the
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -36,11 +36,11 @@ class SemanticIdResult:
     def describe(self) -> str:
         """One readable paragraph of the quality report."""
         r = self.report
-        usage = ", ".join(f"{100 * r[f'sid/usage_l{level}']:.1f}%" for level in range(1, self.ids.layout.n_rq_levels + 1))
+        usage = ", ".join(f"{100 * r[f'sid/usage_l{level}']:.1f}%" for level in range(1, self.ids.rq_levels + 1))
         return (f"Semantic IDs ({'cached' if self.cached else 'trained'}: {self.path}): {r['sid/n_items']:,} items; "
                 f"codes used per level {usage}; {100 * r['sid/unique_prefix_share']:.1f}% of items have a unique "
-                f"3-code prefix; up to {r['sid/max_collision']} items share one; validation reconstruction MSE "
-                f"{r['sid/recon_loss']:.4f}")
+                f"{self.ids.rq_levels}-code prefix; up to {r['sid/max_collision']} items share one; "
+                f"validation reconstruction MSE {r['sid/recon_loss']:.4f}")
 
 
 def cache_path(embeddings: torch.Tensor, seen_items: np.ndarray, cfg: RQVAEConfig, seed: int, tag: str) -> Path:

@@ -1,5 +1,5 @@
-"""Training the RQ-VAE (SPEC §4): AdamW, reconstruction MSE + β × commitment, a held-out share of the
-items for validation, and periodic checks of the codes.
+"""Training the RQ-VAE (docs/method.md §4): AdamW (as published; `dataset.RQ-VAE.optimizer`), reconstruction MSE
++ β × commitment, a held-out share of the items for validation, and periodic checks of the codes.
 
 The whole training set lives on the device and batches are slices of a per-epoch permutation: no
 DataLoader, and no host synchronisation except at the periodic checks.
@@ -7,8 +7,8 @@ DataLoader, and no host synchronisation except at the periodic checks.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,9 @@ from src.config import RQVAEConfig
 from .model import RQVAE
 
 GRAD_CLIP = 1.0  # as published
+# `dataset.RQ-VAE.optimizer` (src/config.py, RQVAE_OPTIMIZERS): AdamW as published (decoupled weight
+# decay); Adam adds weight_decay to the gradient (L2) instead.
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"AdamW": torch.optim.AdamW, "Adam": torch.optim.Adam}
 
 
 @dataclass
@@ -46,8 +49,7 @@ def train_rqvae(x: torch.Tensor, cfg: RQVAEConfig, seed: int,
     torch.manual_seed(seed)
     model = RQVAE(x.shape[1], cfg.hidden_dim, cfg.latent_dim, cfg.num_layers, cfg.code_book_size,
                   cfg.dropout).to(x.device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                  fused=x.device.type == "cuda")
+    optimizer = make_optimizer(model, cfg)
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     bar = trange(cfg.epochs, desc="RQ-VAE", unit="epoch", mininterval=1.0)
@@ -59,11 +61,18 @@ def train_rqvae(x: torch.Tensor, cfg: RQVAEConfig, seed: int,
                     "train_recon_loss": float(sums[1]) / n_batches, "train_commitment_loss": float(sums[2]) / n_batches,
                     **check(model, x_train, x_val, cfg.beta)}
             history.append(logs)
-            bar.set_postfix(recon=f"{logs['train_recon_loss']:.4f}", val_recon=f"{logs.get('val_recon_loss', float('nan')):.4f}")
+            bar.set_postfix(recon=f"{logs['train_recon_loss']:.4f}",
+                            val_recon=f"{logs.get('val_recon_loss', float('nan')):.4f}")
             if on_check is not None:
                 on_check(logs)
     seconds = time.perf_counter() - start
     return TrainedRQVAE(model, history[-1], history, seconds / cfg.epochs)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: RQVAEConfig) -> torch.optim.Optimizer:
+    """The optimizer named by `cfg.optimizer`, fused when the model is on a GPU."""
+    fused = next(model.parameters()).device.type == "cuda"
+    return OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
 
 
 def train_epoch(model: RQVAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, batch_size: int,

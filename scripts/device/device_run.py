@@ -71,7 +71,8 @@ def profiles(work: Path) -> dict[str, Profile]:
                           eval_batch_size=512, startup_s=25, safety=0.8),
         "dry-run": Profile(budget_s=280, smoke_s=90, bench_s=90, bench_args=("--tiny",),
                            data=("dataset=generated", f"dataset.raw_data_path={work}/raw",
-                                 f"dataset.processed_data_path={work}/processed", f"dataset.RQ-VAE.cache_dir={work}/ids",
+                                 f"dataset.processed_data_path={work}/processed",
+                                 f"dataset.RQ-VAE.cache_dir={work}/ids",
                                  "dataset.generator.n_users=400", "dataset.generator.n_groups=6"),
                            rqvae_budget_s=5, rqvae_epochs=150, max_steps=30, eval_batch_size=256,
                            startup_s=25, safety=0.8),
@@ -195,7 +196,8 @@ def main() -> None:
         run_boxed(["nvidia-smi"], 20, out / "device.log", env)
 
     # 1. smoke check
-    smoke = [py, "scripts/device/smoke.py", "--out", str(out / "smoke.json")] + (["--device", "cpu"] if args.dry_run else [])
+    smoke = ([py, "scripts/device/smoke.py", "--out", str(out / "smoke.json")]
+             + (["--device", "cpu"] if args.dry_run else []))
     record("smoke", *run_boxed(smoke, min(profile.smoke_s, left()), out / "device.log", env))
 
     # 2. benchmark
@@ -231,7 +233,8 @@ def main() -> None:
     for name in METHODS:
         m = json.loads((out / f"{name}_metrics.json").read_text())
         head = "uni_in_test/Gen20_Recall@10" if name == "liger" else "genret_in_test/Recall@10"
-        log(f"{name}: {m.get('train/steps', '-')} steps, genret in-set Recall@10 {m.get('genret_in_test/Recall@10', '-')}"
+        log(f"{name}: {m.get('train/steps', '-')} steps, "
+            f"genret in-set Recall@10 {m.get('genret_in_test/Recall@10', '-')}"
             f", {head} {m.get(head, '-')}, uni cold Recall@10 {m.get('uni_cold_test/Gen20_Recall@10', '-')}")
     log(f"done in {summary['wall_s']} s: " + ", ".join(f"{k} {v['status']}" for k, v in summary["steps"].items()))
     shutil.rmtree(work, ignore_errors=True)

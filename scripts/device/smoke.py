@@ -63,7 +63,8 @@ def experiments(device: torch.device, work: Path):
     split, sids, text = tiny_inputs()
     built = {}
     for name, dev in (("cpu", torch.device("cpu")), ("device", device)):
-        built[name] = build_experiment(dataclasses.replace(cfg, output_path=work / name), split, sids, text, dev, RunRecorder(work / name, write=False))
+        built[name] = build_experiment(dataclasses.replace(cfg, output_path=work / name), split, sids, text, dev,
+                                       RunRecorder(work / name, write=False))
     built["device"].model.load_state_dict(built["cpu"].model.state_dict())
     return built["cpu"], built["device"]
 
@@ -145,7 +146,8 @@ def main() -> None:
         checks = [("setup", setup),
                   ("forward", lambda: check_forward(state["cpu"], state["dev"], state["examples"])),
                   ("train_step", lambda: check_train_step(state["cpu"], state["dev"], state["examples"])),
-                  ("beam_search", lambda: check_beams(state["cpu"], state["dev"], state["cpu"].data.eval_examples("test"))),
+                  ("beam_search", lambda: check_beams(state["cpu"], state["dev"],
+                                                      state["cpu"].data.eval_examples("test"))),
                   ("evaluation", lambda: check_evaluation(state["cpu"], state["dev"])),
                   ("fit", lambda: check_fit(state["dev"]))]
         for name, check in checks:
