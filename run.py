@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from ID_generation.embeddings import cached_width, item_embeddings
 from ID_generation.preprocessing import leave_one_out, preprocess
 from ID_generation.preprocessing.pipeline import dataset_stats, describe_dataset
-from ID_generation.rqvae.stage import semantic_ids_stage
+from ID_generation.rqvae.stage import semantic_ids_stage, semantic_ids_tag
 from src.cache import run_folder_lock
 from src.config import ConfigError, RunConfig, check_encoder_width, load_config
 from src.distributed import SINGLE, Processes, init_distributed, shutdown_distributed
@@ -28,6 +28,7 @@ from src.errors import ExpectedError
 from src.experiment import build_experiment, eval_settings, results_table
 from src.runtime import resolve_device, seed_everything
 from src.tracking import RunRecorder, run_logger
+from src.training import checkpoint_path
 
 
 def run_pipeline(cfg: RunConfig, resolved_config: dict | None = None, processes: Processes = SINGLE) -> RunRecorder:
@@ -38,7 +39,8 @@ def run_pipeline(cfg: RunConfig, resolved_config: dict | None = None, processes:
     with run_folder_lock(cfg.run_dir) if processes.is_main else contextlib.nullcontext():  # before anything is written
         logger = (run_logger(cfg.logging, cfg.experiment_id, cfg.run_dir, resolved_config or {})
                   if processes.is_main else None)
-        recorder = RunRecorder(cfg.run_dir, logger, write=processes.is_main)
+        recorder = RunRecorder(cfg.run_dir, logger, write=processes.is_main,
+                               resuming=checkpoint_path(cfg.run_dir).exists())
         print(f"Run folder: {cfg.run_dir}  (device: {device}"
               + (f", {processes.world_size} processes)" if processes.enabled else ")"))
         try:
@@ -92,7 +94,7 @@ def _prepare(cfg: RunConfig, device, recorder: RunRecorder):
         with recorder.stage("semantic_ids"):
             sids = semantic_ids_stage(
                 embeddings.vectors, split.seen_items, cfg.rqvae, cfg.seed, device,
-                tag=f"{cfg.data.name}_{cfg.data.content_model}",
+                tag=semantic_ids_tag(cfg.data),
                 on_check=lambda logs: recorder.curve({f"rqvae/{k}": v for k, v in logs.items() if k != "epoch"},
                                                      "rqvae/epoch", int(logs["epoch"])))
         recorder.log(sids.report)

@@ -237,6 +237,19 @@ def load_verified(path: str | os.PathLike, what: str, problem: Callable[[Any], s
     return None
 
 
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append one line of text to `path` (created with its folder if missing) and flush it: a killed
+    writer leaves at most its last line cut short, which readers of such logs skip."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as handle:
+            handle.write(line + "\n")
+    except OSError as exc:
+        _explain_write_failure(path, exc)
+        raise
+
+
 def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
     """Write `obj` as JSON to `path` atomically."""
     with atomic_write(path) as handle:

@@ -127,11 +127,28 @@ class SequenceData:
         layout (attention in that many length groups): the same examples, whose losses are means."""
         if packing_groups > 0:
             examples = examples.subset(torch.argsort(examples.target_positions, descending=True, stable=True))
-        history_len, per_item = max(int(examples.target_positions.max()), 1), self.vocab.tokens_per_item
+        history_len = max(int(examples.target_positions.max()), 1)
         users = examples.users.to(self.device, non_blocking=True)
         lengths = examples.target_positions.to(self.device, non_blocking=True)   # (B,) history lengths
         hist = self.matrix[users, :history_len]                                       # (B, H)
         hist = torch.where(torch.arange(history_len, device=self.device) < lengths[:, None], hist, 0)
+        return self._laid_out(hist, users, self.matrix[users, lengths], examples.target_positions, packing_groups)
+
+    def history_batch(self, history: torch.Tensor, user: int = 0, packing_groups: int = 0) -> Batch:
+        """A batch of one input that is no example of the split: `history` (H,) 1-based item ids, oldest
+        first, of user index `user` (read only when the vocabulary has user tokens). It has no target
+        (0, padding labels); laid out as `batch` lays out an example with that history."""
+        history = torch.as_tensor(history, dtype=torch.long)
+        users = torch.tensor([user], device=self.device)
+        no_target = torch.zeros(1, dtype=torch.long, device=self.device)
+        return self._laid_out(history.to(self.device)[None], users, no_target, torch.tensor([len(history)]),
+                              packing_groups)
+
+    def _laid_out(self, hist: torch.Tensor, users: torch.Tensor, targets: torch.Tensor, host_lengths: torch.Tensor,
+                  packing_groups: int) -> Batch:
+        """The batch of histories hist (B, H) (0 after each history's end; longest first when packed)
+        of `users` (B,) with `targets` (B,); host_lengths: (B,) the history lengths, on the host."""
+        history_len, per_item = hist.shape[1], self.vocab.tokens_per_item
         tokens = self.token_table[hist].flatten(1)                                     # (B, T·H)
         items = hist.repeat_interleave(per_item, dim=1)
         slots = torch.arange(history_len, device=self.device).repeat_interleave(per_item).expand_as(tokens)
@@ -143,18 +160,17 @@ class SequenceData:
             zero = torch.zeros_like(user)
             items, slots, levels = (torch.cat([zero, t], 1) for t in (items, slots, levels))
             real = torch.cat([torch.ones_like(user, dtype=torch.bool), real], dim=1)
-        targets = self.matrix[users, lengths]
         batch = Batch(history=hist, tokens=tokens, mask=real, items=items, slots=slots * real, levels=levels * real,
                       last=real.sum(dim=1) - 1, labels=self.token_table[targets], targets=targets)
-        return self._packed(batch, examples, lengths, packing_groups) if packing_groups > 0 else batch
+        return self._packed(batch, host_lengths, packing_groups) if packing_groups > 0 else batch
 
-    def _packed(self, batch: Batch, examples: Examples, lengths: torch.Tensor, groups: int) -> Batch:
-        """The batch with its packed layout and its real history items as one stream; `lengths`: (B,)
-        the history lengths on the device. Sizes come from the host-side `examples`, so nothing
-        waits for the device."""
-        per_item, n_items = self.vocab.tokens_per_item, int(examples.target_positions.sum())
+    def _packed(self, batch: Batch, host_lengths: torch.Tensor, groups: int) -> Batch:
+        """The batch with its packed layout and its real history items as one stream. Sizes come from
+        the history lengths on the host, so nothing waits for the device."""
+        per_item, n_items = self.vocab.tokens_per_item, int(host_lengths.sum())
+        lengths = host_lengths.to(self.device, non_blocking=True)
         # histories plus the user token
-        token_counts = examples.target_positions * per_item + self.vocab.has_user_tokens
+        token_counts = host_lengths * per_item + self.vocab.has_user_tokens
         starts = lengths.cumsum(0) - lengths
         rows = torch.repeat_interleave(torch.arange(len(lengths), device=self.device), lengths, output_size=n_items)
         slots = torch.arange(n_items, device=self.device) - starts.repeat_interleave(lengths, output_size=n_items)

@@ -9,13 +9,14 @@ summed, so the metrics are exactly those of one process evaluating them all.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 
 from src.beam_decoder import BeamDecoder
 from src.data import Batch, Examples, SequenceData
-from src.decoding import beam_search
+from src.decoding import BeamResult, beam_search
 from src.distributed import SINGLE, Processes
 from src.errors import DeviceMemoryError
 from src.metrics import RankHistogram
@@ -115,26 +116,36 @@ class Evaluator:
     def _batch_rankings(self, chunk, modes, vectors):
         """((mode, hybrid K or None), ranked candidates (B, C), targets (B,)) for each ranking of one chunk."""
         batch = self.data.batch(chunk, self.model.packing_groups)
-        k = max(self.settings.ks)
+        for variant, ranking in self.rankings(batch, modes, vectors, max(self.settings.ks)):
+            yield variant, ranking.items, batch.targets
+
+    def rankings(self, batch: Batch, modes: tuple[str, ...], vectors: torch.Tensor | None, k: int
+                 ) -> Iterator[tuple[tuple[str, int | None], Ranking]]:
+        """((mode, hybrid K or None), ranking) of each ranking of `modes` for one batch: genret's
+        `num_beams` beams (scores: summed log-probabilities), dense's and uni's top k (scores: the dense
+        head's). vectors: `model.item_vectors()`, needed by dense and uni."""
         with autocast(self.data.device):
             encoded = self.model.encode(batch)
-            generated = self._generate(encoded, batch) if (GENRET in modes or UNI in modes) else None
+            beams = self._beams(encoded, batch) if (GENRET in modes or UNI in modes) else None
         if GENRET in modes:
-            yield (GENRET, None), generated, batch.targets
+            yield (GENRET, None), Ranking(beams.items, beams.scores)
         if DENSE in modes or UNI in modes:
             scores = self.model.dense_scores(self.model.dense_query(encoded, batch), vectors)
             if DENSE in modes:
-                yield (DENSE, None), top_items(scores, k), batch.targets
+                yield (DENSE, None), top_scored(scores, k)
             if UNI in modes:
                 for k_gen in self.settings.uni_ks:
-                    pool = self._hybrid_pool(generated[:, :k_gen])
-                    yield (UNI, k_gen), top_items(scores.masked_fill(~pool, float("-inf")), k), batch.targets
+                    pool = self._hybrid_pool(beams.items[:, :k_gen])
+                    yield (UNI, k_gen), top_scored(scores.masked_fill(~pool, float("-inf")), k)
 
     def _generate(self, encoded: torch.Tensor, batch: Batch) -> torch.Tensor:
         """(B, num_beams) item ids of the beams, best first; 0 where a beam names no item."""
+        return self._beams(encoded, batch).items
+
+    def _beams(self, encoded: torch.Tensor, batch: Batch) -> BeamResult:
         decoder = BeamDecoder(self.model.t5, encoded, batch.mask, batch.layout)
         return beam_search(decoder.next_token_logits, len(batch), self.settings.num_beams, self.vocab, encoded.device,
-                           constrained=self.settings.constrained).items
+                           constrained=self.settings.constrained)
 
     def _hybrid_pool(self, generated: torch.Tensor) -> torch.Tensor:
         """(B, n_items) bool: the generated items of each row (valid ones) plus every cold-start item."""
@@ -145,10 +156,22 @@ class Evaluator:
         return pool[:, 1:]  # column 0 collected the IDs that name no item
 
 
+@dataclass(frozen=True)
+class Ranking:
+    """Ranked candidates of each row, best first."""
+    items: torch.Tensor    # (B, C) 1-based item ids; 0 where a candidate names no item
+    scores: torch.Tensor   # (B, C) what they were ranked by (-inf where no item)
+
+
+def top_scored(scores: torch.Tensor, k: int) -> Ranking:
+    """The k highest of scores (B, n_items) (column j = item j + 1); id 0 where fewer than k are finite."""
+    values, index = scores.topk(min(k, scores.shape[1]), dim=1)
+    return Ranking(torch.where(torch.isfinite(values), index + 1, torch.zeros_like(index)), values)
+
+
 def top_items(scores: torch.Tensor, k: int) -> torch.Tensor:
     """(B, k) 1-based ids of the highest-scoring items; 0 where fewer than k items are finite."""
-    values, index = scores.topk(min(k, scores.shape[1]), dim=1)
-    return torch.where(torch.isfinite(values), index + 1, torch.zeros_like(index))
+    return top_scored(scores, k).items
 
 
 def autocast(device: torch.device):

@@ -12,6 +12,7 @@ targets), split `val` or `test`.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from src.config import ConfigError, MethodConfig
@@ -27,6 +28,13 @@ def metric_name(mode: str, group: str, split: str, measure: str, k: int, generat
     """The name of one metric, e.g. `dense_in_test/NDCG@10`; `generated`: the hybrid's K
     (`uni_cold_test/Gen20_Recall@10`)."""
     return f"{mode}_{group}_{split}/{'' if generated is None else f'Gen{generated}_'}{measure}@{k}"
+
+
+def metric_name_pattern(split: str) -> re.Pattern:
+    """The inverse of `metric_name` for one split: a pattern whose named groups are mode, group, K
+    (the hybrid's, or None), measure and k."""
+    return re.compile(rf"^(?P<mode>{'|'.join(MODES)})_(?P<group>{'|'.join(GROUPS)})_{split}/"
+                      rf"(?:Gen(?P<K>\d+)_)?(?P<measure>{'|'.join(MEASURES)})@(?P<k>\d+)$")
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,28 @@
-"""A run's results: `{run_dir}/metrics.json` and, unless disabled, a Weights & Biases run.
+"""A run's results: `{run_dir}/metrics.json`, `{run_dir}/curves.jsonl` and, unless disabled, a
+Weights & Biases run.
 
 `metrics.json` is a flat JSON object of final values (dataset statistics, stage timings, quality
 reports, test metrics), rewritten atomically on every update so it holds whatever the run reached
-even when it stops early or fails; it is written whatever the W&B mode. Curves (values per epoch or
-step) go to W&B only.
+even when it stops early or fails. `curves.jsonl` holds the curves (values per step or epoch:
+training losses, learning rate and gradient norm per epoch, validation metrics, RQ-VAE checks), one
+JSON object a line, `{"axis": "train/step", "step": 120, "train/loss": 5.3, ...}`, appended as they
+come; `read_curves` reads them back. Both are written whatever the W&B mode.
 """
 from __future__ import annotations
 
+import json
 import math
 import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from src.cache import atomic_write, write_json
+from src.cache import append_line, atomic_write, write_json
 from src.config import LoggingConfig
+from src.errors import DataError
 
 Scalar = int | float | str | bool | None
 
@@ -66,16 +72,23 @@ def run_logger(cfg: LoggingConfig, run_name: str, run_dir: Path, config: dict[st
     return None if cfg.mode == "disabled" else LOGGERS[cfg.writer](cfg, run_name, run_dir, config)
 
 
+CURVES_FILE = "curves.jsonl"
+
+
 class RunRecorder:
-    def __init__(self, run_dir: Path, logger: WandbLogger | None = None, write: bool = True):
-        """write=False keeps the metrics in memory only (the processes other than the main one)."""
+    def __init__(self, run_dir: Path, logger: WandbLogger | None = None, write: bool = True, resuming: bool = False):
+        """write=False keeps the metrics in memory only (the processes other than the main one);
+        resuming: the run goes on from a checkpoint, so its curves so far are kept (else they start anew)."""
         self.path = Path(run_dir) / "metrics.json"
+        self.curves_path = Path(run_dir) / CURVES_FILE
+        if write and not resuming:
+            self.curves_path.unlink(missing_ok=True)
         self.metrics: dict[str, Scalar] = {}
         self.logger, self.write = logger, write
 
     def log(self, values: dict[str, Scalar]) -> None:
         """Add or update flat `name -> value` results: metrics.json and the W&B summary."""
-        values = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in values.items()}
+        values = _finite(values)
         self.metrics.update(values)
         if self.write:
             write_json(self.path, self.metrics)
@@ -83,7 +96,9 @@ class RunRecorder:
             self.logger.summary(values)
 
     def curve(self, values: dict[str, float], step_key: str, step: int) -> None:
-        """A point of curves (W&B only), e.g. curve({"rqvae/val_recon_loss": 0.3}, "rqvae/epoch", 100)."""
+        """A point of curves (curves.jsonl and W&B), e.g. curve({"rqvae/val_recon_loss": 0.3}, "rqvae/epoch", 100)."""
+        if self.write:
+            append_line(self.curves_path, json.dumps({"axis": step_key, "step": step, **_finite(values)}))
         if self.logger is not None:
             self.logger.curve(values, step_key, step)
 
@@ -105,3 +120,38 @@ class RunRecorder:
     def finish(self) -> None:
         if self.logger is not None:
             self.logger.finish()
+
+
+def _finite(values: dict[str, Scalar]) -> dict[str, Scalar]:
+    """The values with NaN and infinities as None (JSON has no spelling for them)."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in values.items()}
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One quantity over its axis: steps (ascending) and values (None where it was not finite)."""
+    axis: str
+    steps: tuple[int, ...]
+    values: tuple[float | None, ...]
+
+
+def read_curves(path: Path) -> dict[str, Curve]:
+    """The curves of `{run_dir}/curves.jsonl`, by name. A point logged twice at one step (a resumed
+    run replays the epochs after its checkpoint) keeps the later value; a last line cut short (a
+    killed run) is left out; any other unreadable line is a DataError naming it."""
+    points: dict[str, dict[int, float | None]] = {}
+    axes: dict[str, str] = {}
+    lines = Path(path).read_text().splitlines()
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+            axis, step = record.pop("axis"), int(record.pop("step"))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            if number == len(lines) and line.strip():
+                continue  # written while the run was killed
+            raise DataError(f"{path}, line {number}: not a curve point ({line[:80]!r}); "
+                            "delete the line or the file") from None
+        for name, value in record.items():
+            axes[name] = axis
+            points.setdefault(name, {})[step] = value
+    return {name: Curve(axes[name], tuple(sorted(p)), tuple(p[s] for s in sorted(p))) for name, p in points.items()}

@@ -64,6 +64,16 @@ class TrainResult:
     out_of_time: bool              # stopped early by trainer.time_budget_min
 
 
+def checkpoint_path(run_dir: Path) -> Path:
+    """The training state a restarted run resumes from."""
+    return Path(run_dir) / "ckpt.pt"
+
+
+def best_weights_path(run_dir: Path) -> Path:
+    """The best model's weights, under the checkpoint's key (`{"config_key": ..., "model": state dict}`)."""
+    return Path(run_dir) / "ckpt_best.pt"
+
+
 class Trainer:
     """Trains a Recommender: epochs of shuffled batches, periodic validation that keeps the best
     model, early stopping, checkpoints to resume from, data-parallel when several processes run."""
@@ -78,7 +88,7 @@ class Trainer:
         self.recorder, self.selection, self.config_key = recorder, selection, config_key
         self.processes, self.seed, self.save_every = processes, seed, save_every
         self.batch_size = batch_size
-        self.ckpt_path, self.best_path = Path(run_dir) / "ckpt.pt", Path(run_dir) / "ckpt_best.pt"
+        self.ckpt_path, self.best_path = checkpoint_path(run_dir), best_weights_path(run_dir)
         self.device = data.device
         self.examples = data.train_examples()
         if cfg.compile if cfg.compile is not None else self.device.type == "cuda":
@@ -126,7 +136,7 @@ class Trainer:
                 self.save_checkpoint()
         bar.close()
         self.processes.barrier()  # the main process has written the best weights
-        self.model.load_state_dict(self._best_weights())
+        self.model.load_state_dict(self.best_weights())
         return TrainResult(self.state.best_epoch, self.state.best_score, self.state.step, self.state.epoch,
                            self.state.last_losses, self.state.out_of_time)
 
@@ -220,7 +230,7 @@ class Trainer:
 
     # -- checkpoints --------------------------------------------------------------------------
 
-    def _best_weights(self) -> dict:
+    def best_weights(self) -> dict:
         """The best model's state dict from ckpt_best.pt, which must have been written by this run's
         settings and data (the same key as ckpt.pt)."""
         if not self.best_path.exists():

@@ -117,3 +117,30 @@ def test_logging_writer_picks_the_tracker_and_disabled_mode_none(tmp_path, monke
             and made[0][1:] == ("run", tmp_path, {"a": 1}))
     disabled = LoggingConfig(writer="wandb", mode="disabled", project="p", entity=None)
     assert tracking.run_logger(disabled, "run", tmp_path, {}) is None and len(made) == 1
+
+
+def test_curves_are_written_locally_and_read_back_whatever_the_logger(tmp_path):
+    """curves.jsonl: every point, W&B or not; a resumed run's replayed steps keep the later value; a
+    last line cut short by a kill is left out; a fresh (not resuming) run starts the file anew."""
+    from src.errors import DataError
+    from src.tracking import read_curves
+
+    recorder = RunRecorder(tmp_path)  # no logger: W&B disabled
+    recorder.curve({"train/loss": 2.0, "train/lr": 1e-3}, "train/step", 10)
+    recorder.curve({"train/loss": 1.5, "train/lr": float("nan")}, "train/step", 20)
+    recorder.curve({"rqvae/val_recon_loss": 0.3}, "rqvae/epoch", 100)
+    resumed = RunRecorder(tmp_path, resuming=True)
+    resumed.curve({"train/loss": 1.4}, "train/step", 20)  # replayed after the checkpoint
+    with open(tmp_path / "curves.jsonl", "a") as handle:
+        handle.write('{"axis": "train/step", "st')  # killed mid-line
+    curves = read_curves(tmp_path / "curves.jsonl")
+    assert curves["train/loss"].axis == "train/step" and curves["train/loss"].steps == (10, 20)
+    assert curves["train/loss"].values == (2.0, 1.4) and curves["train/lr"].values == (1e-3, None)
+    assert curves["rqvae/val_recon_loss"].axis == "rqvae/epoch" and curves["rqvae/val_recon_loss"].steps == (100,)
+    with open(tmp_path / "curves.jsonl", "a") as handle:
+        handle.write('\n{"axis": "train/step", "step": 30, "train/loss": 1.0}\n')
+    with pytest.raises(DataError, match="curves.jsonl, line 5: not a curve point"):
+        read_curves(tmp_path / "curves.jsonl")  # a broken line in the middle is not silently dropped
+    RunRecorder(tmp_path)  # a run that starts over
+    assert not (tmp_path / "curves.jsonl").exists()
+    assert not (RunRecorder(tmp_path / "other", write=False).curve({"x": 1.0}, "s", 1) or (tmp_path / "other").exists())

@@ -37,6 +37,23 @@ class ProcessedData:
     id2meta_file: Path
     cached: bool
 
+    @property
+    def id_maps_file(self) -> Path:
+        """`{name}_id_maps.json`: the dataset's own user and item ids, index = project id - 1."""
+        return id_maps_path(self.sequence_file)
+
+    def raw_item_ids(self) -> list[str]:
+        """The dataset's own id of each item (ASIN, Steam product id, your data's id), index = item id - 1."""
+        try:
+            ids = read_json(self.id_maps_file)["item"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RawDataError(f"{self.id_maps_file} holds no item id map ({type(exc).__name__}: {exc}); delete "
+                               f"{self.sequence_file} to rebuild the processed files") from None
+        if len(ids) != len(self.item_texts):
+            raise RawDataError(f"{self.id_maps_file} maps {len(ids)} items, {self.id2meta_file} has "
+                               f"{len(self.item_texts)}; delete both to rebuild them")
+        return [str(i) for i in ids]
+
     def stats(self) -> dict[str, float]:
         lengths = self.sequences.lengths
         return {"users": len(self.sequences), "items": len(self.item_texts),
@@ -83,7 +100,7 @@ def _preprocess(cfg: DataConfig, source: Source) -> ProcessedData:
     key = fingerprint(PREPROCESS_VERSION, cfg.type, cfg.name, cfg.features_needed, cfg.prompt_format,
                       cfg.text_cleaning, cfg.user_core, cfg.item_core, [content_stamp(f.path) for f in files])
     seq_path, meta_path, manifest_path = output_paths(cfg)
-    maps_path = seq_path.with_name(f"{cfg.name}_id_maps.json")
+    maps_path = id_maps_path(seq_path)
     manifest = _read_manifest(manifest_path)
     if manifest.get("key") == key:
         changed = [f"{p} ({reason})" for p in (seq_path, meta_path, maps_path) if (reason := unverified_reason(p))]
@@ -110,6 +127,11 @@ def _preprocess(cfg: DataConfig, source: Source) -> ProcessedData:
         record_digest(output)
     write_json(manifest_path, {"key": key, "seconds": round(time.perf_counter() - start, 3)})
     return ProcessedData(remapped.sequences, texts, seq_path, meta_path, cached=False)
+
+
+def id_maps_path(sequence_file: Path) -> Path:
+    """The id map written beside the sequence file `{name}.txt`."""
+    return sequence_file.with_name(f"{sequence_file.stem}_id_maps.json")
 
 
 def _read_manifest(path: Path) -> dict:

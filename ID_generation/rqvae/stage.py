@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from src.cache import digest, fingerprint, load_verified, safe_name, verified_write
-from src.config import RQVAEConfig
+from src.config import DataConfig, RQVAEConfig
 from src.errors import DataError
 
 from ..semantic_ids import SemanticIds, quality_report
@@ -43,6 +43,11 @@ class SemanticIdResult:
                 f"validation reconstruction MSE {r['sid/recon_loss']:.4f}")
 
 
+def semantic_ids_tag(data: DataConfig) -> str:
+    """The cache file's readable prefix for a dataset: its name and text encoder."""
+    return f"{data.name}_{data.content_model}"
+
+
 def cache_path(embeddings: torch.Tensor, seen_items: np.ndarray, cfg: RQVAEConfig, seed: int, tag: str) -> Path:
     """`{cache_dir}/{tag}_{seed}_{key}.pt`, the key covering everything that determines the codes."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IN_KEY}
@@ -54,13 +59,16 @@ def semantic_ids_stage(embeddings: torch.Tensor, seen_items: np.ndarray, cfg: RQ
                        device: torch.device, tag: str,
                        on_check: Callable[[dict[str, float]], None] | None = None) -> SemanticIdResult:
     """Semantic IDs of all items from embeddings (n_items, d) (row i = item id i + 1), the RQ-VAE
-    trained on the rows of `seen_items` (1-based ids). `on_check` receives each periodic check."""
+    trained on the rows of `seen_items` (1-based ids). `on_check` receives each periodic check (those
+    of the cached training when the codes come from the cache)."""
     if len(seen_items) < 2:
         raise DataError(f"the RQ-VAE needs the embeddings of at least 2 seen items, got {len(seen_items)}; "
                          "the dataset's sequences are too short (seen items are those before each user's last two)")
     path = cache_path(embeddings, seen_items, cfg, seed, tag)
     saved = load_verified(path, "Semantic-ID cache", lambda saved: cached_codes_problem(saved, len(embeddings)))
     if saved is not None:
+        for logs in saved.get("history", []) if on_check is not None else ():  # the run records its RQ-VAE's checks
+            on_check(logs)
         return _result(saved["codes"], saved["recon_loss"], cfg, path, cached=True)
     x = embeddings.to(device)
     trained = train_rqvae(x[torch.as_tensor(np.asarray(seen_items) - 1, device=device)], cfg, seed,

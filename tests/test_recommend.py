@@ -1,0 +1,128 @@
+"""Recommendations from a finished run (src/recommend.py, scripts/recommend.py): the items the
+evaluator ranks for a test user, by each retrieval; clear errors for what cannot be asked."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO, small_generated
+from src.recommend import RecommendError, load_run, recommend
+
+SETTINGS = ("dataset.RQ-VAE.epochs=10", "dataset.RQ-VAE.eval_every=5", "dataset.TIGER.trainer.steps=60",
+            "dataset.TIGER.trainer.eval_frequence=2", "dataset.TIGER.T5.encoder_layers=1",
+            "dataset.TIGER.T5.decoder_layers=1", "dataset.TIGER.trainer.warmup_steps=10")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished LIGER run of the offline default's generated data (small), through run.py."""
+    tmp = tmp_path_factory.mktemp("recommend")
+    out = subprocess.run([sys.executable, "run.py", *small_generated(tmp, *SETTINGS)], cwd=REPO, capture_output=True,
+                         text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    return tmp / "run", load_run(tmp / "run", "cpu")
+
+
+def test_recommendations_are_the_evaluators_candidates_for_a_test_user(finished):
+    """For a test user's history, each retrieval recommends the items the evaluator ranks (in order)."""
+    _, run = finished
+    exp = run.experiment
+    examples = exp.data.eval_examples("test")
+    vectors = exp.model.item_vectors()
+    for row in range(3):
+        example = examples.subset(slice(row, row + 1))
+        user, length = int(example.users[0]), int(example.target_positions[0])
+        history = [run.item_ids[i - 1] for i in exp.data.matrix[user, :length].tolist()]
+        with torch.no_grad():
+            ranked = {variant: candidates[0, :10].tolist()
+                      for variant, candidates, _ in exp.evaluator._batch_rankings(example, ("genret", "dense", "uni"),
+                                                                                   vectors)}
+        for by, variant in (("genret", ("genret", None)), ("dense", ("dense", None)), ("uni", ("uni", 20))):
+            got = recommend(run, history, k=10, by=by)
+            assert [r.item for r in got] == [i for i in ranked[variant] if i > 0], (row, by)
+            assert [r.rank for r in got] == [p + 1 for p, i in enumerate(ranked[variant]) if i > 0]
+            assert all(r.item_id == run.item_ids[r.item - 1] and r.text == run.item_texts[r.item - 1] for r in got)
+            scores = [r.score for r in got]
+            assert scores == sorted(scores, reverse=True)
+    assert recommend(run, history, k=10) == recommend(run, history, k=10, by="uni")  # LIGER reports by uni
+
+
+def test_cold_start_items_are_recommended_by_dense_and_uni(finished):
+    _, run = finished
+    history = run.item_ids[:3]
+    everything = recommend(run, history, k=len(run.item_ids), by="dense")
+    cold = {r.item for r in everything if r.cold_start}
+    assert len(everything) == len(run.item_ids) and cold  # dense ranks every item, cold-start ones included
+    assert cold == {i + 1 for i, unseen in enumerate(run.experiment.model.unseen.tolist()) if unseen}
+    pool = recommend(run, history, k=len(run.item_ids), by="uni")
+    assert cold <= {r.item for r in pool}  # every cold-start item is in uni's candidates
+    assert recommend(run, [1, 2], by="dense", internal=True) == recommend(run, run.item_ids[:2], by="dense")
+
+
+def test_bad_requests_name_what_is_wrong(finished, tmp_path):
+    run_dir, run = finished
+    with pytest.raises(RecommendError, match="item id 'NOPE' is not in the dataset"):
+        recommend(run, [run.item_ids[0], "NOPE"])
+    with pytest.raises(RecommendError, match="the history is empty"):
+        recommend(run, [])
+    with pytest.raises(RecommendError, match="no project item id: they run from 1 to"):
+        recommend(run, [0], internal=True)
+    with pytest.raises(RecommendError, match="is not a run folder"):
+        load_run(tmp_path)
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(run_dir / ".hydra", unfinished / ".hydra")
+    with pytest.raises(RecommendError, match="has no trained model \\(ckpt_best.pt is missing\\)"):
+        load_run(unfinished)
+    ckpt = torch.load(run_dir / "ckpt.pt", weights_only=False)
+    ckpt["state"]["finished"] = False
+    torch.save(ckpt, unfinished / "ckpt.pt")
+    shutil.copy(run_dir / "ckpt_best.pt", unfinished / "ckpt_best.pt")
+    with pytest.raises(RecommendError, match="has not finished training"):
+        load_run(unfinished)
+
+
+def test_command_prints_the_ranked_items_or_the_error(finished):
+    run_dir, run = finished
+    history = run.item_ids[:4]
+    script = [sys.executable, "scripts/recommend.py", str(run_dir)]
+    out = subprocess.run([*script, *history, "--k", "5", "--by", "dense", "--json"], cwd=REPO, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    # stdout is the JSON alone (the stages' progress goes to stderr)
+    assert [r["item"] for r in json.loads(out.stdout)] == [r.item for r in recommend(run, history, k=5, by="dense")]
+    missing = subprocess.run([sys.executable, "scripts/recommend.py", str(run_dir / "nowhere"), "X"], cwd=REPO,
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 1 and "is not a folder; give the run folder" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_table_shows_rank_item_score_and_text(finished):
+    import importlib.util
+
+    _, run = finished
+    spec = importlib.util.spec_from_file_location("recommend_cli", REPO / "scripts" / "recommend.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    found = recommend(run, run.item_ids[:4], k=3, by="uni")
+    lines = cli.table(found, "uni").splitlines()
+    assert lines[0].split()[:4] == ["rank", "item", "score", "cold"] and len(lines) == 1 + len(found)
+    assert lines[1].split()[:2] == ["1", found[0].item_id] and f"{found[0].score:.4f}" in lines[1]
+
+
+def test_a_run_writes_its_curves_locally(finished):
+    """W&B disabled, the run folder still holds every curve: training, validation and RQ-VAE checks."""
+    from src.tracking import read_curves
+
+    run_dir, run = finished
+    curves = read_curves(run_dir / "curves.jsonl")
+    for name in ("train/loss", "train/sid_loss", "train/dense_loss", "train/lr", "train/grad_norm",
+                 "dense_in_val/NDCG@10", "genret_in_val/Recall@10"):
+        assert curves[name].axis == "train/step" and curves[name].steps, name
+    assert curves["rqvae/val_recon_loss"].axis == "rqvae/epoch" and curves["rqvae/val_recon_loss"].steps == (5, 10)
+    assert len(curves["train/loss"].steps) == run.experiment.trainer.n_epochs
