@@ -11,8 +11,8 @@ import torch
 
 
 def collision_codes(prefix_codes: np.ndarray) -> np.ndarray:
-    """(N,) fourth code for prefix_codes (N, L): each row's rank among the rows with the same
-    prefix, counted in row (item-id) order."""
+    """(N,) collision code for prefix_codes (N, L), the RQ-VAE codes: each row's rank among the rows
+    with the same codes, counted in row (item-id) order."""
     n = len(prefix_codes)
     order = np.lexsort((np.arange(n), *prefix_codes.T[::-1]))
     sorted_codes = prefix_codes[order]

@@ -300,6 +300,19 @@ def load_config(cfg: DictConfig) -> RunConfig:
     return run_config
 
 
+def load_saved_config(path: Path) -> RunConfig:
+    """The typed config of a run from the `.hydra/config.yaml` it wrote. Keys that are refused on a
+    command line (REFUSED_KEYS) but that runs made before their refusal still carry are dropped: they
+    never did anything."""
+    cfg = OmegaConf.load(path)
+    for key_path in REFUSED_KEYS:
+        *groups, name = key_path.split(".")
+        node = OmegaConf.select(cfg, ".".join(groups)) if groups else cfg
+        if isinstance(node, DictConfig) and name in node:
+            del node[name]
+    return load_config(cfg)
+
+
 def read_group(cls: type, node: Any, path: str, seen: set[str]) -> Any:
     """An instance of dataclass `cls` from the config group `node` at the dotted `path`, its
     `check(path)` passed; every key read is added to `seen`."""

@@ -59,7 +59,7 @@ class PrefixMask:
 
     def __init__(self, vocab: Vocabulary, device: torch.device):
         self.vocabulary = vocab
-        self.vocab = vocab.vocab_size
+        self.vocab_size = vocab.vocab_size
         codes = vocab.item_codes.to(device)
         self.sizes = vocab.level_sizes
         # For each level l: sorted unique keys of the items' (l+1)-code prefixes (mixed radix).
@@ -68,7 +68,7 @@ class PrefixMask:
     def allowed(self, decoded: torch.Tensor, level: int) -> torch.Tensor:
         """(N, V) bool: tokens allowed after the decoded tokens (N, level)."""
         n = len(decoded)
-        mask = torch.zeros(n, self.vocab, dtype=torch.bool, device=decoded.device)
+        mask = torch.zeros(n, self.vocab_size, dtype=torch.bool, device=decoded.device)
         codes = self.vocabulary.to_codes(torch.cat([decoded, torch.zeros(n, len(self.sizes) - level, dtype=torch.long,
                                                                         device=decoded.device)], 1))[:, :level]
         valid = (codes >= 0).all(dim=1)

@@ -43,7 +43,7 @@ class ModelSpec:
 class ModelOutput:
     loss: torch.Tensor                    # () weighted sum of the two losses
     sid_loss: torch.Tensor | None         # () token cross-entropy, when sid_loss_weight > 0
-    dense_loss: torch.Tensor | None       # () item cross-entropy, when the dense head is on
+    embedding_loss: torch.Tensor | None   # () the dense head's item cross-entropy, when the head is on
     query: torch.Tensor | None            # (B, d_model) L2-normalised dense query
 
 
@@ -159,7 +159,7 @@ class Recommender(nn.Module):
         method = self.spec.method
         encoded = self.encode(batch)
         loss = torch.zeros((), device=encoded.device)
-        sid_loss = dense_loss = query = None
+        sid_loss = embedding_loss = query = None
         if method.sid_loss_weight > 0:
             logits = self.decoder_logits(encoded, batch.mask, self.shift_right(batch.labels), batch.layout)
             sid_loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.labels.flatten())
@@ -169,9 +169,9 @@ class Recommender(nn.Module):
             scores = self.dense_scores(query, self.item_vectors())
             if self.training:  # items never seen in training (cold-start) are kept out of the softmax
                 scores = scores.masked_fill(self.unseen, float("-inf"))
-            dense_loss = F.cross_entropy(scores, batch.targets - 1)
-            loss = loss + method.embedding_loss_weight * dense_loss
-        return ModelOutput(loss, sid_loss, dense_loss, query)
+            embedding_loss = F.cross_entropy(scores, batch.targets - 1)
+            loss = loss + method.embedding_loss_weight * embedding_loss
+        return ModelOutput(loss, sid_loss, embedding_loss, query)
 
 
 class TransformersT5(T5ForConditionalGeneration):

@@ -28,7 +28,7 @@ from src.results import GROUP_NAMES, METHODS, Run, group_runs, run_labels, seed_
 from src.retrieval import DENSE, GENRET, MEASURES, metric_name
 from src.tracking import Curve, read_curves
 
-LOSSES = ("train/loss", "train/sid_loss", "train/dense_loss")
+LOSSES = ("train/loss", "train/sid_loss", "train/embedding_loss")
 SID_USAGE = re.compile(r"^sid/usage_l(\d+)$")
 Curves = dict[Path, dict[str, Curve]]  # run folder -> its curves by name
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")

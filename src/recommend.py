@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 from ID_generation.embeddings import item_embeddings
 from ID_generation.preprocessing import leave_one_out, preprocess
 from ID_generation.rqvae.stage import cache_path, semantic_ids_stage, semantic_ids_tag
-from src.config import RunConfig, load_config
+from src.config import RunConfig, load_saved_config
 from src.errors import ExpectedError
 from src.experiment import Experiment, build_experiment
 from src.retrieval import DENSE, GENRET, UNI
@@ -83,7 +82,7 @@ def load_run(run_dir: str | Path, device: str | torch.device | None = None) -> T
         raise RecommendError(f"{run_dir} is not a run folder (it has no .hydra/config.yaml); give the folder "
                              "run.py wrote (results/{test_method}/{dataset}/{experiment_id}_seed_{seed})")
     _check_trained(run_dir)
-    cfg = load_config(OmegaConf.load(config_file))
+    cfg = load_saved_config(config_file)
     cfg = dataclasses.replace(cfg, output_path=run_dir)  # nothing else changes: the weights are keyed by the settings
     device = resolve_device(cfg.device_id) if device is None else torch.device(device)
     data = preprocess(cfg.data)
@@ -103,16 +102,24 @@ def load_run(run_dir: str | Path, device: str | torch.device | None = None) -> T
 
 
 def _check_trained(run_dir: Path) -> None:
-    """RecommendError unless the run folder holds best weights of a training that finished."""
+    """RecommendError unless the run folder holds best weights and a checkpoint of a finished training
+    (ckpt.pt is always written after the last epoch)."""
     if not best_weights_path(run_dir).exists():
         raise RecommendError(f"{run_dir} has no trained model ({best_weights_path(run_dir).name} is missing): its "
                              "training has not reached a validation; finish the run first")
     checkpoint = checkpoint_path(run_dir)
-    if checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False).get("state", {})
-        if not state.get("finished", False):
-            raise RecommendError(f"{run_dir} has not finished training (stopped after epoch {state.get('epoch')}, "
-                                 f"step {state.get('step')}); run its command again to finish it")
+    if not checkpoint.exists():
+        raise RecommendError(f"{run_dir} has not finished training ({checkpoint.name} is missing); run its command "
+                             "again to finish it")
+    try:
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = saved["state"]
+    except Exception as exc:  # noqa: BLE001  truncated, empty, garbage: all mean the same here
+        raise RecommendError(f"{checkpoint} cannot be read ({type(exc).__name__}); it is damaged: delete it and run "
+                             "the run's command again to train it anew") from None
+    if not state.get("finished", False):
+        raise RecommendError(f"{run_dir} has not finished training (stopped after epoch {state.get('epoch')}, "
+                             f"step {state.get('step')}); run its command again to finish it")
 
 
 def default_retrieval(run: TrainedRun) -> str:
@@ -125,10 +132,12 @@ def default_retrieval(run: TrainedRun) -> str:
 def recommend(run: TrainedRun, history: Sequence[str | int], k: int = 10, by: str | None = None,
               internal: bool = False, user: int = 0, uni_k: int | None = None) -> list[Recommendation]:
     """The top `k` items after `history` (oldest first; the dataset's item ids, or project ids with
-    `internal`), ranked by `by` (genret | dense | uni; default `default_retrieval`). user: the
-    user's index, read only by methods with user tokens. uni_k: the generated candidates uni keeps
-    (default: the first of `evaluation.uni_ks`, 20 as published). An ID that beam search generates
-    but that names no item is left out; the ranks of the others stay."""
+    `internal`), ranked by `by` (genret | dense | uni; default `default_retrieval`). Only the last
+    `dataset.max_items_per_seq` - 1 items are read, as many as a training history holds. user: the
+    user's row in the split (0-based, after `dataset.user_stride`), read only by methods with user
+    tokens. uni_k: the generated candidates uni keeps (default: the first of `evaluation.uni_ks`, 20
+    as published). An ID that beam search generates but that names no item is left out; the ranks
+    of the others stay."""
     by = by or default_retrieval(run)
     exp = run.experiment
     if by not in exp.retrievals.modes:
@@ -138,9 +147,12 @@ def recommend(run: TrainedRun, history: Sequence[str | int], k: int = 10, by: st
         raise RecommendError("the history is empty; give at least one item id")
     if k < 1:
         raise RecommendError(f"k must be at least 1, got {k}")
-    items = [run.item_of(item_id, internal) for item_id in history][-run.cfg.data.max_items_per_seq:]
+    # the model saw at most max_items_per_seq - 1 history items (the sequences' cut holds the target)
+    items = [run.item_of(item_id, internal) for item_id in history][-(run.cfg.data.max_items_per_seq - 1):]
     evaluator = copy.copy(exp.evaluator)  # the run's settings, widened only where the request needs it
-    uni_k = uni_k or evaluator.settings.uni_ks[0]
+    uni_k = evaluator.settings.uni_ks[0] if uni_k is None else uni_k
+    if uni_k < 1:
+        raise RecommendError(f"uni_k (the generated candidates uni keeps) must be at least 1, got {uni_k}")
     beams = max(evaluator.settings.num_beams, k if by == GENRET else 0, uni_k if by == UNI else 0)
     evaluator.settings = dataclasses.replace(evaluator.settings, num_beams=beams, uni_ks=(uni_k,))
     batch = exp.data.history_batch(torch.tensor(items), user, exp.model.packing_groups)

@@ -30,6 +30,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from src.config import REFUSED_KEYS
 from src.errors import DataError
 from src.retrieval import DENSE, GENRET, GROUPS, MEASURES, UNI, metric_name_pattern
 from src.tracking import CURVES_FILE
@@ -51,7 +52,9 @@ METHOD_DEFAULTS = {"use_id": "sid", "sid_loss_weight": 1, "flag_add_input_embedd
 
 # Settings that never set runs apart: the seed (averaged over), names, places, logging, parallelism.
 # Besides these, any key ending in `_path` and `cache_dir`.
-IGNORED_SETTINGS = ("seed", "experiment_id", "output_path", "device_id", "stop_after")
+IGNORED_SETTINGS = ("seed", "experiment_id", "output_path", "device_id", "stop_after",
+                    "dataset.TIGER.save_every_n_epochs",  # how often a checkpoint is written: not the results
+                    *REFUSED_KEYS)                        # read by nothing (older runs' configs still hold them)
 IGNORED_SECTIONS = ("logging.", "distributed.")
 ABSENT = "(absent)"  # the value of a setting an (older) run's config does not have
 

@@ -83,6 +83,8 @@ class RunRecorder:
         self.curves_path = Path(run_dir) / CURVES_FILE
         if write and not resuming:
             self.curves_path.unlink(missing_ok=True)
+        elif write and self.curves_path.exists():
+            _drop_cut_line(self.curves_path)
         self.metrics: dict[str, Scalar] = {}
         self.logger, self.write = logger, write
 
@@ -120,6 +122,14 @@ class RunRecorder:
     def finish(self) -> None:
         if self.logger is not None:
             self.logger.finish()
+
+
+def _drop_cut_line(path: Path) -> None:
+    """Remove a last line a killed run left cut short, so that the resumed run's lines follow whole ones."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
 
 
 def _finite(values: dict[str, Scalar]) -> dict[str, Scalar]:

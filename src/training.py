@@ -3,8 +3,9 @@ autocast on a GPU (full precision on CPU), validation every `eval_frequence` epo
 the best model kept.
 
 The training state (model, optimiser, scheduler, step, epoch, best score, every random state) is
-saved atomically to `{run_dir}/ckpt.pt` every `dataset.TIGER.save_every_n_epochs` epochs (default 1)
-and after the last; a restarted run resumes from it and ends exactly as an uninterrupted run would.
+saved atomically to `{run_dir}/ckpt.pt` every `dataset.TIGER.save_every_n_epochs` epochs (default 1),
+after each epoch whose validation improved the best model, and after the last; a restarted run
+resumes from it and ends exactly as an uninterrupted run would.
 The best model's weights go to `{run_dir}/ckpt_best.pt`.
 
 Data-parallel (several processes, see src/distributed.py): every process draws the same permutation
@@ -60,7 +61,7 @@ class TrainResult:
     best_score: float
     steps: int
     epochs: int
-    last_losses: dict[str, float]  # loss, sid_loss, dense_loss, grad_norm: the last epoch's means
+    last_losses: dict[str, float]  # loss, sid_loss, embedding_loss, grad_norm: the last epoch's means
     out_of_time: bool              # stopped early by trainer.time_budget_min
 
 
@@ -128,11 +129,12 @@ class Trainer:
             # out of time: this epoch is the last; it is validated, so a best model always exists
             self.state.out_of_time = not last and self._out_of_time(deadline)
             last = last or self.state.out_of_time
-            if (epoch + 1) % self.cfg.eval_frequence == 0 or last:
-                self._validate(epoch)
+            improved = (epoch + 1) % self.cfg.eval_frequence == 0 or last
+            improved = improved and self._validate(epoch)
             self.state.epoch = epoch + 1
             self.state.finished = last or self._patience_exhausted(epoch)
-            if self.state.finished or self.state.epoch % self.save_every == 0:
+            # a new ckpt_best.pt is always matched by a checkpoint of its epoch (its best_score, best_epoch)
+            if self.state.finished or improved or self.state.epoch % self.save_every == 0:
                 self.save_checkpoint()
         bar.close()
         self.processes.barrier()  # the main process has written the best weights
@@ -168,7 +170,7 @@ class Trainer:
             self.optimizer.step()
             self.scheduler.step()
             parts = torch.cat([torch.stack([absent if p is None else p.detach()
-                                            for p in (out.loss, out.sid_loss, out.dense_loss)]),
+                                            for p in (out.loss, out.sid_loss, out.embedding_loss)]),
                                grad_norm.detach()[None]])
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(parts), self.state.step, first_bad)
             sums += torch.cat([parts[:3] * share, parts[3:] / self.processes.world_size])
@@ -183,7 +185,7 @@ class Trainer:
         bar.update(n % PROGRESS_EVERY)
         self._stop_if_diverged(first_bad)
         means = (self.processes.sum_(sums) / max(n, 1)).tolist()
-        return dict(zip(("loss", "sid_loss", "dense_loss", "grad_norm"), means))
+        return dict(zip(("loss", "sid_loss", "embedding_loss", "grad_norm"), means))
 
     def _stop_if_diverged(self, first_bad: torch.Tensor) -> None:
         """Raise TrainingDivergedError naming the first non-finite quantity, its step and the rate."""
@@ -208,7 +210,8 @@ class Trainer:
             return chunk.subset(slice(0, 1)), 0.0
         return mine, len(mine) / len(chunk)
 
-    def _validate(self, epoch: int) -> None:
+    def _validate(self, epoch: int) -> bool:
+        """Validate; write ckpt_best.pt and return True when the selection metric improved."""
         metrics = self.evaluator.evaluate("val", groups=("in",), modes=(GENRET, DENSE))
         self.recorder.curve(metrics, "train/step", self.state.step)
         if self.selection not in metrics:
@@ -216,11 +219,13 @@ class Trainer:
                                "examples (every validation target is a cold-start item)")
         score = metrics[self.selection]
         tqdm.write(f"  epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-        if score > self.state.best_score:
-            self.state.best_score, self.state.best_epoch = score, epoch
-            if self.processes.is_main:
-                with atomic_write(self.best_path, "wb") as handle:
-                    torch.save({"config_key": self.config_key, "model": self.model.state_dict()}, handle)
+        if score <= self.state.best_score:
+            return False
+        self.state.best_score, self.state.best_epoch = score, epoch
+        if self.processes.is_main:
+            with atomic_write(self.best_path, "wb") as handle:
+                torch.save({"config_key": self.config_key, "model": self.model.state_dict()}, handle)
+        return True
 
     def _patience_exhausted(self, epoch: int) -> bool:
         """Published rule: stop once `patience` epochs passed since the best one, after warm-up (and

@@ -87,10 +87,10 @@ def test_dense_query_is_the_last_history_token_and_training_masks_unseen_items()
     assert len(unseen) > 0
     model.train()
     torch.manual_seed(1)
-    loss = model(batch).dense_loss
+    loss = model(batch).embedding_loss
     model.item_text[unseen - 1] += 100.0  # unseen items' vectors cannot change the training loss
     torch.manual_seed(1)
-    assert torch.allclose(model(batch).dense_loss, loss)
+    assert torch.allclose(model(batch).embedding_loss, loss)
     model.eval()
     scores = model.dense_scores(query, model.item_vectors())
     assert scores.shape == (len(batch), 30) and torch.isfinite(scores).all()  # evaluation scores every item
@@ -246,7 +246,7 @@ def test_compact_t5_recommender_equals_the_transformers_one(method):
     torch.testing.assert_close(compact.encode(batch)[batch.mask], reference.encode(batch)[batch.mask],
                                rtol=1e-5, atol=1e-5)
     ours, theirs = compact(batch), reference(batch)
-    for name in ("loss", "sid_loss", "dense_loss"):
+    for name in ("loss", "sid_loss", "embedding_loss"):
         if getattr(theirs, name) is not None:
             torch.testing.assert_close(getattr(ours, name), getattr(theirs, name), rtol=1e-5, atol=1e-6)
     ours.loss.backward()
@@ -289,7 +289,7 @@ def assert_same_losses_and_gradients(*runs) -> None:
         results.append((out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
     (a, grads_a), *others = results
     for b, grads_b in others:
-        for name in ("loss", "sid_loss", "dense_loss"):
+        for name in ("loss", "sid_loss", "embedding_loss"):
             if getattr(a, name) is not None:
                 torch.testing.assert_close(getattr(b, name), getattr(a, name), rtol=1e-5, atol=1e-6)
         assert grads_a.keys() == grads_b.keys()

@@ -79,12 +79,47 @@ def test_bad_requests_name_what_is_wrong(finished, tmp_path):
     shutil.copytree(run_dir / ".hydra", unfinished / ".hydra")
     with pytest.raises(RecommendError, match="has no trained model \\(ckpt_best.pt is missing\\)"):
         load_run(unfinished)
+    shutil.copy(run_dir / "ckpt_best.pt", unfinished / "ckpt_best.pt")  # best weights before the first checkpoint
+    with pytest.raises(RecommendError, match="has not finished training \\(ckpt.pt is missing\\)"):
+        load_run(unfinished)
+    (unfinished / "ckpt.pt").write_bytes(b"garbage")
+    with pytest.raises(RecommendError, match="ckpt.pt cannot be read .*it is damaged"):
+        load_run(unfinished)
     ckpt = torch.load(run_dir / "ckpt.pt", weights_only=False)
     ckpt["state"]["finished"] = False
     torch.save(ckpt, unfinished / "ckpt.pt")
-    shutil.copy(run_dir / "ckpt_best.pt", unfinished / "ckpt_best.pt")
-    with pytest.raises(RecommendError, match="has not finished training"):
+    with pytest.raises(RecommendError, match="has not finished training \\(stopped after epoch"):
         load_run(unfinished)
+    with pytest.raises(RecommendError, match="uni_k .* must be at least 1, got -3"):
+        recommend(run, run.item_ids[:2], uni_k=-3)
+
+
+def test_long_histories_keep_the_items_a_training_history_holds(finished):
+    """max_items_per_seq (20) cuts sequences with their target: 19 history items at most."""
+    _, run = finished
+    cap = run.cfg.data.max_items_per_seq - 1
+    long = [run.item_ids[i % len(run.item_ids)] for i in range(cap + 7)]
+    assert recommend(run, long, by="dense") == recommend(run, long[-cap:], by="dense")
+    assert recommend(run, long, by="dense") != recommend(run, long[-(cap + 1):][:cap], by="dense")
+
+
+def test_runs_saved_before_a_key_was_refused_still_load(finished, tmp_path):
+    """A run's saved config may hold dataset.RQ-VAE.max_seq_len (read by nothing, refused on command
+    lines since): it is dropped when the run is loaded."""
+    import yaml
+
+    from src.config import ConfigError, load_config, load_saved_config
+
+    run_dir, _ = finished
+    saved = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+    saved["dataset"]["RQ-VAE"]["max_seq_len"] = 256
+    old = tmp_path / "config.yaml"
+    old.write_text(yaml.safe_dump(saved))
+    assert load_saved_config(old) == load_saved_config(run_dir / ".hydra" / "config.yaml")
+    from omegaconf import OmegaConf
+
+    with pytest.raises(ConfigError, match="max_seq_len' is a key of the published configs that nothing here reads"):
+        load_config(OmegaConf.load(old))
 
 
 def test_command_prints_the_ranked_items_or_the_error(finished):
@@ -121,7 +156,7 @@ def test_a_run_writes_its_curves_locally(finished):
 
     run_dir, run = finished
     curves = read_curves(run_dir / "curves.jsonl")
-    for name in ("train/loss", "train/sid_loss", "train/dense_loss", "train/lr", "train/grad_norm",
+    for name in ("train/loss", "train/sid_loss", "train/embedding_loss", "train/lr", "train/grad_norm",
                  "dense_in_val/NDCG@10", "genret_in_val/Recall@10"):
         assert curves[name].axis == "train/step" and curves[name].steps, name
     assert curves["rqvae/val_recon_loss"].axis == "rqvae/epoch" and curves["rqvae/val_recon_loss"].steps == (5, 10)

@@ -76,7 +76,7 @@ def write_run(run_dir: Path, cfg: dict, metrics: dict | None, curves: bool = Tru
         recorder.log(metrics)
     if curves:
         for step in (10, 20, 30):
-            recorder.curve({"train/loss": 5 / step, "train/sid_loss": 3 / step, "train/dense_loss": 2 / step,
+            recorder.curve({"train/loss": 5 / step, "train/sid_loss": 3 / step, "train/embedding_loss": 2 / step,
                             "train/lr": 0.001, "train/epoch": step // 10}, "train/step", step)
             recorder.curve({"genret_in_val/NDCG@10": step / 100, "genret_in_val/Recall@10": step / 50,
                             "dense_in_val/NDCG@10": step / 90}, "train/step", step)
@@ -339,3 +339,18 @@ def test_script_exits_1_with_a_message_for_a_missing_or_empty_folder(tmp_path):
         done = script(str(folder))
         assert done.returncode == 1 and message in done.stderr and str(folder) in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_runs_before_and_after_a_config_change_that_does_nothing_average_together(tmp_path):
+    """A run made before dataset.RQ-VAE.max_seq_len was refused (its config holds it) and one whose
+    checkpoint cadence differs are one group: neither key changes results."""
+    rng = np.random.default_rng(3)
+    old = config(BEAUTY, "LIGER", 0)
+    old["dataset"]["RQ-VAE"]["max_seq_len"] = 256
+    old["dataset"]["TIGER"]["save_every_n_epochs"] = 10
+    new = config(BEAUTY, "LIGER", 1)
+    new["dataset"]["TIGER"]["save_every_n_epochs"] = 1
+    for name, cfg in (("old", old), ("new", new)):
+        write_run(tmp_path / name, cfg, fake_metrics("LIGER", rng))
+    groups = group_runs(find_runs([tmp_path]))
+    assert len(groups) == 1 and groups[0].label == "LIGER" and len(groups[0].runs) == 2

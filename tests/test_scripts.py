@@ -86,7 +86,7 @@ def test_every_ablation_builds_its_model_and_trains_a_step(tmp_path):
         out = exp.model(exp.data.batch(exp.data.train_examples()))
         out.loss.backward()
         assert (torch.isfinite(out.loss) and (out.sid_loss is not None) == genret
-                and (out.dense_loss is not None) == dense)
+                and (out.embedding_loss is not None) == dense)
         assert exp.evaluator.evaluate("val", groups=("in",))  # its evaluations run
 
 

@@ -137,9 +137,11 @@ def test_curves_are_written_locally_and_read_back_whatever_the_logger(tmp_path):
     assert curves["train/loss"].axis == "train/step" and curves["train/loss"].steps == (10, 20)
     assert curves["train/loss"].values == (2.0, 1.4) and curves["train/lr"].values == (1e-3, None)
     assert curves["rqvae/val_recon_loss"].axis == "rqvae/epoch" and curves["rqvae/val_recon_loss"].steps == (100,)
+    RunRecorder(tmp_path, resuming=True).curve({"train/loss": 1.2}, "train/step", 30)  # drops the cut line first
+    assert read_curves(tmp_path / "curves.jsonl")["train/loss"].values == (2.0, 1.4, 1.2)
     with open(tmp_path / "curves.jsonl", "a") as handle:
-        handle.write('\n{"axis": "train/step", "step": 30, "train/loss": 1.0}\n')
-    with pytest.raises(DataError, match="curves.jsonl, line 5: not a curve point"):
+        handle.write('{"axis": "train/st\n{"axis": "train/step", "step": 30, "train/loss": 1.0}\n')
+    with pytest.raises(DataError, match="curves.jsonl, line 6: not a curve point"):
         read_curves(tmp_path / "curves.jsonl")  # a broken line in the middle is not silently dropped
     RunRecorder(tmp_path)  # a run that starts over
     assert not (tmp_path / "curves.jsonl").exists()

@@ -83,29 +83,36 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch, imple
     assert restarted.evaluator.evaluate("test") == reference
 
 
-def test_checkpoints_every_n_epochs_and_after_the_last(tmp_path, monkeypatch):
-    """dataset.TIGER.save_every_n_epochs=3: ckpt.pt after epochs 3, 6, ... and the last; a run killed
-    between two checkpoints resumes from the older one and still ends as an uninterrupted run."""
-    settings = ("dataset.TIGER.trainer.steps=40", "dataset.TIGER.trainer.eval_frequence=2",
+def test_checkpoints_every_n_epochs_after_improvements_and_after_the_last(tmp_path, monkeypatch):
+    """dataset.TIGER.save_every_n_epochs=3: ckpt.pt after epochs 3, 6, ..., after each epoch whose
+    validation wrote new best weights (so ckpt_best.pt never runs ahead of it), and after the last;
+    a run killed between two checkpoints resumes from the older one and ends as an uninterrupted run."""
+    settings = ("dataset.TIGER.trainer.steps=80", "dataset.TIGER.trainer.eval_frequence=2",
                 "dataset.TIGER.save_every_n_epochs=3")
     whole = experiment(tmp_path / "whole", *settings)
-    saved_at = []
-    real_save = Trainer.save_checkpoint
+    saved_at, improved_at = [], []
+    real_save, real_validate = Trainer.save_checkpoint, Trainer._validate
     monkeypatch.setattr(Trainer, "save_checkpoint", lambda self: (saved_at.append(self.state.epoch), real_save(self)))
+    monkeypatch.setattr(Trainer, "_validate", lambda self, epoch: (
+        improved := real_validate(self, epoch), improved and improved_at.append(epoch + 1))[0])
     result = whole.trainer.fit()
     last = whole.trainer.state.epoch
-    assert last > 4 and saved_at == [e for e in range(1, last + 1) if e % 3 == 0 or e == last]
+    assert last > 4 and improved_at
+    assert saved_at == [e for e in range(1, last + 1) if e % 3 == 0 or e == last or e in improved_at]
+    assert 5 not in saved_at, "the test needs epoch 5 between two checkpoints; change its settings"
+    monkeypatch.undo()
 
     def die_in_epoch_five(self, bar, real=Trainer._train_epoch):
         if self.state.epoch == 4:
-            raise KeyboardInterrupt  # after the checkpoint of epoch 3, before the next one
+            raise KeyboardInterrupt  # after the checkpoint of epoch 3 or 4, before the next one
         return real(self, bar)
 
     monkeypatch.setattr(Trainer, "_train_epoch", die_in_epoch_five)
     with pytest.raises(KeyboardInterrupt):
         experiment(tmp_path / "split", *settings).trainer.fit()
     monkeypatch.undo()
-    assert torch.load(tmp_path / "split" / "ckpt.pt", weights_only=False)["state"]["epoch"] == 3
+    saved = torch.load(tmp_path / "split" / "ckpt.pt", weights_only=False)["state"]
+    assert saved["epoch"] == max(e for e in saved_at if e <= 4) and saved["best_epoch"] + 1 <= saved["epoch"]
     assert experiment(tmp_path / "split", *settings).trainer.fit() == result
 
 

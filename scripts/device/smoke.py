@@ -74,7 +74,7 @@ def losses(exp, batch_examples) -> torch.Tensor:
     exp.model.eval()
     with torch.no_grad(), autocast(exp.data.device):
         out = exp.model(exp.data.batch(batch_examples, exp.model.packing_groups))
-    return torch.stack([out.loss, out.sid_loss, out.dense_loss]).float().cpu()
+    return torch.stack([out.loss, out.sid_loss, out.embedding_loss]).float().cpu()
 
 
 def check_forward(cpu, dev, examples) -> str:
