@@ -24,7 +24,7 @@ from ID_generation.rqvae.stage import semantic_ids_stage, semantic_ids_tag
 from src.cache import run_folder_lock
 from src.config import ConfigError, RunConfig, check_encoder_width, load_config
 from src.distributed import SINGLE, Processes, init_distributed, shutdown_distributed
-from src.errors import ExpectedError
+from src.errors import ExpectedError, report
 from src.experiment import build_experiment, eval_settings, results_table
 from src.runtime import resolve_device, seed_everything
 from src.tracking import RunRecorder, run_logger
@@ -128,13 +128,8 @@ def main(config: DictConfig) -> None:
             if not processes.is_main:  # the others stay quiet on stdout (their errors still reach stderr)
                 stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
             run_pipeline(cfg, OmegaConf.to_container(config, resolve=True), processes)
-    except ExpectedError as exc:  # the message says what to do; the traceback would only hide it
-        if os.environ.get("LIGER_DEBUG") == "1":
-            raise
-        config_error = isinstance(exc, ConfigError)  # found only once a stage ran (e.g. the encoder's width)
-        print(f"\n{'Configuration error' if config_error else 'Error'}: {exc}\n(LIGER_DEBUG=1 shows the traceback)",
-              file=sys.stderr)
-        sys.exit(2 if config_error else 1)
+    except ExpectedError as exc:  # the message says what to do (a ConfigError too, found once a stage ran)
+        sys.exit(report(exc))
     finally:
         shutdown_distributed()
 

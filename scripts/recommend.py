@@ -14,14 +14,13 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from src.errors import ExpectedError  # noqa: E402
+from src.errors import ExpectedError, report  # noqa: E402
 from src.recommend import default_retrieval, load_run, recommend  # noqa: E402
 
 TEXT_WIDTH = 90  # characters of each item's text shown in the table
@@ -60,11 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             run = load_run(args.run_dir, args.device)
         by = args.by or default_retrieval(run)
         found = recommend(run, args.items, k=args.k, by=by, internal=args.internal, user=args.user, uni_k=args.uni_k)
-    except ExpectedError as exc:
-        if os.environ.get("LIGER_DEBUG") == "1":
-            raise
-        print(f"Error: {exc}", file=sys.stderr)
-        return 1
+    except ExpectedError as exc:  # the message says what to do; the traceback would only hide it
+        return report(exc)
     if args.json:
         print(json.dumps([dataclasses.asdict(r) for r in found], indent=1))
     else:

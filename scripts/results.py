@@ -16,14 +16,13 @@ std, n, seeds), see src/results.py. --paper appends the published rows of docs/p
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from src.errors import ExpectedError  # noqa: E402
+from src.errors import ExpectedError, report  # noqa: E402
 from src.results import FORMATS, find_runs, format_report  # noqa: E402
 
 
@@ -57,17 +56,14 @@ def main(argv: list[str] | None = None) -> int:
 
             paths, skipped = write_plots(runs, args.plots, args.k)
             # with CSV, stdout stays the CSV alone
-            report = sys.stderr if args.format == "csv" else sys.stdout
+            stream = sys.stderr if args.format == "csv" else sys.stdout
             comment = "% " if args.format == "latex" else ""
-            print(f"\n{comment}Figures:", *(f"{comment}  {path}" for path in paths), sep="\n", file=report)
+            print(f"\n{comment}Figures:", *(f"{comment}  {path}" for path in paths), sep="\n", file=stream)
             if skipped:
                 print(f"{comment}Left out of the curve figures:", *(f"{comment}  {line}" for line in skipped),
-                      sep="\n", file=report)
+                      sep="\n", file=stream)
     except ExpectedError as exc:  # the message says what to do; the traceback would only hide it
-        if os.environ.get("LIGER_DEBUG") == "1":
-            raise
-        print(f"Error: {exc}", file=sys.stderr)
-        return 1
+        return report(exc)
     return 0
 
 

@@ -40,6 +40,8 @@ REFUSED_KEYS = {"dataset.RQ-VAE.max_seq_len": "the RQ-VAE encodes one item at a 
 
 class ConfigError(ExpectedError, ValueError):
     """A configuration value is missing, of the wrong type, or out of range."""
+    label = "Configuration error"
+    exit_status = 2
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,14 +1,28 @@
 """Expected failures: what a user can act on from the message alone.
 
-`run.py` prints such an error's message without a traceback and exits 1 (configuration errors: 2);
-with the environment variable LIGER_DEBUG=1 it shows the traceback too. An error of any other type
-is a bug and always comes with its traceback.
+`run.py` and the scripts print such an error's message without a traceback (`report`) and exit 1
+(configuration errors: 2); with the environment variable LIGER_DEBUG=1 the traceback shows too. An
+error of any other type is a bug and always comes with its traceback.
 """
 from __future__ import annotations
+
+import os
+import sys
 
 
 class ExpectedError(Exception):
     """A failure with a message that names the file, key or setting and says what to do."""
+    label = "Error"    # how `report` introduces the message
+    exit_status = 1
+
+
+def report(exc: ExpectedError) -> int:
+    """Print `exc`'s message alone to stderr and return the exit status for it; under LIGER_DEBUG=1
+    raise it again instead, traceback and all."""
+    if os.environ.get("LIGER_DEBUG") == "1":
+        raise exc
+    print(f"\n{exc.label}: {exc}\n(LIGER_DEBUG=1 shows the traceback)", file=sys.stderr)
+    return exc.exit_status
 
 
 class DataError(ExpectedError, ValueError):

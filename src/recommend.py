@@ -2,7 +2,7 @@
 top-k items after a history.
 
 `load_run(run_dir)` rebuilds the run's inputs from its own configuration (`.hydra/config.yaml`):
-every stage comes from its cache (the semantic IDs must be cached: they are never retrained here),
+every stage comes from its cache (the semantic IDs must be: they are never retrained here),
 and the best weights (`ckpt_best.pt`, under the run's key) go into the model. `recommend(run,
 history)` ranks items after a history given as the dataset's own item ids (or project ids) by
 `genret`, `dense` or `uni`, exactly as the evaluation ranks them (`Evaluator.rankings`).
@@ -19,7 +19,7 @@ import torch
 
 from ID_generation.embeddings import item_embeddings
 from ID_generation.preprocessing import leave_one_out, preprocess
-from ID_generation.rqvae.stage import cache_path, semantic_ids_stage, semantic_ids_tag
+from ID_generation.rqvae.stage import semantic_ids_stage, semantic_ids_tag
 from src.config import RunConfig, load_saved_config
 from src.errors import ExpectedError
 from src.experiment import Experiment, build_experiment
@@ -89,12 +89,8 @@ def load_run(run_dir: str | Path, device: str | torch.device | None = None) -> T
     split = leave_one_out(data.sequences, cfg.data.max_items_per_seq, cfg.data.user_stride)
     embeddings = item_embeddings(data.item_texts, cfg.data.content_model, cfg.data.processed_data_path,
                                  cfg.data.name, device, cfg.data.embedding_batch_size)
-    ids_file = cache_path(embeddings.vectors, split.seen_items, cfg.rqvae, cfg.seed, semantic_ids_tag(cfg.data))
-    if not ids_file.exists():
-        raise RecommendError(f"the semantic IDs of {run_dir} are not in their cache ({ids_file}); run the run's "
-                             "command again (it retrains only what is missing) and ask again")
     sids = semantic_ids_stage(embeddings.vectors, split.seen_items, cfg.rqvae, cfg.seed, device,
-                              tag=semantic_ids_tag(cfg.data))
+                              tag=semantic_ids_tag(cfg.data), cached_only=True)
     experiment = build_experiment(cfg, split, sids.ids, embeddings.vectors, device, RunRecorder(run_dir, write=False))
     experiment.model.load_state_dict(experiment.trainer.best_weights())
     experiment.model.eval()

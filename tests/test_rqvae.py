@@ -130,6 +130,24 @@ def test_damaged_semantic_id_cache_is_retrained(tmp_path, damage, capsys):
     assert semantic_ids_stage(x, seen, cfg, 0, CPU, tag="toy").cached
 
 
+def test_cached_only_refuses_to_train_instead_of_using_missing_or_damaged_codes(tmp_path):
+    """A trained model must keep the IDs it learnt: with cached_only the stage names the cache
+    instead of training new codes (a missing file, or a damaged one that would be retrained)."""
+    from src.errors import DataError
+
+    x, _ = clustered(n=60, dim=12)
+    seen = np.arange(1, 51)
+    cfg = small_config(tmp_path, epochs=2, eval_every=2)
+    with pytest.raises(DataError, match="not in their cache .*run the run's command again"):
+        semantic_ids_stage(x, seen, cfg, 0, CPU, tag="toy", cached_only=True)
+    first = semantic_ids_stage(x, seen, cfg, 0, CPU, tag="toy")
+    assert torch.equal(semantic_ids_stage(x, seen, cfg, 0, CPU, tag="toy", cached_only=True).ids.codes,
+                       first.ids.codes)
+    first.path.write_bytes(first.path.read_bytes()[:100])
+    with pytest.raises(DataError, match=str(first.path)):
+        semantic_ids_stage(x, seen, cfg, 0, CPU, tag="toy", cached_only=True)
+
+
 def test_optimizer_key_chooses_the_optimizer(tmp_path, monkeypatch):
     assert tuple(training.OPTIMIZERS) == RQVAE_OPTIMIZERS  # every accepted value has a class
     model = RQVAE(12, (16,), 8, 3, 4, 0.0)

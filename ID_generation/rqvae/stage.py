@@ -57,10 +57,12 @@ def cache_path(embeddings: torch.Tensor, seen_items: np.ndarray, cfg: RQVAEConfi
 
 def semantic_ids_stage(embeddings: torch.Tensor, seen_items: np.ndarray, cfg: RQVAEConfig, seed: int,
                        device: torch.device, tag: str,
-                       on_check: Callable[[dict[str, float]], None] | None = None) -> SemanticIdResult:
+                       on_check: Callable[[dict[str, float]], None] | None = None,
+                       cached_only: bool = False) -> SemanticIdResult:
     """Semantic IDs of all items from embeddings (n_items, d) (row i = item id i + 1), the RQ-VAE
     trained on the rows of `seen_items` (1-based ids). `on_check` receives each periodic check (those
-    of the cached training when the codes come from the cache)."""
+    of the cached training when the codes come from the cache). cached_only: DataError instead of
+    training when the cache holds no usable codes (a trained model must keep the IDs it learnt)."""
     if len(seen_items) < 2:
         raise DataError(f"the RQ-VAE needs the embeddings of at least 2 seen items, got {len(seen_items)}; "
                          "the dataset's sequences are too short (seen items are those before each user's last two)")
@@ -70,6 +72,9 @@ def semantic_ids_stage(embeddings: torch.Tensor, seen_items: np.ndarray, cfg: RQ
         for logs in saved.get("history", []) if on_check is not None else ():  # the run records its RQ-VAE's checks
             on_check(logs)
         return _result(saved["codes"], saved["recon_loss"], cfg, path, cached=True)
+    if cached_only:
+        raise DataError(f"the semantic IDs these settings and embeddings give are not in their cache ({path}); "
+                        "run the run's command again (it recomputes only what is missing), then ask again")
     x = embeddings.to(device)
     trained = train_rqvae(x[torch.as_tensor(np.asarray(seen_items) - 1, device=device)], cfg, seed,
                           on_check=lambda logs: _report_check(logs, on_check))
