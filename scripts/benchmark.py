@@ -37,10 +37,11 @@ from ID_generation.rqvae.model import RQVAE  # noqa: E402
 from ID_generation.rqvae.training import train_epoch  # noqa: E402
 from ID_generation.semantic_ids import SemanticIds  # noqa: E402
 from src.config import GeneratorConfig, load_config  # noqa: E402
+from src.cuda_graph import GraphedStep  # noqa: E402
 from src.evaluation import autocast  # noqa: E402
 from src.experiment import build_experiment  # noqa: E402
 from src.retrieval import DENSE, GENRET, UNI  # noqa: E402
-from src.runtime import resolve_device, uncompile_model  # noqa: E402
+from src.runtime import resolve_device  # noqa: E402
 from src.tracking import RunRecorder  # noqa: E402
 
 BEAUTY_SHAPE = GeneratorConfig(seed=0, n_users=22363, n_groups=560, items_per_group=20, cold_items_per_group=1,
@@ -77,13 +78,17 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def config(args, work: Path, method: str, implementation: str | None = None):
+def config(args, work: Path, method: str, variant: str | None = None):
+    """The benchmark's config of `method` for a variant of VARIANT_SUFFIX (None: the config's model)."""
     from hydra import compose, initialize_config_dir
 
-    overrides = [f"method={method}", "logging.mode=disabled", f"output_path={work}/run_{method}_{implementation}",
+    implementation = "transformers" if variant == "transformers" else "compact" if variant else None
+    overrides = [f"method={method}", "logging.mode=disabled", f"output_path={work}/run_{method}_{variant}",
                  *([f"dataset.TIGER.T5.implementation={implementation}"] if implementation else []),
                  # the baseline runs eager, as published; the compact path as a run would (compiled on a GPU)
-                 *(["dataset.TIGER.trainer.compile=false"] if implementation == "transformers" else []),
+                 *(["dataset.TIGER.trainer.compile=false"] if variant in ("transformers", "graphed") or args.no_compile
+                   else []),
+                 *(["dataset.TIGER.trainer.cuda_graphs=true"] if variant == "graphed" else []),
                  *([f"dataset.TIGER.trainer.eval_batch_size={args.eval_batch_size}"] if args.eval_batch_size else []),
                  f"dataset.processed_data_path={work}/processed", f"dataset.RQ-VAE.cache_dir={work}/ids"]
     if args.tiny:
@@ -134,7 +139,9 @@ def bench_rqvae(cfg, embeddings, split, device: torch.device, results: dict, epo
         timed(lambda: train_epoch(model, opt, x, r.batch_size, r.beta), epochs, device))
 
 
-IMPLEMENTATIONS = ("compact", "transformers")
+# the variants timed side by side: the compact T5 (as a run trains it), `transformers`' (published),
+# the compact step captured as a CUDA graph (GPU only)
+VARIANT_SUFFIX = {"compact": "", "transformers": "_transformers", "graphed": "_graphed"}
 STAGES = ("encoder", "rqvae", "train", "eval")
 
 
@@ -172,29 +179,28 @@ def step_flops(exp, batch_size: int) -> float:
 
 
 def train_step_seconds(exp, batch_size: int, args, device: torch.device) -> tuple[float, list[float]]:
-    """(seconds of the warm-up steps, which include compiling, seconds of each timed training step
-    (forward, backward, AdamW) after them)."""
+    """(seconds of the warm-up steps, which include compiling or capturing a CUDA graph, seconds of each
+    timed training step after them): the run's own step (`Trainer.train_step`: the batch, forward,
+    backward, clipping, AdamW, the scheduler)."""
     trainer = exp.trainer
     chunks = iter(exp.data.shuffled(trainer.examples, batch_size, torch.Generator().manual_seed(0)))
-
-    def step():
-        with autocast(device):
-            out = exp.model(exp.data.batch(next(chunks), exp.model.packing_groups))
-        trainer.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        trainer.optimizer.step()
-
-    return sum(timed(step, args.warmup, device)), timed(step, args.steps, device)
+    # a CUDA graph is captured after its eager warm-up steps: those count as warm-up here
+    warmup = args.warmup + (trainer.step.warmup_left + 1 if isinstance(trainer.step, GraphedStep) else 0)
+    return (sum(timed(lambda: trainer.train_step(next(chunks)), warmup, device)),
+            timed(lambda: trainer.train_step(next(chunks)), args.steps, device))
 
 
 def bench_method(args, work, method: str, split, sids, embeddings, device, results: dict) -> None:
     """Training step and evaluation of both T5 implementations side by side, on the same weights,
     batches and examples: keys `train_ms_{tiger|liger}`, `{tiger|liger}_eval_*` for the compact one
-    (packed batches), the same with `_transformers` for the baseline (padded batches)."""
+    (packed batches), the same with `_transformers` for the baseline (padded batches), and on a GPU
+    `train_ms_{tiger|liger}_graphed` for the compact step captured as a CUDA graph."""
     name = "liger" if method == "setting" else "tiger"
-    exps = {impl: build_experiment(config(args, work, method, impl), split, sids, embeddings, device,
-                                   RunRecorder(work / f"run_{method}_{impl}")) for impl in IMPLEMENTATIONS}
-    exps["transformers"].model.load_state_dict(exps["compact"].model.state_dict())
+    variants = ("compact", "transformers", *(("graphed",) if device.type == "cuda" else ()))
+    exps = {variant: build_experiment(config(args, work, method, variant), split, sids, embeddings, device,
+                                      RunRecorder(work / f"run_{method}_{variant}")) for variant in variants}
+    for variant in variants[1:]:
+        exps[variant].model.load_state_dict(exps["compact"].model.state_dict())
     cfg = config(args, work, method, "compact")
     exp, trainer = exps["compact"], exps["compact"].trainer
     # what the training data holds (published: ~9.7 GB of materialised examples): the id matrix, the
@@ -205,36 +211,26 @@ def bench_method(args, work, method: str, split, sids, embeddings, device, resul
     if "train" in args.only:
         bench_training(exps, name, batch_size, args, device, results)
     if "eval" in args.only:
-        bench_evaluation(exps, name, args, device, results)
-
-
-def run_compiled(exp, device: torch.device) -> bool:
-    """Whether a run compiles its training step (`trainer.compile`; auto: on a GPU)."""
-    compile_setting = exp.trainer.cfg.compile
-    return compile_setting if compile_setting is not None else device.type == "cuda"
+        bench_evaluation({k: v for k, v in exps.items() if k != "graphed"}, name, args, device, results)
 
 
 def bench_training(exps: dict, name: str, batch_size: int, args, device: torch.device, results: dict) -> None:
-    """Step time, sequences/s, real tokens/s and achieved TFLOP/s of each implementation; the compact
-    one compiled where a run would compile it (its warm-up time, compilation included, is
-    `train_warmup_s_*`), `transformers`' eager, as published."""
+    """Step time, sequences/s, real tokens/s and achieved TFLOP/s of each variant: the compact T5
+    compiled where a run would compile it (its warm-up time, compilation included, is
+    `train_warmup_s_*`; a compiler failure is recorded and the step timed eager, as a run goes on),
+    `transformers`' eager, as published, and on a GPU the compact step as a CUDA graph."""
     exp = exps["compact"]
     tokens, flops = mean_real_tokens(exp, batch_size), step_flops(exp, batch_size)
     results[f"train_real_tokens_per_batch_{name}"] = tokens
     results[f"train_gflop_per_step_{name}"] = flops / 1e9
-    results[f"train_compiled_{name}"] = run_compiled(exp, device)
-    for impl, run in exps.items():
-        suffix = "" if impl == "compact" else "_transformers"
+    for variant, run in exps.items():
+        suffix = VARIANT_SUFFIX[variant]
         results[f"loss_{name}{suffix}"] = first_batch_loss(run, batch_size)
-        try:
-            warmup_s, steps_s = train_step_seconds(run, batch_size, args, device)
-        except Exception as exc:  # noqa: BLE001  a compiler failure is a finding; the eager step is still timed
-            if not (impl == "compact" and results[f"train_compiled_{name}"]):
-                raise
-            results[f"train_compile_error_{name}"] = f"{type(exc).__name__}: {exc}"[:1000]
-            results[f"train_compiled_{name}"] = False
-            uncompile_model(run.model)
-            warmup_s, steps_s = train_step_seconds(run, batch_size, args, device)
+        warmup_s, steps_s = train_step_seconds(run, batch_size, args, device)
+        if variant == "compact":
+            results[f"train_compiled_{name}"] = run.trainer.compiled
+            if run.trainer.compile_error:
+                results[f"train_compile_error_{name}"] = run.trainer.compile_error
         results[f"train_warmup_s_{name}{suffix}"] = warmup_s
         step_s = statistics.median(steps_s)
         results[f"train_ms_{name}{suffix}"] = step_s * 1000
@@ -242,7 +238,10 @@ def bench_training(exps: dict, name: str, batch_size: int, args, device: torch.d
         results[f"train_tokens_per_s_{name}{suffix}"] = tokens / step_s
         results[f"train_tflops_{name}{suffix}"] = flops / step_s / 1e12
     results[f"train_speedup_{name}"] = results[f"train_ms_{name}_transformers"] / results[f"train_ms_{name}"]
-    rss = current_rss_mb()  # after both models trained: resident memory above the framework's
+    if "graphed" in exps:
+        results[f"train_speedup_{name}_graphed"] = (results[f"train_ms_{name}_transformers"]
+                                                    / results[f"train_ms_{name}_graphed"])
+    rss = current_rss_mb()  # after the variants trained: resident memory above the framework's
     if rss is not None and args.baseline_rss_mb is not None:
         results[f"train_host_rss_mb_above_baseline_{name}"] = rss - args.baseline_rss_mb
 
@@ -260,6 +259,7 @@ def bench_evaluation(exps: dict, name: str, args, device: torch.device, results:
             evaluator.settings = dataclasses.replace(evaluator.settings,
                                                      num_beams=beams or evaluator.settings.num_beams)
             evaluate = functools.partial(evaluator.evaluate_examples, examples, (mode,))
+            evaluate()  # warm-up: the GPU's kernels and workspaces for these shapes (the first call was 8× slower)
             seconds = statistics.median(timed(evaluate, 2, device))
             results[f"{name}_eval_{label}_seqs_per_s{suffix}"] = n / seconds
 
@@ -272,6 +272,8 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="the offline default's data and model sizes, few repeats")
     parser.add_argument("--eval-batch-size", type=int, default=None,
                         help="sequences per evaluation batch (default: the config's, published 32)")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="time the compact step eager too (trainer.compile=false), as a run with it would")
     parser.add_argument("--only", type=lambda text: set(text.split(",")), default=set(STAGES),
                         help=f"comma-separated stages to measure, of {','.join(STAGES)} (default: all; "
                              "preprocessing always runs)")

@@ -120,14 +120,18 @@ class SequenceData:
 
     # -- batches ------------------------------------------------------------------------------
 
-    def batch(self, examples: Examples, packing_groups: int = 0) -> Batch:
+    def batch(self, examples: Examples, packing_groups: int = 0, history_len: int | None = None) -> Batch:
         """Gather histories and targets of `examples` and lay out their encoder inputs, trimmed to the
-        batch's longest history (padding beyond it would only cost compute). With `packing_groups` > 0
-        the examples are sorted longest history first (stable) and the batch also carries their packed
-        layout (attention in that many length groups): the same examples, whose losses are means."""
+        batch's longest history (padding beyond it would only cost compute), or padded to `history_len`
+        slots (fixed shapes, for a step captured as a CUDA graph). With `packing_groups` > 0 the examples
+        are sorted longest history first (stable) and the batch also carries their packed layout
+        (attention in that many length groups): the same examples, whose losses are means."""
         if packing_groups > 0:
             examples = examples.subset(torch.argsort(examples.target_positions, descending=True, stable=True))
-        history_len = max(int(examples.target_positions.max()), 1)
+        longest = max(int(examples.target_positions.max()), 1)
+        if history_len is not None and history_len < longest:
+            raise ValueError(f"history_len={history_len} is shorter than the batch's longest history ({longest})")
+        history_len = longest if history_len is None else history_len
         users = examples.users.to(self.device, non_blocking=True)
         lengths = examples.target_positions.to(self.device, non_blocking=True)   # (B,) history lengths
         hist = self.matrix[users, :history_len]                                       # (B, H)

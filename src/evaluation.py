@@ -174,7 +174,8 @@ def top_items(scores: torch.Tensor, k: int) -> torch.Tensor:
     return top_scored(scores, k).items
 
 
-def autocast(device: torch.device):
-    """bfloat16 autocast on a GPU that supports it; full precision elsewhere."""
+def autocast(device: torch.device, cache: bool = True):
+    """bfloat16 autocast on a GPU that supports it; full precision elsewhere. cache=False: no cached
+    weight casts, as a step captured as a CUDA graph needs."""
     enabled = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled, cache_enabled=cache)

@@ -28,14 +28,15 @@ from tqdm import tqdm
 from transformers import get_scheduler
 
 from src.cache import atomic_write
-from src.config import TrainerConfig
-from src.data import Examples, SequenceData
+from src.config import ConfigError, TrainerConfig
+from src.cuda_graph import GraphedStep
+from src.data import Batch, Examples, SequenceData
 from src.distributed import SINGLE, Processes
 from src.errors import CheckpointError, DataError, TrainingDivergedError
 from src.evaluation import Evaluator, autocast
 from src.model import Recommender
 from src.retrieval import DENSE, GENRET
-from src.runtime import compile_model
+from src.runtime import compile_model, uncompile_model
 from src.tracking import RunRecorder
 
 GRAD_CLIP = 1.0
@@ -92,17 +93,35 @@ class Trainer:
         self.ckpt_path, self.best_path = checkpoint_path(run_dir), best_weights_path(run_dir)
         self.device = data.device
         self.examples = data.train_examples()
-        if cfg.compile if cfg.compile is not None else self.device.type == "cuda":
+        graphs = self._uses_cuda_graphs()
+        # a CUDA graph replays fixed shapes: padded batches, all as long as the longest training history
+        self.packing_groups = 0 if graphs else model.packing_groups
+        self.history_len = max(int(self.examples.target_positions.max()), 1) if graphs else None
+        self.compiled = not graphs and (cfg.compile if cfg.compile is not None else self.device.type == "cuda")
+        if self.compiled:
             compile_model(model)
+        self.compile_pending = self.compiled  # compiling happens at the first step (which may fail)
+        self.compile_error: str | None = None  # why compiling failed, where it did (training went on eager)
         self.net = self._data_parallel(model) if processes.enabled else model
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                            fused=self.device.type == "cuda")
         self.scheduler = get_scheduler(cfg.scheduler, self.optimizer, num_warmup_steps=cfg.warmup_steps,
                                        num_training_steps=cfg.steps)
+        self.step = GraphedStep(self._step, self.optimizer, self.device, batch_size) if graphs else self._step
         self.generator = torch.Generator().manual_seed(seed)  # the batch order: the same in every process
         torch.manual_seed(seed + processes.rank)              # dropout: its own stream per process
         self.n_epochs = math.ceil(cfg.steps / max(1, math.ceil(len(self.examples) / self.batch_size)))
         self.state = TrainState()
+
+    def _uses_cuda_graphs(self) -> bool:
+        """`trainer.cuda_graphs`, which needs one process on a GPU."""
+        if not self.cfg.cuda_graphs:
+            return False
+        if self.device.type != "cuda" or self.processes.enabled:
+            where = "a CPU" if self.device.type != "cuda" else f"{self.processes.world_size} processes"
+            raise ConfigError(f"config key 'dataset.TIGER.trainer.cuda_graphs' is true, but this run trains on "
+                              f"{where}; a CUDA graph needs one process on a GPU: set it to false")
+        return True
 
     def _data_parallel(self, model: Recommender) -> DistributedDataParallel:
         """The model under DDP. Buffers (text embeddings, masks) never change, so they are not
@@ -153,25 +172,15 @@ class Trainer:
         device at every step."""
         self.net.train()
         sums = torch.zeros(4, device=self.device)
-        absent = torch.zeros((), device=self.device)  # a loss the method does not use
         first_bad = torch.full((4,), -1, dtype=torch.long, device=self.device)  # step each turned non-finite
         n = 0
         for chunk in self.data.shuffled(self.examples, self.batch_size, self.generator):
             if self.state.step >= self.cfg.steps:
                 break
             mine, share = self._my_share(chunk)
-            with autocast(self.device):
-                out = self.net(self.data.batch(mine, self.model.packing_groups))
-            self.optimizer.zero_grad(set_to_none=True)
             # DDP averages gradients over processes: weighting by share × processes makes that average
             # the global batch's mean gradient when the shares differ in size.
-            (out.loss * (share * self.processes.world_size)).backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), GRAD_CLIP)
-            self.optimizer.step()
-            self.scheduler.step()
-            parts = torch.cat([torch.stack([absent if p is None else p.detach()
-                                            for p in (out.loss, out.sid_loss, out.embedding_loss)]),
-                               grad_norm.detach()[None]])
+            parts = self.train_step(mine, share * self.processes.world_size)
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(parts), self.state.step, first_bad)
             sums += torch.cat([parts[:3] * share, parts[3:] / self.processes.world_size])
             n += 1
@@ -186,6 +195,49 @@ class Trainer:
         self._stop_if_diverged(first_bad)
         means = (self.processes.sum_(sums) / max(n, 1)).tolist()
         return dict(zip(("loss", "sid_loss", "embedding_loss", "grad_norm"), means))
+
+    def train_step(self, examples: Examples, weight: float = 1.0) -> torch.Tensor:
+        """One optimiser step on `examples` (this process's share of a global batch), the loss scaled by
+        `weight`, then the scheduler's step: (4,) loss, semantic-ID loss, dense loss (0 where the method
+        has none) and gradient norm, on the device (read without waiting for it)."""
+        batch = self.data.batch(examples, self.packing_groups, self.history_len)
+        if self.compile_pending:
+            self.compile_pending = False
+            parts = self._first_compiled_step(batch, weight)
+        else:
+            parts = self.step(batch, weight)
+        self.scheduler.step()
+        return parts
+
+    def _step(self, batch: Batch, weight: float) -> torch.Tensor:
+        """Forward under autocast, backward of loss × weight, gradient clipping, AdamW: `train_step`'s
+        (4,) tensor. No host synchronisation, so that it can be captured as a CUDA graph."""
+        graphs = isinstance(self.step, GraphedStep)
+        with autocast(self.device, cache=not graphs):
+            out = self.net(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        (out.loss * weight).backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), GRAD_CLIP)
+        self.optimizer.step()
+        absent = torch.zeros((), device=self.device)  # a loss the method does not use
+        return torch.cat([torch.stack([absent if p is None else p.detach()
+                                       for p in (out.loss, out.sid_loss, out.embedding_loss)]),
+                          grad_norm.detach()[None]])
+
+    def _first_compiled_step(self, batch: Batch, weight: float) -> torch.Tensor:
+        """The first step of a compiled model, where compiling happens: if the compiler fails (torch
+        2.11's inductor did on an H200, after minutes), say so and train eager instead of stopping."""
+        try:
+            return self.step(batch, weight)
+        except Exception as exc:  # noqa: BLE001  any compiler failure; a model error fails again, eager, below
+            cause = (str(exc).strip().splitlines() or [""])[0][:200]
+            self.compile_error = f"{type(exc).__name__}: {cause}"
+            print(f"warning: torch.compile failed ({self.compile_error}); training goes on eager. "
+                  "Set dataset.TIGER.trainer.compile=false to skip compiling.", flush=True)
+            uncompile_model(self.model)
+            self.compiled = False
+            self.optimizer.zero_grad(set_to_none=True)
+            return self.step(batch, weight)
 
     def _stop_if_diverged(self, first_bad: torch.Tensor) -> None:
         """Raise TrainingDivergedError naming the first non-finite quantity, its step and the rate."""

@@ -37,8 +37,10 @@ def test_dry_run_passes_every_step(dry_run):
         "smoke": "ok", "benchmark": "ok", "prepare": "ok", "tiger": "ok", "liger": "ok"}
     assert summary["wall_s"] < summary["profile"]["budget_s"]
     smoke = json.loads((dry_run / "smoke.json").read_text())
-    assert set(smoke["checks"]) == {"setup", "forward", "train_step", "beam_search", "evaluation", "fit"}
+    assert set(smoke["checks"]) == {"setup", "forward", "train_step", "beam_search", "evaluation", "fit",
+                                    "cuda_graph"}
     assert all(check["ok"] for check in smoke["checks"].values())
+    assert smoke["checks"]["cuda_graph"]["detail"].startswith("skipped")  # on a GPU only
     bench = json.loads((dry_run / "bench.json").read_text())
     assert bench[train_ms_key("tiger")] > 0 and bench["liger_eval_uni_seqs_per_s"] > 0
     assert bench["loss_tiger"] == pytest.approx(bench["loss_tiger_transformers"], rel=1e-4)
@@ -82,16 +84,31 @@ def test_plan_without_a_benchmark_uses_slow_guesses(tmp_path):
     assert rqvae_epochs({"rqvae_s_per_epoch": 0.001}, device) == 8000  # the published count, no more
 
 
-def test_plan_leaves_time_to_compile_and_runs_eager_when_compiling_failed(tmp_path):
-    from device_run import run_overrides
+def test_plan_trains_the_way_the_benchmark_found_fastest_and_leaves_time_to_compile(tmp_path):
+    from device_run import run_overrides, step_mode
 
     device = profiles(tmp_path)["device"]
-    plan = training_plan(GPU_BENCH, 300.0, device)
-    slow_compile = training_plan({**GPU_BENCH, "train_warmup_s_tiger": 40.0, "train_warmup_s_liger": 60.0}, 300.0,
-                                 device)
+    compiled_bench = {**GPU_BENCH, "train_compiled_tiger": True, "train_compiled_liger": True}
+    plan = training_plan(compiled_bench, 300.0, device)
+    assert plan["step_mode"] == "compiled"
+    overrides = run_overrides(device, tmp_path, "liger", 1, plan)
+    assert not any("trainer.compile" in o or "cuda_graphs" in o for o in overrides)
+    slow_compile = training_plan({**compiled_bench, "train_warmup_s_tiger": 40.0, "train_warmup_s_liger": 60.0},
+                                 300.0, device)
     assert slow_compile["estimated_compile_s"] == 60.0 and slow_compile["steps"] < plan["steps"]
-    assert plan["compile"] and ("dataset.TIGER.trainer.compile=false"
-                                not in run_overrides(device, tmp_path, "liger", 1, plan))
-    failed = training_plan({**GPU_BENCH, "train_compile_error_liger": "BackendCompilerFailed: ..."}, 300.0, device)
-    assert not failed["compile"]
-    assert "dataset.TIGER.trainer.compile=false" in run_overrides(device, tmp_path, "liger", 1, failed)
+    # a compile that failed, was not tried or never finished in the benchmark: the runs train eager
+    for bench in (GPU_BENCH, {**compiled_bench, "train_compiled_liger": False},
+                  {k: v for k, v in compiled_bench.items() if k != train_ms_key("liger")}):
+        assert step_mode(bench) == "eager"
+    eager = training_plan(GPU_BENCH, 300.0, device)
+    assert "dataset.TIGER.trainer.compile=false" in run_overrides(device, tmp_path, "liger", 1, eager)
+    # the step as a CUDA graph, where the benchmark timed it faster: its step time plans the steps
+    graphed_bench = {**GPU_BENCH, "train_ms_tiger_graphed": 4.0, "train_ms_liger_graphed": 6.0,
+                     "train_warmup_s_tiger_graphed": 3.0, "train_warmup_s_liger_graphed": 2.0}
+    graphed = training_plan(graphed_bench, 300.0, device)
+    assert graphed["step_mode"] == "cuda_graphs" and graphed["steps"] > 4 * eager["steps"]
+    assert graphed["estimated_compile_s"] == 3.0
+    assert {"dataset.TIGER.trainer.cuda_graphs=true", "dataset.TIGER.trainer.compile=false"} <= set(
+        run_overrides(device, tmp_path, "tiger", 1, graphed))
+    slower = {**graphed_bench, "train_ms_tiger_graphed": 40.0, "train_ms_liger_graphed": 60.0}
+    assert step_mode(slower) == "eager"

@@ -366,3 +366,18 @@ def test_compiled_forward_and_backward_equal_eager_in_one_graph(monkeypatch):
     assert counters["stats"]["unique_graphs"] == 1
     assert list(compiled.state_dict()) == list(eager.state_dict())  # checkpoints keep their names
     torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("method", ["base", "setting"])
+def test_batches_padded_to_a_fixed_history_length_give_the_same_losses_and_gradients(method):
+    """`trainer.cuda_graphs` pads every batch to the longest training history (fixed shapes): the extra
+    all-padding slots change nothing, for the compact and for `transformers`' T5."""
+    for implementation in ("compact", "transformers"):
+        model, data, _, _ = tiny((f"method={method}", f"dataset.TIGER.T5.implementation={implementation}"))
+        examples = data.train_examples().subset(slice(0, 6))
+        longest = int(examples.target_positions.max())
+        fixed = data.batch(examples, 0, history_len=longest + 3)
+        assert fixed.tokens.shape[1] == data.batch(examples).tokens.shape[1] + 3 * data.vocab.tokens_per_item
+        assert_same_losses_and_gradients((model, data.batch(examples)), (model, fixed))
+        with pytest.raises(ValueError, match="shorter than the batch's longest history"):
+            data.batch(examples, 0, history_len=longest - 1)

@@ -226,3 +226,31 @@ def test_divergence_stops_training_with_an_error_naming_step_loss_and_rate(tmp_p
 def test_a_finite_run_is_not_stopped(tmp_path):
     result = experiment(tmp_path, "dataset.TIGER.trainer.steps=10").trainer.fit()
     assert result.steps == 10 and all(math.isfinite(v) for v in result.last_losses.values())
+
+
+def test_cuda_graphs_need_one_process_on_a_gpu(tmp_path):
+    from src.config import ConfigError
+
+    with pytest.raises(ConfigError, match="cuda_graphs' is true, but this run trains on a CPU"):
+        experiment(tmp_path, "dataset.TIGER.trainer.cuda_graphs=true")
+    with pytest.raises(ConfigError, match="set dataset.TIGER.trainer.compile=false"):
+        experiment(tmp_path, "dataset.TIGER.trainer.cuda_graphs=true", "dataset.TIGER.trainer.compile=true")
+
+
+def test_a_compiler_failure_leaves_training_eager_with_a_warning(tmp_path, monkeypatch, capsys):
+    """torch 2.11's inductor failed at the first compiled step on an H200: the run says so and trains on,
+    eager, to the result of a run that never compiled."""
+    import src.training as training
+
+    def failing_compile(model):
+        def broken(*args, **kwargs):
+            raise RuntimeError("InductorError: AssertionError (simulated)")
+        model._compiled_call_impl = broken
+
+    monkeypatch.setattr(training, "compile_model", failing_compile)
+    failed = experiment(tmp_path / "failed", "dataset.TIGER.trainer.compile=true", "dataset.TIGER.trainer.steps=6")
+    result = failed.trainer.fit()
+    assert "torch.compile failed (RuntimeError: InductorError" in capsys.readouterr().out
+    assert not failed.trainer.compiled and failed.trainer.compile_error.startswith("RuntimeError")
+    eager = experiment(tmp_path / "eager", "dataset.TIGER.trainer.steps=6").trainer.fit()
+    assert result.steps == eager.steps == 6 and result.last_losses == pytest.approx(eager.last_losses)

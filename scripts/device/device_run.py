@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -125,15 +125,35 @@ def rqvae_epochs(bench: dict, profile: Profile) -> int:
     return max(1, min(profile.rqvae_epochs, int(profile.rqvae_budget_s / rate(bench, "rqvae_s_per_epoch"))))
 
 
+def step_mode(bench: dict) -> str:
+    """How the runs train, from what the benchmark measured for both methods: `cuda_graphs` where it
+    timed the step captured as a CUDA graph faster than the compact step, else `compiled` where it
+    compiled and timed that step, else `eager` (a compile that failed, was not tried, or did not end in
+    the benchmark's time box: torch 2.11's inductor failed after three minutes on an H200)."""
+    if all(f"train_ms_{name}_graphed" in bench for name in METHODS):
+        graphed = sum(bench[f"train_ms_{name}_graphed"] for name in METHODS)
+        if graphed < sum(rate(bench, train_ms_key(name), "train_ms") for name in METHODS):
+            return "cuda_graphs"
+    compiled = all(bench.get(f"train_compiled_{name}") is True and f"train_ms_{name}" in bench for name in METHODS)
+    return "compiled" if compiled else "eager"
+
+
+def step_key(name: str, mode: str) -> str:
+    """The benchmark's key of the step time (and with `train_warmup_s` its warm-up) a run of `mode` has."""
+    return f"train_ms_{name}_graphed" if mode == "cuda_graphs" else train_ms_key(name)
+
+
 def training_plan(bench: dict, seconds_left: float, profile: Profile) -> dict:
     """Steps (and the warm-up scaled to them) that let both runs train, validate every 10 epochs and
     test in `seconds_left`, the two sharing the device: a step of each in the time of both."""
-    step_s = sum(rate(bench, train_ms_key(name), "train_ms") for name in METHODS) / 1000
+    mode = step_mode(bench)
+    step_s = sum(rate(bench, step_key(name, mode), "train_ms") for name in METHODS) / 1000
     n_eval = bench.get("users") or 25_000
     eval_s = n_eval / rate(bench, "tiger_eval_beam10_seqs_per_s") + n_eval / rate(bench, "liger_eval_uni_seqs_per_s")
     steps_per_epoch = math.ceil((bench.get("train_examples") or 120_000) / 256)
-    # each run compiles its step first (the benchmark's warm-up of the compact step, compiling included)
-    compile_s = max(float(bench.get(f"train_warmup_s_{name}") or 0) for name in METHODS)
+    # each run first compiles its step or captures its graph (the benchmark's warm-up of that step)
+    compile_s = max(float(bench.get(step_key(name, mode).replace("train_ms", "train_warmup_s")) or 0)
+                    for name in METHODS)
     usable = seconds_left * profile.safety - profile.startup_s - compile_s - eval_s  # the test of both runs
     # a validation every 10 epochs and one at the end: steps · (step + eval / 10 epochs) + eval ≤ usable
     steps = int((usable - eval_s) / (step_s + eval_s / (10 * steps_per_epoch)))
@@ -145,13 +165,11 @@ def training_plan(bench: dict, seconds_left: float, profile: Profile) -> dict:
     return {"steps": steps, "warmup_steps": warmup, "published_steps": PUBLISHED_STEPS, "steps_reason": why,
             "time_budget_min": round(budget_min, 2), "seconds_left_at_plan": round(seconds_left, 1),
             "estimated_s_per_step_of_both": round(step_s, 4), "estimated_eval_s": round(eval_s, 1),
-            "estimated_compile_s": round(compile_s, 1), "compile": compiles(bench)}
+            "estimated_compile_s": round(compile_s, 1), "step_mode": mode}
 
 
-def compiles(bench: dict) -> bool:
-    """Whether the runs compile their step: as the config says (on a GPU), unless compiling failed
-    in the benchmark, which then timed the eager step."""
-    return not any(key.startswith("train_compile_error_") for key in bench)
+MODE_OVERRIDES = {"cuda_graphs": ["dataset.TIGER.trainer.cuda_graphs=true", "dataset.TIGER.trainer.compile=false"],
+                  "compiled": [], "eager": ["dataset.TIGER.trainer.compile=false"]}
 
 
 def run_overrides(profile: Profile, work: Path, name: str, epochs: int, plan: dict | None) -> list[str]:
@@ -162,26 +180,37 @@ def run_overrides(profile: Profile, work: Path, name: str, epochs: int, plan: di
         return [*overrides, "stop_after=semantic_ids"]
     return [*overrides, f"dataset.TIGER.trainer.steps={plan['steps']}",
             f"dataset.TIGER.trainer.warmup_steps={plan['warmup_steps']}",
-            f"dataset.TIGER.trainer.time_budget_min={plan['time_budget_min']}",
-            *([] if plan["compile"] else ["dataset.TIGER.trainer.compile=false"])]
+            f"dataset.TIGER.trainer.time_budget_min={plan['time_budget_min']}", *MODE_OVERRIDES[plan["step_mode"]]]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--dry-run", action="store_true", help="on this CPU, tiny sizes, the same steps")
+    parser.add_argument("--skip", type=lambda text: set(text.split(",")), default=set(),
+                        help="comma-separated steps to leave out, of smoke,benchmark (for a rerun in the time left)")
+    parser.add_argument("--compile", action="store_true",
+                        help="let the benchmark try torch.compile (off by default: torch 2.11's inductor failed on "
+                             "an H200 after three minutes); the runs compile only where the benchmark did")
+    parser.add_argument("--budget", type=float, default=None, help="seconds in all (default: the profile's)")
     args = parser.parse_args()
+    if not args.skip <= {"smoke", "benchmark"}:
+        parser.error(f"--skip: unknown step(s) {', '.join(sorted(args.skip - {'smoke', 'benchmark'}))}; "
+                     "choose from smoke,benchmark")
     start_time = time.monotonic()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="liger_device_"))
     profile = profiles(work)["dry-run" if args.dry_run else "device"]
+    if args.budget is not None:
+        profile = replace(profile, budget_s=args.budget)
     deadline = start_time + profile.budget_s
     log = Log(out / "device.log")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
     py = sys.executable
-    summary: dict = {"mode": "dry-run" if args.dry_run else "device", "profile": asdict(profile), "steps": {}}
+    summary: dict = {"mode": "dry-run" if args.dry_run else "device", "profile": asdict(profile), "steps": {},
+                     "options": {"skip": sorted(args.skip), "compile": args.compile}}
 
     def left() -> float:
         return deadline - time.monotonic()
@@ -198,12 +227,18 @@ def main() -> None:
     # 1. smoke check
     smoke = ([py, "scripts/device/smoke.py", "--out", str(out / "smoke.json")]
              + (["--device", "cpu"] if args.dry_run else []))
-    record("smoke", *run_boxed(smoke, min(profile.smoke_s, left()), out / "device.log", env))
+    if "smoke" in args.skip:
+        log("smoke: skipped (--skip)")
+    else:
+        record("smoke", *run_boxed(smoke, min(profile.smoke_s, left()), out / "device.log", env))
 
     # 2. benchmark
     bench_cmd = [py, "scripts/benchmark.py", *profile.bench_args, "--eval-batch-size", str(profile.eval_batch_size),
-                 "--out", str(out / "bench.json")]
-    record("benchmark", *run_boxed(bench_cmd, min(profile.bench_s, left()), out / "device.log", env))
+                 "--out", str(out / "bench.json"), *([] if args.compile else ["--no-compile"])]
+    if "benchmark" in args.skip:
+        log("benchmark: skipped (--skip); the plan uses deliberately slow guesses")
+    else:
+        record("benchmark", *run_boxed(bench_cmd, min(profile.bench_s, left()), out / "device.log", env))
     bench = json.loads((out / "bench.json").read_text()) if (out / "bench.json").exists() else {}
 
     # 3. the reproduction: the stages before training once, then TIGER and LIGER at once

@@ -7,7 +7,8 @@ set -u
 cd "$(dirname "$0")/../.."
 dry=()
 if [ "${1:-}" = "--dry-run" ]; then dry=(--dry-run); shift; fi
-out=${1:?usage: bash scripts/device/run.sh [--dry-run] OUT_DIR}
+out=${1:?usage: bash scripts/device/run.sh [--dry-run] OUT_DIR [--skip smoke,benchmark] [--no-compile] [--budget S]}
+shift
 mkdir -p "$out"
 
 # PYTHON=... picks the interpreter; else the GPU machine's python3, or .venv's for the dry run
@@ -21,4 +22,4 @@ fi
 export PYTHONUNBUFFERED=1
 limit=540
 [ ${#dry[@]} -gt 0 ] && limit=600
-timeout -k 10 $limit $py scripts/device/device_run.py "${dry[@]}" "$out"
+timeout -k 10 $limit $py scripts/device/device_run.py "${dry[@]}" "$out" "$@"
