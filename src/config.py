@@ -133,6 +133,7 @@ class RQVAEConfig:
     code_book_size: int = key(lo=2)
     val_ratio: float = key(lo=0.0, hi=1.0, hi_open=True)
     eval_every: int = key(lo=1)
+    cuda_graphs: bool = key()  # GPU: epochs replayed from one CUDA graph (ID_generation/rqvae/training.py)
     cache_dir: Path
 
 

@@ -1,4 +1,5 @@
-"""The training step captured as one CUDA graph (`dataset.TIGER.trainer.cuda_graphs`).
+"""The training step captured as one CUDA graph (`dataset.TIGER.trainer.cuda_graphs`), and the
+helpers the RQ-VAE's epochs use for the same (`dataset.RQ-VAE.cuda_graphs`, ID_generation/rqvae/training.py).
 
 A training step of this small model is thousands of short kernels; launched one by one from Python it
 waits on the host (measured on an H200: about 110–130 ms a step eager, for well under 1 ms of
@@ -25,6 +26,32 @@ import torch
 from src.data import Batch
 
 StepFn = Callable[[Batch, float], torch.Tensor]
+
+
+def eager_on_side_stream(fn: Callable[[], torch.Tensor], device: torch.device) -> torch.Tensor:
+    """fn() run eagerly on a side stream, as CUDA graphs want the iterations before their capture."""
+    current = torch.cuda.current_stream(device)
+    side = torch.cuda.Stream(device)
+    side.wait_stream(current)
+    with torch.cuda.stream(side):
+        out = fn()
+    current.wait_stream(side)
+    return out
+
+
+def capture(fn: Callable[[], torch.Tensor],
+            optimizer: torch.optim.Optimizer) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+    """(graph, output) of fn() recorded as one CUDA graph: nothing runs until `graph.replay()`, which
+    rewrites `output` in place. The optimiser fn steps is made capturable (its step count and
+    learning rate read on the device) and its gradients set to None, so that the graph allocates
+    the gradients it writes."""
+    for group in optimizer.param_groups:  # here, not earlier: resuming loads the saved groups' settings
+        group["capturable"] = True
+    optimizer.zero_grad(set_to_none=True)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fn()
+    return graph, out
 
 
 def batch_signature(batch: Batch, weight: float) -> tuple:
@@ -68,30 +95,19 @@ class GraphedStep:
         return self.step(batch, weight)
 
     def _eager_on_side_stream(self, batch: Batch, weight: float) -> torch.Tensor:
-        """A real eager step on a side stream, as CUDA graphs want their warm-up iterations."""
-        current = torch.cuda.current_stream(self.device)
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(current)
-        with torch.cuda.stream(side):
-            out = self.step(batch, weight)
-        current.wait_stream(side)
+        """A real eager step, on a side stream as CUDA graphs want their warm-up iterations."""
         self.eager_steps += 1
-        return out
+        return eager_on_side_stream(lambda: self.step(batch, weight), self.device)
 
     def _capture(self, batch: Batch, weight: float, signature: tuple) -> torch.Tensor:
         """Capture the step on `batch` (recording runs nothing), then replay it for this batch."""
         groups = self.optimizer.param_groups
-        for group in groups:  # here, not earlier: resuming loads the saved groups' settings
-            group["capturable"] = True  # AdamW's step count and learning rate read on the device
         host_lrs = [group["lr"] for group in groups]
         self.lrs = [torch.tensor(float(lr), device=self.device) for lr in host_lrs]
-        self.optimizer.zero_grad(set_to_none=True)  # the graph's backward allocates the gradients it writes
-        graph = torch.cuda.CUDAGraph()
         try:
             for group, lr in zip(groups, self.lrs):
                 group["lr"] = lr  # captured: the update reads the learning rate from this tensor
-            with torch.cuda.graph(graph):
-                out = self.step(batch, weight)
+            graph, out = capture(lambda: self.step(batch, weight), self.optimizer)
         finally:
             for group, lr in zip(groups, host_lrs):
                 group["lr"] = lr  # the scheduler, checkpoints and eager steps keep a number

@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "scripts" / "device"))
-from device_run import PUBLISHED_STEPS, profiles, rqvae_epochs, train_ms_key, training_plan  # noqa: E402
+from device_run import PUBLISHED_STEPS, profiles, rqvae_plan, train_ms_key, training_plan  # noqa: E402
 
 EXPECTED_FILES = {"device.log", "smoke.json", "bench.json", "tiger_metrics.json", "liger_metrics.json",
                   "tiger_train.log", "liger_train.log", "summary.json"}
@@ -38,9 +38,10 @@ def test_dry_run_passes_every_step(dry_run):
     assert summary["wall_s"] < summary["profile"]["budget_s"]
     smoke = json.loads((dry_run / "smoke.json").read_text())
     assert set(smoke["checks"]) == {"setup", "forward", "train_step", "beam_search", "evaluation", "fit",
-                                    "cuda_graph"}
+                                    "cuda_graph", "rqvae_cuda_graph"}
     assert all(check["ok"] for check in smoke["checks"].values())
-    assert smoke["checks"]["cuda_graph"]["detail"].startswith("skipped")  # on a GPU only
+    assert all(smoke["checks"][name]["detail"].startswith("skipped")  # on a GPU only
+               for name in ("cuda_graph", "rqvae_cuda_graph"))
     bench = json.loads((dry_run / "bench.json").read_text())
     assert bench[train_ms_key("tiger")] > 0 and bench["liger_eval_uni_seqs_per_s"] > 0
     assert bench["loss_tiger"] == pytest.approx(bench["loss_tiger_transformers"], rel=1e-4)
@@ -57,6 +58,7 @@ def test_dry_run_metrics_are_the_runs_with_the_plan(dry_run):
     assert "uni_in_test/Gen20_Recall@10" not in json.loads((dry_run / "tiger_metrics.json").read_text())
 
 
+RQVAE = {"epochs": 1, "cuda_graphs": False}
 GPU_BENCH = {train_ms_key("tiger"): 20.0, train_ms_key("liger"): 30.0, "rqvae_s_per_epoch": 0.02,
              "tiger_eval_beam10_seqs_per_s": 20000.0, "liger_eval_uni_seqs_per_s": 5000.0,
              "users": 22363, "train_examples": 114104}
@@ -79,9 +81,24 @@ def test_plan_takes_the_most_steps_that_fit_with_the_warm_up_in_proportion(tmp_p
 def test_plan_without_a_benchmark_uses_slow_guesses(tmp_path):
     device = profiles(tmp_path)["device"]
     assert 0 < training_plan({}, 300.0, device)["steps"] < training_plan(GPU_BENCH, 300.0, device)["steps"]
-    assert rqvae_epochs({}, device) == 1200  # 60 s at the guessed 50 ms an epoch
+    assert rqvae_plan({}, device) == {"epochs": 1200, "cuda_graphs": False}  # 60 s at the guessed 50 ms an epoch
     assert train_ms_key("liger") in ("train_ms_liger", "train_ms_liger_transformers")
-    assert rqvae_epochs({"rqvae_s_per_epoch": 0.001}, device) == 8000  # the published count, no more
+    assert rqvae_plan({"rqvae_s_per_epoch": 0.001}, device)["epochs"] == 8000  # the published count, no more
+
+
+def test_rqvae_replays_a_cuda_graph_where_the_benchmark_timed_it_faster(tmp_path):
+    from device_run import run_overrides
+
+    device = profiles(tmp_path)["device"]
+    graphed = rqvae_plan({"rqvae_s_per_epoch": 0.06, "rqvae_s_per_epoch_graphed": 0.005}, device)
+    assert graphed == {"epochs": 8000, "cuda_graphs": True}  # 60 s at 5 ms: all the published epochs
+    assert rqvae_plan({"rqvae_s_per_epoch": 0.06, "rqvae_s_per_epoch_graphed": 0.07}, device) == {
+        "epochs": 1000, "cuda_graphs": False}
+    # the runs ask for the RQ-VAE the preparation cached, or they would train it again
+    prepared = run_overrides(device, tmp_path, "liger", graphed, None)
+    run = run_overrides(device, tmp_path, "tiger", graphed, training_plan({}, 300.0, device))
+    assert "dataset.RQ-VAE.cuda_graphs=true" in prepared and "dataset.RQ-VAE.cuda_graphs=true" in run
+    assert [o for o in prepared if "RQ-VAE" in o] == [o for o in run if "RQ-VAE" in o]
 
 
 def test_plan_trains_the_way_the_benchmark_found_fastest_and_leaves_time_to_compile(tmp_path):
@@ -91,8 +108,8 @@ def test_plan_trains_the_way_the_benchmark_found_fastest_and_leaves_time_to_comp
     compiled_bench = {**GPU_BENCH, "train_compiled_tiger": True, "train_compiled_liger": True}
     plan = training_plan(compiled_bench, 300.0, device)
     assert plan["step_mode"] == "compiled"
-    overrides = run_overrides(device, tmp_path, "liger", 1, plan)
-    assert not any("trainer.compile" in o or "cuda_graphs" in o for o in overrides)
+    overrides = run_overrides(device, tmp_path, "liger", RQVAE, plan)
+    assert not any("trainer.compile" in o or "trainer.cuda_graphs" in o for o in overrides)
     slow_compile = training_plan({**compiled_bench, "train_warmup_s_tiger": 40.0, "train_warmup_s_liger": 60.0},
                                  300.0, device)
     assert slow_compile["estimated_compile_s"] == 60.0 and slow_compile["steps"] < plan["steps"]
@@ -101,7 +118,7 @@ def test_plan_trains_the_way_the_benchmark_found_fastest_and_leaves_time_to_comp
                   {k: v for k, v in compiled_bench.items() if k != train_ms_key("liger")}):
         assert step_mode(bench) == "eager"
     eager = training_plan(GPU_BENCH, 300.0, device)
-    assert "dataset.TIGER.trainer.compile=false" in run_overrides(device, tmp_path, "liger", 1, eager)
+    assert "dataset.TIGER.trainer.compile=false" in run_overrides(device, tmp_path, "liger", RQVAE, eager)
     # the step as a CUDA graph, where the benchmark timed it faster: its step time plans the steps
     graphed_bench = {**GPU_BENCH, "train_ms_tiger_graphed": 4.0, "train_ms_liger_graphed": 6.0,
                      "train_warmup_s_tiger_graphed": 3.0, "train_warmup_s_liger_graphed": 2.0}
@@ -109,6 +126,6 @@ def test_plan_trains_the_way_the_benchmark_found_fastest_and_leaves_time_to_comp
     assert graphed["step_mode"] == "cuda_graphs" and graphed["steps"] > 4 * eager["steps"]
     assert graphed["estimated_compile_s"] == 3.0
     assert {"dataset.TIGER.trainer.cuda_graphs=true", "dataset.TIGER.trainer.compile=false"} <= set(
-        run_overrides(device, tmp_path, "tiger", 1, graphed))
+        run_overrides(device, tmp_path, "tiger", RQVAE, graphed))
     slower = {**graphed_bench, "train_ms_tiger_graphed": 40.0, "train_ms_liger_graphed": 60.0}
     assert step_mode(slower) == "eager"

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ID_generation.rqvae import training
-from ID_generation.rqvae.model import EMACodebook, RQVAE
+from ID_generation.rqvae.model import EMACodebook, RQVAE, random_order
 from ID_generation.rqvae.stage import cache_path, semantic_ids_stage
 from ID_generation.rqvae.training import make_optimizer, train_rqvae, within_cluster_cosine
 from src.config import RQVAE_OPTIMIZERS, RQVAEConfig
@@ -21,7 +21,7 @@ CPU = torch.device("cpu")
 def small_config(tmp_path: Path, **overrides) -> RQVAEConfig:
     values = dict(optimizer="AdamW", weight_decay=0.1, batch_size=128, epochs=40, lr=1e-3, beta=0.25, input_dim=None,
                   hidden_dim=(64, 32), latent_dim=16, num_layers=3, dropout=0.1, code_book_size=16, val_ratio=0.05,
-                  eval_every=10, cache_dir=tmp_path / "ids")
+                  eval_every=10, cuda_graphs=False, cache_dir=tmp_path / "ids")
     return RQVAEConfig(**{**values, **overrides})
 
 
@@ -167,3 +167,65 @@ def test_semantic_id_cache_is_keyed_by_the_optimizer(tmp_path):
     x, seen = torch.zeros(5, 4), np.arange(1, 5)
     cfg = small_config(tmp_path)
     assert cache_path(x, seen, cfg, 0, "t") != cache_path(x, seen, dataclasses.replace(cfg, optimizer="Adam"), 0, "t")
+
+
+def reference_update(book: EMACodebook, x: torch.Tensor, codes: torch.Tensor) -> None:
+    """The codebook update as first written, counting with torch.bincount (which waits for a GPU)."""
+    counts = torch.bincount(codes, minlength=book.size).to(x.dtype)
+    sums = torch.zeros_like(book.sum_ema).index_add_(0, codes, x)
+    book.count_ema.mul_(book.decay).add_(counts, alpha=1 - book.decay)
+    book.sum_ema.mul_(book.decay).add_(sums, alpha=1 - book.decay)
+    used = (book.count_ema >= 1).unsqueeze(1)
+    book.sum_ema.copy_(torch.where(used, book.sum_ema, book._random_vectors(x)))
+    book.count_ema.copy_(torch.where(used.squeeze(1), book.count_ema, torch.ones_like(book.count_ema)))
+    total = book.count_ema.sum()
+    smoothed = total * (book.count_ema + book.eps) / (total + book.size * book.eps)
+    book.weight.copy_(book.sum_ema / smoothed.unsqueeze(1))
+
+
+def test_codebook_update_without_bincount_equals_the_bincount_one():
+    """Counting with an index_add (no host synchronisation, capturable in a CUDA graph) leaves every
+    buffer as torch.bincount's counts did, dead-code restarts included; the cache key stays."""
+    torch.manual_seed(0)
+    book, reference = EMACodebook(size=16, dim=4), EMACodebook(size=16, dim=4)
+    reference.load_state_dict(book.state_dict())
+    for step in range(6):
+        x = torch.randn(40, 4) * (1 + step)
+        codes = book.nearest(x)
+        torch.manual_seed(step)
+        book._update(x, codes)
+        torch.manual_seed(step)
+        reference_update(reference, x, codes)
+        for name, buffer in book.state_dict().items():
+            assert torch.equal(buffer, reference.state_dict()[name]), (step, name)
+
+
+def test_graph_safe_random_order_is_a_permutation():
+    for n in (1, 7, 300):
+        for graph_safe in (False, True):
+            assert torch.equal(random_order(n, CPU, graph_safe).sort().values, torch.arange(n))
+    book = EMACodebook(size=8, dim=4)
+    RQVAE(4, (8,), 4, 2, 8, 0.0).use_graph_safe_random()  # another model's codebooks: untouched
+    assert not book.graph_safe
+    model = RQVAE(4, (8,), 4, 2, 8, 0.0)
+    model.use_graph_safe_random()
+    assert all(level.graph_safe for level in model.quantizer.levels)
+
+
+def test_rqvae_cuda_graphs_need_a_gpu_and_have_their_own_cache_key(tmp_path):
+    from src.config import ConfigError
+
+    x, _ = clustered(n=40, dim=12)
+    with pytest.raises(ConfigError, match="cuda_graphs' is true, but the RQ-VAE trains on cpu"):
+        train_rqvae(x, small_config(tmp_path, cuda_graphs=True, epochs=1, eval_every=1), seed=0)
+    seen, cfg = np.arange(1, 40), small_config(tmp_path)
+    assert cache_path(x, seen, cfg, 0, "t") != cache_path(x, seen, dataclasses.replace(cfg, cuda_graphs=True), 0, "t")
+
+
+def test_eager_rqvae_keeps_the_cache_key_of_caches_written_before_cuda_graphs_existed(tmp_path):
+    from ID_generation.rqvae import stage
+
+    x, seen, cfg = torch.ones(6, 4), np.arange(1, 6), small_config(tmp_path)
+    earlier = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in (*stage.NOT_IN_KEY, "cuda_graphs")}
+    key = stage.fingerprint(stage.RQVAE_VERSION, stage.digest(x), stage.digest(seen), earlier, 0)
+    assert cache_path(x, seen, cfg, 0, "t").name == f"t_0_{key[:16]}.pt"

@@ -15,16 +15,26 @@ from torch import nn
 from src.layers import ResidualMLP
 
 
+def random_order(n: int, device: torch.device, graph_safe: bool = False) -> torch.Tensor:
+    """(n,) a uniformly random permutation of range(n): `torch.randperm`, or, for a step captured in a
+    CUDA graph, the order of n uniform draws (whose kernels replay with fresh numbers; randperm of a
+    small n may be drawn on the host)."""
+    return torch.rand(n, device=device).argsort() if graph_safe else torch.randperm(n, device=device)
+
+
 class EMACodebook(nn.Module):
     """One quantisation level: nearest-code lookup; in training, EMA updates of code counts and
     sums, then every code whose EMA count fell below 1 is restarted at a random batch vector.
 
-    Everything stays on the device: no host synchronisation per step.
+    Everything stays on the device: no host synchronisation per step (the counts are an index_add,
+    not `torch.bincount`, which waits for the device to size its output). `graph_safe`: random
+    draws that a CUDA graph can replay (`random_order`).
     """
 
     def __init__(self, size: int, dim: int, decay: float = 0.99, eps: float = 1e-5):
         super().__init__()
         self.size, self.decay, self.eps = size, decay, eps
+        self.graph_safe = False
         weight = torch.randn(size, dim)  # as nn.Embedding's default initialisation
         self.register_buffer("weight", weight)
         self.register_buffer("count_ema", torch.zeros(size))
@@ -46,7 +56,8 @@ class EMACodebook(nn.Module):
 
     @torch.no_grad()
     def _update(self, x: torch.Tensor, codes: torch.Tensor) -> None:
-        counts = torch.bincount(codes, minlength=self.size).to(x.dtype)
+        counts = torch.zeros(self.size, dtype=x.dtype, device=x.device).index_add_(
+            0, codes, torch.ones_like(codes, dtype=x.dtype))  # exact integers, as bincount's
         sums = torch.zeros_like(self.sum_ema).index_add_(0, codes, x)
         self.count_ema.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         self.sum_ema.mul_(self.decay).add_(sums, alpha=1 - self.decay)
@@ -63,7 +74,7 @@ class EMACodebook(nn.Module):
             repeats = -(-self.size // len(x))
             x = x.repeat(repeats, 1)
             x = x + torch.rand_like(x) * (0.01 / x.shape[1] ** 0.5)
-        return x[torch.randperm(len(x), device=x.device)[: self.size]]
+        return x[random_order(len(x), x.device, self.graph_safe)[: self.size]]
 
 
 class ResidualQuantizer(nn.Module):
@@ -109,6 +120,12 @@ class RQVAE(nn.Module):
         self.encoder = ResidualMLP(input_dim, hidden, latent_dim, dropout)
         self.quantizer = ResidualQuantizer(rq_levels, codebook_size, latent_dim, decay)
         self.decoder = ResidualMLP(latent_dim, tuple(reversed(hidden)), input_dim, dropout)
+
+    def use_graph_safe_random(self) -> None:
+        """Draw the codebooks' restart vectors as a CUDA graph can replay them (`random_order`)."""
+        for module in self.modules():
+            if isinstance(module, EMACodebook):
+                module.graph_safe = True
 
     def forward(self, x: torch.Tensor) -> RQVAEOutput:
         z_q, commitment, codes = self.quantizer(self.encoder(x))

@@ -2,10 +2,13 @@
 + β × commitment, a held-out share of the items for validation, and periodic checks of the codes.
 
 The whole training set lives on the device and batches are slices of a per-epoch permutation: no
-DataLoader, and no host synchronisation except at the periodic checks.
+DataLoader, and no host synchronisation except at the periodic checks. On a GPU with
+`dataset.RQ-VAE.cuda_graphs`, every epoch after three eager ones replays one captured CUDA graph
+(`GraphedEpochs`): an epoch's shapes never change, so the whole epoch is one launch.
 """
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import trange
 
-from src.config import RQVAEConfig
+from src.config import ConfigError, RQVAEConfig
+from src.cuda_graph import capture, eager_on_side_stream
 
-from .model import RQVAE
+from .model import RQVAE, random_order
 
 GRAD_CLIP = 1.0  # as published
 # `dataset.RQ-VAE.optimizer` (src/config.py, RQVAE_OPTIMIZERS): AdamW as published (decoupled weight
@@ -50,11 +54,13 @@ def train_rqvae(x: torch.Tensor, cfg: RQVAEConfig, seed: int,
     model = RQVAE(x.shape[1], cfg.hidden_dim, cfg.latent_dim, cfg.num_layers, cfg.code_book_size,
                   cfg.dropout).to(x.device)
     optimizer = make_optimizer(model, cfg)
+    run_epoch = (GraphedEpochs(model, optimizer, x_train, cfg.batch_size, cfg.beta) if cfg.cuda_graphs
+                 else functools.partial(train_epoch, model, optimizer, x_train, cfg.batch_size, cfg.beta))
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     bar = trange(cfg.epochs, desc="RQ-VAE", unit="epoch", mininterval=1.0)
     for epoch in bar:
-        sums = train_epoch(model, optimizer, x_train, cfg.batch_size, cfg.beta)
+        sums = run_epoch()
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             n_batches = -(-len(x_train) // cfg.batch_size)
             logs = {"epoch": epoch + 1, "train_loss": float(sums[0]) / n_batches,
@@ -76,12 +82,13 @@ def make_optimizer(model: torch.nn.Module, cfg: RQVAEConfig) -> torch.optim.Opti
 
 
 def train_epoch(model: RQVAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, batch_size: int,
-                beta: float) -> torch.Tensor:
+                beta: float, graph_safe: bool = False) -> torch.Tensor:
     """One pass over x in random batches; returns the summed (total, recon, commitment) losses (3,)
-    as a device tensor, so nothing waits for the device here."""
+    as a device tensor, so nothing waits for the device here. graph_safe: the batch order drawn as a
+    CUDA graph can replay it (`random_order`)."""
     model.train()
     sums = torch.zeros(3, device=x.device)
-    order = torch.randperm(len(x), device=x.device)
+    order = random_order(len(x), x.device, graph_safe)
     for start in range(0, len(x), batch_size):
         total, recon, commitment = model.loss(x[order[start:start + batch_size]], beta)
         optimizer.zero_grad(set_to_none=True)
@@ -90,6 +97,36 @@ def train_epoch(model: RQVAE, optimizer: torch.optim.Optimizer, x: torch.Tensor,
         optimizer.step()
         sums += torch.stack([total.detach(), recon.detach(), commitment.detach()])
     return sums
+
+
+class GraphedEpochs:
+    """`train_epoch` on fixed data x, called once per epoch: three eager epochs on a side stream (they
+    also create AdamW's state), then one captured as a CUDA graph and replayed for it and every later
+    epoch. Random draws are graph-safe from the first epoch (`RQVAE.use_graph_safe_random`), so every
+    epoch draws the same way; they differ from an eager run's, hence the semantic-ID cache's own key."""
+
+    def __init__(self, model: RQVAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, batch_size: int,
+                 beta: float, warmup: int = 3):
+        if x.device.type != "cuda":
+            raise ConfigError(f"config key 'dataset.RQ-VAE.cuda_graphs' is true, but the RQ-VAE trains on {x.device}; "
+                              "a CUDA graph needs a GPU: set it to false")
+        model.use_graph_safe_random()
+        self.epoch = functools.partial(train_epoch, model, optimizer, x, batch_size, beta, graph_safe=True)
+        self.optimizer, self.device, self.warmup_left = optimizer, x.device, warmup
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.out: torch.Tensor | None = None
+        self.replays = 0
+
+    def __call__(self) -> torch.Tensor:
+        """This epoch's summed (total, recon, commitment) losses (3,), on the device."""
+        if self.graph is None:
+            if self.warmup_left > 0:
+                self.warmup_left -= 1
+                return eager_on_side_stream(self.epoch, self.device)
+            self.graph, self.out = capture(self.epoch, self.optimizer)
+        self.graph.replay()
+        self.replays += 1
+        return self.out.clone()
 
 
 @torch.no_grad()

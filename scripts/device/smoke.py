@@ -167,6 +167,32 @@ def check_cuda_graph(device: torch.device, work: Path) -> str:
             f"{parts['dropout'][-1, 0].item():.4f} (eager without dropout {a[-1, 0].item():.4f})")
 
 
+def check_rqvae_cuda_graph(device: torch.device, work: Path) -> str:
+    """`dataset.RQ-VAE.cuda_graphs`: 30 epochs of a small RQ-VAE, eager and replayed from a CUDA graph
+    from the same start, both lower the reconstruction loss alike (their random draws differ)."""
+    from hydra import compose, initialize_config_dir
+
+    from ID_generation.rqvae.training import train_rqvae
+    from src.config import load_config
+
+    if device.type != "cuda":
+        return "skipped: a CUDA graph needs a GPU"
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
+        cfg = load_config(compose(config_name="main", overrides=[*TINY, f"output_path={work}/rqvae"])).rqvae
+    cfg = dataclasses.replace(cfg, epochs=30, eval_every=10, batch_size=64, code_book_size=16, hidden_dim=(64, 32),
+                              latent_dim=16, dropout=0.0)
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(8, 24, generator=g)[torch.randint(0, 8, (500,), generator=g)]
+         + 0.3 * torch.randn(500, 24, generator=g)).to(device)
+    final = {graphs: train_rqvae(x, dataclasses.replace(cfg, cuda_graphs=graphs), seed=0).history
+             for graphs in (False, True)}
+    eager, graphed = (final[g][-1]["train_recon_loss"] for g in (False, True))
+    first = final[True][0]["train_recon_loss"]
+    assert math.isfinite(graphed) and graphed <= 1.5 * eager + 0.05, f"recon: eager {eager:.4f}, graphed {graphed:.4f}"
+    return (f"reconstruction MSE after 30 epochs: eager {eager:.4f}, graphed {graphed:.4f} "
+            f"(graphed after 10: {first:.4f})")
+
+
 def check_fit(dev) -> str:
     result = dev.trainer.fit()
     assert all(math.isfinite(v) for v in result.last_losses.values()), result.last_losses
@@ -196,7 +222,8 @@ def main() -> None:
                                                       state["cpu"].data.eval_examples("test"))),
                   ("evaluation", lambda: check_evaluation(state["cpu"], state["dev"])),
                   ("fit", lambda: check_fit(state["dev"])),
-                  ("cuda_graph", lambda: check_cuda_graph(device, Path(tmp)))]
+                  ("cuda_graph", lambda: check_cuda_graph(device, Path(tmp))),
+                  ("rqvae_cuda_graph", lambda: check_rqvae_cuda_graph(device, Path(tmp)))]
         for name, check in checks:
             if name != "setup" and not report["setup"]["ok"]:
                 break
