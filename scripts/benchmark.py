@@ -48,6 +48,21 @@ BEAUTY_SHAPE = GeneratorConfig(seed=0, n_users=22363, n_groups=560, items_per_gr
                                min_seq_len=5, max_seq_len=20, p_follow=0.8)
 
 
+def save_results(results: dict, out: str, device: torch.device) -> None:
+    """Write the results with the peak memory so far: after every stage and variant, so that a run
+    stopped midway still leaves what it measured."""
+    results["peak_host_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device.type == "cuda":
+        results["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    Path(out).write_text(json.dumps(results, indent=2) + "\n")
+
+
+def graph_failure(exc: Exception) -> str:
+    """What a failed CUDA-graph variant records: the error, in one line, as the results' value."""
+    print(f"CUDA graph failed: {type(exc).__name__}: {exc}", flush=True)
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
+
+
 def timed(fn, repeats: int, device: torch.device) -> list[float]:
     """Seconds of each of `repeats` calls of fn, waiting for the device around each."""
     out = []
@@ -129,21 +144,26 @@ def bench_encoder(data, device: torch.device, results: dict, n: int) -> None:
     results["encoder_texts_per_s"] = n / seconds
 
 
-def bench_rqvae(cfg, embeddings, split, device: torch.device, results: dict, epochs: int) -> None:
-    """Seconds per RQ-VAE epoch (published sizes), eager, and on a GPU also replayed from a CUDA graph
-    (`rqvae_s_per_epoch_graphed`; its warm-up, the capture included, `rqvae_graph_warmup_s`)."""
+def bench_rqvae(cfg, embeddings, split, device: torch.device, results: dict, epochs: int,
+                graphed: bool = False) -> None:
+    """Seconds per RQ-VAE epoch (published sizes): `rqvae_s_per_epoch`, or with `graphed` (GPU) the
+    epoch replayed from a CUDA graph, `rqvae_s_per_epoch_graphed` (its warm-up, the capture
+    included, `rqvae_graph_warmup_s`; a failure, `rqvae_graph_error`)."""
     r = cfg.rqvae
     x = embeddings[torch.as_tensor(split.seen_items - 1)].to(device)
-    for graphed in (False, True) if device.type == "cuda" else (False,):
-        model = RQVAE(x.shape[1], r.hidden_dim, r.latent_dim, r.num_layers, r.code_book_size, r.dropout).to(device)
-        opt = make_optimizer(model, r)
-        epoch = (GraphedEpochs(model, opt, x, r.batch_size, r.beta) if graphed
-                 else functools.partial(train_epoch, model, opt, x, r.batch_size, r.beta))
-        warmup = timed(epoch, 4 if graphed else 1, device)  # graphed: three eager epochs, then the capture
-        seconds = statistics.median(timed(epoch, epochs, device))
-        if graphed:
-            results["rqvae_graph_warmup_s"] = sum(warmup)
-        results["rqvae_s_per_epoch" + ("_graphed" if graphed else "")] = seconds
+    model = RQVAE(x.shape[1], r.hidden_dim, r.latent_dim, r.num_layers, r.code_book_size, r.dropout).to(device)
+    opt = make_optimizer(model, r)
+    if not graphed:
+        epoch = functools.partial(train_epoch, model, opt, x, r.batch_size, r.beta)
+        timed(epoch, 1, device)  # warm-up
+        results["rqvae_s_per_epoch"] = statistics.median(timed(epoch, epochs, device))
+        return
+    try:
+        epoch = GraphedEpochs(model, opt, x, r.batch_size, r.beta)
+        results["rqvae_graph_warmup_s"] = sum(timed(epoch, 4, device))  # three eager epochs, then the capture
+        results["rqvae_s_per_epoch_graphed"] = statistics.median(timed(epoch, epochs, device))
+    except Exception as exc:  # noqa: BLE001  a graph that fails is a finding, recorded
+        results["rqvae_graph_error"] = graph_failure(exc)
 
 
 # the variants timed side by side: the compact T5 (as a run trains it), `transformers`' (published),
@@ -197,19 +217,20 @@ def train_step_seconds(exp, batch_size: int, args, device: torch.device) -> tupl
             timed(lambda: trainer.train_step(next(chunks)), args.steps, device))
 
 
-def bench_method(args, work, method: str, split, sids, embeddings, device, results: dict) -> None:
-    """Training step and evaluation of both T5 implementations side by side, on the same weights,
-    batches and examples: keys `train_ms_{tiger|liger}`, `{tiger|liger}_eval_*` for the compact one
-    (packed batches), the same with `_transformers` for the baseline (padded batches), and on a GPU
-    `train_ms_{tiger|liger}_graphed` for the compact step captured as a CUDA graph."""
+def bench_method(args, work, method: str, split, sids, embeddings, device, results: dict,
+                 variants: tuple[str, ...] = ("compact", "transformers")) -> None:
+    """Training step and evaluation of `variants` (VARIANT_SUFFIX) side by side, on the same weights,
+    batches and examples: keys `train_ms_{tiger|liger}`, `{tiger|liger}_eval_*` for the compact T5
+    (packed batches), the same with `_transformers` for the baseline (padded batches), and with
+    ("graphed",) on a GPU `train_ms_{tiger|liger}_graphed`, the compact step as a CUDA graph
+    (training only; measured after everything else, so that a failed capture costs no other figure)."""
     name = "liger" if method == "setting" else "tiger"
-    variants = ("compact", "transformers", *(("graphed",) if device.type == "cuda" else ()))
     exps = {variant: build_experiment(config(args, work, method, variant), split, sids, embeddings, device,
                                       RunRecorder(work / f"run_{method}_{variant}")) for variant in variants}
     for variant in variants[1:]:
-        exps[variant].model.load_state_dict(exps["compact"].model.state_dict())
+        exps[variant].model.load_state_dict(exps[variants[0]].model.state_dict())
     cfg = config(args, work, method, "compact")
-    exp, trainer = exps["compact"], exps["compact"].trainer
+    exp, trainer = exps[variants[0]], exps[variants[0]].trainer
     # what the training data holds (published: ~9.7 GB of materialised examples): the id matrix, the
     # token table, the example index and the model's buffers (text embeddings, masks)
     results[f"{name}_train_data_mb"] = tensor_mb([exp.data.matrix, exp.data.token_table, trainer.examples.users,
@@ -217,23 +238,31 @@ def bench_method(args, work, method: str, split, sids, embeddings, device, resul
     batch_size = cfg.model.trainer.batch_size
     if "train" in args.only:
         bench_training(exps, name, batch_size, args, device, results)
-    if "eval" in args.only:
-        bench_evaluation({k: v for k, v in exps.items() if k != "graphed"}, name, args, device, results)
+    if "eval" in args.only and "graphed" not in exps:
+        bench_evaluation(exps, name, args, device, results)
 
 
 def bench_training(exps: dict, name: str, batch_size: int, args, device: torch.device, results: dict) -> None:
     """Step time, sequences/s, real tokens/s and achieved TFLOP/s of each variant: the compact T5
     compiled where a run would compile it (its warm-up time, compilation included, is
     `train_warmup_s_*`; a compiler failure is recorded and the step timed eager, as a run goes on),
-    `transformers`' eager, as published, and on a GPU the compact step as a CUDA graph."""
-    exp = exps["compact"]
-    tokens, flops = mean_real_tokens(exp, batch_size), step_flops(exp, batch_size)
-    results[f"train_real_tokens_per_batch_{name}"] = tokens
-    results[f"train_gflop_per_step_{name}"] = flops / 1e9
+    `transformers`' eager, as published, and on a GPU the compact step as a CUDA graph (a failure is
+    recorded as `train_graph_error_*`)."""
+    exp = next(iter(exps.values()))
+    if f"train_gflop_per_step_{name}" not in results:
+        results[f"train_real_tokens_per_batch_{name}"] = mean_real_tokens(exp, batch_size)
+        results[f"train_gflop_per_step_{name}"] = step_flops(exp, batch_size) / 1e9
+    tokens, flops = results[f"train_real_tokens_per_batch_{name}"], results[f"train_gflop_per_step_{name}"] * 1e9
     for variant, run in exps.items():
         suffix = VARIANT_SUFFIX[variant]
         results[f"loss_{name}{suffix}"] = first_batch_loss(run, batch_size)
-        warmup_s, steps_s = train_step_seconds(run, batch_size, args, device)
+        try:
+            warmup_s, steps_s = train_step_seconds(run, batch_size, args, device)
+        except Exception as exc:  # noqa: BLE001  a graph that fails is a finding; the other variants stay timed
+            if variant != "graphed":
+                raise
+            results[f"train_graph_error_{name}"] = graph_failure(exc)
+            continue
         if variant == "compact":
             results[f"train_compiled_{name}"] = run.trainer.compiled
             if run.trainer.compile_error:
@@ -244,12 +273,13 @@ def bench_training(exps: dict, name: str, batch_size: int, args, device: torch.d
         results[f"train_seqs_per_s_{name}{suffix}"] = batch_size / step_s
         results[f"train_tokens_per_s_{name}{suffix}"] = tokens / step_s
         results[f"train_tflops_{name}{suffix}"] = flops / step_s / 1e12
-    results[f"train_speedup_{name}"] = results[f"train_ms_{name}_transformers"] / results[f"train_ms_{name}"]
-    if "graphed" in exps:
-        results[f"train_speedup_{name}_graphed"] = (results[f"train_ms_{name}_transformers"]
-                                                    / results[f"train_ms_{name}_graphed"])
+        save_results(results, args.out, device)
+    baseline = results.get(f"train_ms_{name}_transformers")
+    for suffix in ("", "_graphed"):
+        if baseline and f"train_ms_{name}{suffix}" in results:
+            results[f"train_speedup_{name}{suffix}"] = baseline / results[f"train_ms_{name}{suffix}"]
     rss = current_rss_mb()  # after the variants trained: resident memory above the framework's
-    if rss is not None and args.baseline_rss_mb is not None:
+    if rss is not None and args.baseline_rss_mb is not None and "graphed" not in exps:
         results[f"train_host_rss_mb_above_baseline_{name}"] = rss - args.baseline_rss_mb
 
 
@@ -298,11 +328,7 @@ def main() -> None:
     results = {"device": torch.cuda.get_device_name(device) if not cpu else platform.processor() or "cpu",
                "torch": torch.__version__, "data": "tiny" if args.tiny else args.data,
                "date": time.strftime("%Y-%m-%d")}
-    def save() -> None:  # after every stage, so a run stopped midway still leaves what it measured
-        results["peak_host_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        if not cpu:
-            results["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    save = functools.partial(save_results, results, args.out, device)
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -320,6 +346,13 @@ def main() -> None:
         sids = SemanticIds.from_rqvae_codes(codes, codebook)
         for method in ("base", "setting") if args.only & {"train", "eval"} else ():
             bench_method(args, work, method, split, sids, embeddings, device, results)
+            save()
+        # CUDA graphs last: a capture that fails may leave the device unusable, and costs nothing else then
+        if not cpu and "rqvae" in args.only:
+            bench_rqvae(cfg, embeddings, split, device, results, 20, graphed=True)
+            save()
+        for method in ("base", "setting") if not cpu and "train" in args.only else ():
+            bench_method(args, work, method, split, sids, embeddings, device, results, variants=("graphed",))
             save()
     width = max(map(len, results))
     print("\n".join(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}"

@@ -14,7 +14,7 @@ update replay as one launch. A graph replays fixed shapes at fixed addresses, so
 
 The first `warmup` full batches run eagerly on a side stream (real steps: they also create AdamW's
 state), then the next one is captured and replayed. The results equal the eager step's up to dropout:
-the graph draws its dropout masks from the same generator, in another order.
+the graph draws its dropout masks from the same generator, but need not draw the eager step's masks.
 """
 from __future__ import annotations
 

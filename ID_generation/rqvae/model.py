@@ -17,8 +17,8 @@ from src.layers import ResidualMLP
 
 def random_order(n: int, device: torch.device, graph_safe: bool = False) -> torch.Tensor:
     """(n,) a uniformly random permutation of range(n): `torch.randperm`, or, for a step captured in a
-    CUDA graph, the order of n uniform draws (whose kernels replay with fresh numbers; randperm of a
-    small n may be drawn on the host)."""
+    CUDA graph, the order of n uniform draws: plain philox draws and a sort, which replay with fresh
+    numbers (older torch drew a CUDA randperm of under 30,000 on the host; this does not depend on it)."""
     return torch.rand(n, device=device).argsort() if graph_safe else torch.randperm(n, device=device)
 
 

@@ -142,20 +142,29 @@ def check_cuda_graph(device: torch.device, work: Path) -> str:
     for name in ("graphed", "dropout"):
         runs[name].model.load_state_dict(runs["eager"].model.state_dict())
     examples = runs["eager"].trainer.examples
+    # the same padded shapes and so the same kernels both ways: what differs is the graph alone
+    runs["eager"].trainer.history_len = runs["graphed"].trainer.history_len
     sizes = [32] * 6 + [20] + [32] * 3  # warm-up, capture, replays, an eager smaller batch, replays
     starts = [sum(sizes[:i]) % (len(examples) - 32) for i in range(len(sizes))]
-    parts = {}
+    parts, last_lr = {}, {}
     for name, exp in runs.items():
-        # no dropout where compared: the graph draws its masks in another order; `dropout` captures it
+        # no dropout where compared (the masks need not be the eager ones); `dropout` captures it
         exp.model.train(name == "dropout")
-        parts[name] = torch.stack([exp.trainer.train_step(examples.subset(slice(a, a + n)))
-                                   for a, n in zip(starts, sizes)]).float().cpu()
+        out = []
+        for a, n in zip(starts, sizes):
+            last_lr[name] = float(exp.trainer.optimizer.param_groups[0]["lr"])  # the rate this step uses
+            out.append(exp.trainer.train_step(examples.subset(slice(a, a + n))))
+        parts[name] = torch.stack(out).float().cpu()
     step = runs["graphed"].trainer.step
+    # the scheduler's rate reached the captured AdamW: the last replay read the rate of its step
+    graph_lr = step.lrs[0].item() if isinstance(step, GraphedStep) and step.lrs else None
+    assert graph_lr is not None and abs(graph_lr - last_lr["graphed"]) <= 1e-6 * last_lr["graphed"], \
+        f"the graph's learning rate {graph_lr}, the scheduler's {last_lr['graphed']}"
     assert isinstance(step, GraphedStep) and step.replays >= 4 and step.eager_steps >= 4, \
         f"replays {getattr(step, 'replays', None)}, eager steps {getattr(step, 'eager_steps', None)}"
     a, b = parts["eager"], parts["graphed"]
     rel = ((a - b).abs() / a.abs().clamp(min=1e-6)).max().item()
-    weights = max(((p - q).abs().max() / p.abs().max().clamp(min=1e-6)).item() for p, q in
+    weights = max(((p - q).norm() / p.norm().clamp(min=1e-6)).item() for p, q in
                   zip(runs["eager"].model.parameters(), runs["graphed"].model.parameters()))
     assert torch.isfinite(b).all() and rel <= LOSS_RTOL and weights <= LOSS_RTOL, \
         f"eager {a.tolist()}\ngraphed {b.tolist()} (losses rel {rel:.2e}, weights rel {weights:.2e})"
@@ -199,6 +208,15 @@ def check_fit(dev) -> str:
     return f"{result.steps} steps, {result.epochs} epochs, last losses {result.last_losses}"
 
 
+def write_report(out: str, device: torch.device, report: dict, start: float) -> dict:
+    """Write {"summary", "checks"} to `out`; the summary."""
+    summary = {"device": str(device), "name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+               "torch": torch.__version__, "seconds": round(time.perf_counter() - start, 1),
+               "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None}
+    Path(out).write_text(json.dumps({"summary": summary, "checks": report}, indent=2) + "\n")
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True)
@@ -232,10 +250,8 @@ def main() -> None:
             except Exception as exc:  # noqa: BLE001  every check runs; failures are reported in full
                 report[name] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}", "error": traceback.format_exc()}
                 print(f"FAILED {name}:\n{report[name]['error']}", flush=True)
-    summary = {"device": str(device), "name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-               "torch": torch.__version__, "seconds": round(time.perf_counter() - start, 1),
-               "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None}
-    Path(args.out).write_text(json.dumps({"summary": summary, "checks": report}, indent=2) + "\n")
+            write_report(args.out, device, report, start)  # after each check: a time limit keeps what ran
+    summary = write_report(args.out, device, report, start)
     for name, result in report.items():
         print(f"{'ok  ' if result['ok'] else 'FAIL'} {name:<12} {result['detail']}")
     print(f"smoke: {sum(r['ok'] for r in report.values())}/{len(report)} checks passed on {summary['name']} "
