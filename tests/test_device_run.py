@@ -129,3 +129,8 @@ def test_plan_trains_the_way_the_benchmark_found_fastest_and_leaves_time_to_comp
         run_overrides(device, tmp_path, "tiger", RQVAE, graphed))
     slower = {**graphed_bench, "train_ms_tiger_graphed": 40.0, "train_ms_liger_graphed": 60.0}
     assert step_mode(slower) == "eager"
+    # eager on padded batches where the benchmark timed them faster than packed ones (as on the H200)
+    padded = training_plan({**GPU_BENCH, "train_ms_tiger_padded": 10.0, "train_ms_liger_padded": 15.0}, 300.0, device)
+    assert padded["step_mode"] == "eager_padded" and padded["steps"] > 1.8 * eager["steps"]
+    assert "dataset.TIGER.T5.packing_groups=0" in run_overrides(device, tmp_path, "liger", RQVAE, padded)
+    assert step_mode({**GPU_BENCH, "train_ms_tiger_padded": 30.0, "train_ms_liger_padded": 45.0}) == "eager"
