@@ -31,9 +31,15 @@ def compile_model(model: torch.nn.Module) -> None:
     batch (packed batches): one graph with dynamic sizes instead of a recompilation per batch. Duck
     sizing is off, since sizes that happen to be equal in one batch (the length groups' sizes) must
     not become a guard. The parameter names, and so the checkpoints, stay as they are."""
+    import torch._inductor.config as inductor_config
     import torch.fx.experimental._config as fx_config
 
     fx_config.use_duck_shape = False
+    # Inductor's coalescing analysis of kernel tiling failed on these dynamic shapes (torch 2.11, H200:
+    # `AssertionError` in tiling_utils; its config says it "does not yet apply to dynamic shapes"). It
+    # only chooses tilings, so turning it off changes no result.
+    if hasattr(inductor_config.triton, "coalesce_tiling_analysis"):
+        inductor_config.triton.coalesce_tiling_analysis = False
     model.compile(backend=COMPILE_BACKEND, dynamic=True)
 
 

@@ -358,6 +358,8 @@ def test_compiled_forward_and_backward_equal_eager_in_one_graph(monkeypatch):
     torch._dynamo.reset()
     counters.clear()
     runtime.compile_model(compiled)
+    import torch._inductor.config as inductor_config
+    assert inductor_config.triton.coalesce_tiling_analysis is False  # failed on dynamic shapes (torch 2.11)
     examples = data.train_examples()
     g = torch.Generator().manual_seed(3)
     for size in (9, 13, 6, 11):  # other batch sizes, other lengths
