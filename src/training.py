@@ -338,6 +338,8 @@ class Trainer:
                                   "distributed.batch_size=global")
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
+        for group in self.optimizer.param_groups:  # how this run steps, not how the saving one did
+            group["fused"], group["capturable"] = self.device.type == "cuda", False  # (a graph sets it when captured)
         self.scheduler.load_state_dict(saved["scheduler"])
         self.generator.set_state(saved["generator"])
         self.state = TrainState(**saved["state"])

@@ -254,3 +254,22 @@ def test_a_compiler_failure_leaves_training_eager_with_a_warning(tmp_path, monke
     assert not failed.trainer.compiled and failed.trainer.compile_error.startswith("RuntimeError")
     eager = experiment(tmp_path / "eager", "dataset.TIGER.trainer.steps=6").trainer.fit()
     assert result.steps == eager.steps == 6 and result.last_losses == pytest.approx(eager.last_losses)
+
+
+def test_a_checkpoint_of_a_gpu_run_with_cuda_graphs_resumes_on_a_cpu(tmp_path):
+    """A checkpoint saved by a GPU run keeps its optimiser's fused and capturable flags (a CUDA graph
+    sets the second); a run resuming it on a CPU steps with its own flags, not the saving run's (which
+    describe another device's kernels), to the same number of steps."""
+    settings = ("dataset.TIGER.trainer.steps=6", "dataset.TIGER.trainer.eval_frequence=1")
+    exp = experiment(tmp_path, *settings)
+    exp.trainer.fit()
+    path = tmp_path / "ckpt.pt"
+    saved = torch.load(path, weights_only=False)
+    for group in saved["optimizer"]["param_groups"]:
+        group["capturable"] = group["fused"] = True
+    saved["state"].update(finished=False, epoch=1, step=3)
+    torch.save(saved, path)
+    resumed = experiment(tmp_path, *settings)
+    result = resumed.trainer.fit()
+    assert result.steps == 6
+    assert all(not g["capturable"] and not g["fused"] for g in resumed.trainer.optimizer.param_groups)
