@@ -38,6 +38,7 @@ from ID_generation.rqvae.training import GraphedEpochs, make_optimizer, train_ep
 from ID_generation.semantic_ids import SemanticIds  # noqa: E402
 from src.config import GeneratorConfig, load_config  # noqa: E402
 from src.cuda_graph import GraphedStep  # noqa: E402
+from src.errors import first_line  # noqa: E402
 from src.evaluation import autocast  # noqa: E402
 from src.experiment import build_experiment  # noqa: E402
 from src.retrieval import DENSE, GENRET, UNI  # noqa: E402
@@ -60,7 +61,7 @@ def save_results(results: dict, out: str, device: torch.device) -> None:
 def graph_failure(exc: Exception) -> str:
     """What a failed CUDA-graph variant records: the error, in one line, as the results' value."""
     print(f"CUDA graph failed: {type(exc).__name__}: {exc}", flush=True)
-    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
+    return first_line(exc, 300)
 
 
 def timed(fn, repeats: int, device: torch.device) -> list[float]:
@@ -240,9 +241,9 @@ def bench_method(args, work, method: str, split, sids, embeddings, device, resul
     batch_size = cfg.model.trainer.batch_size
     if "train" in args.only:
         bench_training(exps, name, batch_size, args, device, results)
-    if "eval" in args.only and "graphed" not in exps:
-        bench_evaluation({k: v for k, v in exps.items() if k in ("compact", "transformers")}, name, args, device,
-                         results)
+    evaluated = {k: v for k, v in exps.items() if k in ("compact", "transformers")}  # the others evaluate alike
+    if "eval" in args.only and evaluated:
+        bench_evaluation(evaluated, name, args, device, results)
 
 
 def bench_training(exps: dict, name: str, batch_size: int, args, device: torch.device, results: dict) -> None:
@@ -290,7 +291,7 @@ def bench_evaluation(exps: dict, name: str, args, device: torch.device, results:
     """Evaluation sequences/s of each implementation: beam 10, beam 100, dense, uni."""
     examples = exps["compact"].data.eval_examples("val", cold=False).subset(slice(0, args.eval_examples))
     for impl, run in exps.items():
-        suffix = "" if impl == "compact" else "_transformers"
+        suffix = VARIANT_SUFFIX[impl]
         evaluator, n = run.evaluator, len(examples)
         for label, mode, beams in (("beam10", GENRET, 10), ("beam100", GENRET, 100), ("dense", DENSE, None),
                                    ("uni", UNI, 100)):

@@ -25,6 +25,12 @@ def report(exc: ExpectedError) -> int:
     return exc.exit_status
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """`Type: first line of the message`, at most `limit` characters of the message: an exception
+    from a library (a compiler, torch.load) in one line, where its own advice would not apply."""
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:limit]}"
+
+
 class DataError(ExpectedError, ValueError):
     """The data cannot support a stage (too few seen items, no in-set validation example)."""
 

@@ -32,7 +32,7 @@ from src.config import ConfigError, TrainerConfig
 from src.cuda_graph import GraphedStep
 from src.data import Batch, Examples, SequenceData
 from src.distributed import SINGLE, Processes
-from src.errors import CheckpointError, DataError, TrainingDivergedError
+from src.errors import CheckpointError, DataError, TrainingDivergedError, first_line
 from src.evaluation import Evaluator, autocast
 from src.model import Recommender
 from src.retrieval import DENSE, GENRET
@@ -93,7 +93,7 @@ class Trainer:
         self.ckpt_path, self.best_path = checkpoint_path(run_dir), best_weights_path(run_dir)
         self.device = data.device
         self.examples = data.train_examples()
-        graphs = self._uses_cuda_graphs()
+        self.cuda_graphs = graphs = self._uses_cuda_graphs()
         # a CUDA graph replays fixed shapes: padded batches, all as long as the longest training history
         self.packing_groups = 0 if graphs else model.packing_groups
         self.history_len = max(int(self.examples.target_positions.max()), 1) if graphs else None
@@ -212,8 +212,7 @@ class Trainer:
     def _step(self, batch: Batch, weight: float) -> torch.Tensor:
         """Forward under autocast, backward of loss × weight, gradient clipping, AdamW: `train_step`'s
         (4,) tensor. No host synchronisation, so that it can be captured as a CUDA graph."""
-        graphs = isinstance(self.step, GraphedStep)
-        with autocast(self.device, cache=not graphs):
+        with autocast(self.device, cache=not self.cuda_graphs):
             out = self.net(batch)
         self.optimizer.zero_grad(set_to_none=True)
         (out.loss * weight).backward()
@@ -230,8 +229,7 @@ class Trainer:
         try:
             return self.step(batch, weight)
         except Exception as exc:  # noqa: BLE001  any compiler failure; a model error fails again, eager, below
-            cause = (str(exc).strip().splitlines() or [""])[0][:200]
-            self.compile_error = f"{type(exc).__name__}: {cause}"
+            self.compile_error = first_line(exc)
             print(f"warning: torch.compile failed ({self.compile_error}); training goes on eager. "
                   "Set dataset.TIGER.trainer.compile=false to skip compiling.", flush=True)
             uncompile_model(self.model)
@@ -305,8 +303,7 @@ class Trainer:
             return torch.load(path, map_location=self.device if path == self.best_path else "cpu",
                               weights_only=path == self.best_path)
         except Exception as exc:  # noqa: BLE001  truncated, empty, garbage: all mean the same to the user
-            cause = (str(exc).strip().splitlines() or [""])[0][:120]  # torch's own advice does not apply here
-            raise CheckpointError(f"{path} cannot be read ({type(exc).__name__}: {cause}); it is damaged. Delete it "
+            raise CheckpointError(f"{path} cannot be read ({first_line(exc, 120)}); it is damaged. Delete it "
                                   f"to start this run over{' from ckpt.pt' if path == self.best_path else ''}, "
                                   "or restore it from a copy") from None
 
