@@ -62,6 +62,7 @@ def _run_stages(cfg: RunConfig, device, recorder: RunRecorder, processes: Proces
             result = experiment.trainer.fit()
         recorder.log({"train/best_epoch": result.best_epoch + 1, "train/steps": result.steps,
                       "train/epochs": result.epochs, "train/out_of_time": int(result.out_of_time),
+                      **({"time/validation_mean": round(result.validation_s, 3)} if result.validation_s else {}),
                       f"train/best_{experiment.trainer.selection}": result.best_score,
                       **{f"train/last_epoch_{k}": v for k, v in result.last_losses.items()}})
         if cfg.stop_after is None:  # the test evaluation ends a full run

@@ -76,6 +76,37 @@ def timed(fn, repeats: int, device: torch.device) -> list[float]:
     return out
 
 
+def profiled(fn, device: torch.device, top: int = 12) -> dict:
+    """Where one call of fn spends its time (torch.profiler), to tell launch-bound from compute-bound:
+    `wall_ms`, `busy_ms` (on a GPU the kernels' time, on a CPU the operators' self time), `launches`
+    (GPU kernels, or CPU operators counted by the profiler), and the `top` entries by that time with
+    their counts and milliseconds. The profiler's own overhead inflates `wall_ms`. A profiler failure
+    is recorded as `error`."""
+    try:
+        return profile_of(fn, device, top)
+    except Exception as exc:  # noqa: BLE001  a diagnostic: it never costs a measured figure
+        return {"error": first_line(exc, 300)}
+
+
+def profile_of(fn, device: torch.device, top: int) -> dict:
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    gpu = device.type == "cuda"
+    sync(device)
+    with profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if gpu else [])]) as prof:
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        wall = time.perf_counter() - start
+    events = [e for e in prof.key_averages() if not gpu or e.device_type == DeviceType.CUDA]
+    busy_us = (lambda e: e.self_device_time_total) if gpu else (lambda e: e.self_cpu_time_total)
+    events.sort(key=busy_us, reverse=True)
+    return {"wall_ms": round(wall * 1000, 3), "busy_ms": round(sum(map(busy_us, events)) / 1000, 3),
+            "launches": sum(e.count for e in events),
+            "top": [{"name": e.key[:80], "count": e.count, "ms": round(busy_us(e) / 1000, 3)} for e in events[:top]]}
+
+
 def current_rss_mb() -> float | None:
     """This process's resident host memory now (Linux), in MB; None where it cannot be read."""
     try:
@@ -99,14 +130,16 @@ def config(args, work: Path, method: str, variant: str | None = None):
     from hydra import compose, initialize_config_dir
 
     implementation = "transformers" if variant == "transformers" else "compact" if variant else None
+    # the baseline runs eager, as published; the compact path as a run would (compiled on a GPU)
+    compile_ = {"transformers": "false", "graphed": "false", "compiled_graphed": "true"}.get(
+        variant, "false" if args.no_compile else None)
     overrides = [f"method={method}", "logging.mode=disabled", f"output_path={work}/run_{method}_{variant}",
                  *([f"dataset.TIGER.T5.implementation={implementation}"] if implementation else []),
-                 # the baseline runs eager, as published; the compact path as a run would (compiled on a GPU)
-                 *(["dataset.TIGER.trainer.compile=false"] if variant in ("transformers", "graphed") or args.no_compile
-                   else []),
-                 *(["dataset.TIGER.trainer.cuda_graphs=true"] if variant == "graphed" else []),
+                 *([f"dataset.TIGER.trainer.compile={compile_}"] if compile_ else []),
+                 *(["dataset.TIGER.trainer.cuda_graphs=true"] if variant in GRAPHED else []),
                  *(["dataset.TIGER.T5.packing_groups=0"] if variant == "padded" else []),
-                 *([f"dataset.TIGER.trainer.eval_batch_size={args.eval_batch_size}"] if args.eval_batch_size else []),
+                 *([f"dataset.TIGER.trainer.eval_batch_size={args.eval_batch_size[0]}"] if args.eval_batch_size
+                   else []),
                  f"dataset.processed_data_path={work}/processed", f"dataset.RQ-VAE.cache_dir={work}/ids"]
     if args.tiny:
         overrides += ["dataset=generated", f"dataset.raw_data_path={work}/raw"]
@@ -169,9 +202,11 @@ def bench_rqvae(cfg, embeddings, split, device: torch.device, results: dict, epo
 
 
 # the variants timed side by side: the compact T5 (as a run trains it), `transformers`' (published),
-# on a GPU the compact T5 on padded batches (is packing worth its extra kernels there?) and the compact
-# step captured as a CUDA graph
-VARIANT_SUFFIX = {"compact": "", "transformers": "_transformers", "padded": "_padded", "graphed": "_graphed"}
+# on a GPU the compact T5 on padded batches (is packing worth its extra kernels there?), the compact
+# step captured as a CUDA graph, and with --compile-graphed that step compiled for its one shape first
+VARIANT_SUFFIX = {"compact": "", "transformers": "_transformers", "padded": "_padded", "graphed": "_graphed",
+                  "compiled_graphed": "_compiled_graphed"}
+GRAPHED = ("graphed", "compiled_graphed")
 STAGES = ("encoder", "rqvae", "train", "eval")
 
 
@@ -263,46 +298,56 @@ def bench_training(exps: dict, name: str, batch_size: int, args, device: torch.d
         try:
             warmup_s, steps_s = train_step_seconds(run, batch_size, args, device)
         except Exception as exc:  # noqa: BLE001  a graph that fails is a finding; the other variants stay timed
-            if variant != "graphed":
+            if variant not in GRAPHED:
                 raise
-            results[f"train_graph_error_{name}"] = graph_failure(exc)
+            results[f"train_graph_error_{name}{'' if variant == 'graphed' else suffix}"] = graph_failure(exc)
             continue
-        if variant == "compact":
-            results[f"train_compiled_{name}"] = run.trainer.compiled
+        if variant in ("compact", "compiled_graphed"):
+            results[f"train_compiled_{name}{suffix}"] = run.trainer.compiled
             if run.trainer.compile_error:
-                results[f"train_compile_error_{name}"] = run.trainer.compile_error
+                results[f"train_compile_error_{name}{suffix}"] = run.trainer.compile_error
         results[f"train_warmup_s_{name}{suffix}"] = warmup_s
         step_s = statistics.median(steps_s)
         results[f"train_ms_{name}{suffix}"] = step_s * 1000
         results[f"train_seqs_per_s_{name}{suffix}"] = batch_size / step_s
         results[f"train_tokens_per_s_{name}{suffix}"] = tokens / step_s
         results[f"train_tflops_{name}{suffix}"] = flops / step_s / 1e12
+        first = next(iter(run.data.shuffled(run.trainer.examples, batch_size, torch.Generator().manual_seed(0))))
+        results[f"profile_train_{name}{suffix}"] = profiled(functools.partial(run.trainer.train_step, first), device)
         save_results(results, args.out, device)
     baseline = results.get(f"train_ms_{name}_transformers")
-    for suffix in ("", "_graphed"):
+    for suffix in ("", "_graphed", "_compiled_graphed"):
         if baseline and f"train_ms_{name}{suffix}" in results:
             results[f"train_speedup_{name}{suffix}"] = baseline / results[f"train_ms_{name}{suffix}"]
     rss = current_rss_mb()  # after the variants trained: resident memory above the framework's
-    if rss is not None and args.baseline_rss_mb is not None and "graphed" not in exps:
+    if rss is not None and args.baseline_rss_mb is not None and not set(GRAPHED) & set(exps):
         results[f"train_host_rss_mb_above_baseline_{name}"] = rss - args.baseline_rss_mb
 
 
 def bench_evaluation(exps: dict, name: str, args, device: torch.device, results: dict) -> None:
-    """Evaluation sequences/s of each implementation: beam 10, beam 100, dense, uni."""
+    """Evaluation sequences/s of each implementation: beam 10, beam 100, dense, uni, in batches of the
+    config's size; for the compact T5 also at each further `--eval-batch-size` (`_batch{N}`), and a
+    profile of each at the config's size (`profile_eval_*`)."""
     examples = exps["compact"].data.eval_examples("val", cold=False).subset(slice(0, args.eval_examples))
+    more_sizes = (args.eval_batch_size or [])[1:]
     for impl, run in exps.items():
-        suffix = VARIANT_SUFFIX[impl]
         evaluator, n = run.evaluator, len(examples)
-        for label, mode, beams in (("beam10", GENRET, 10), ("beam100", GENRET, 100), ("dense", DENSE, None),
-                                   ("uni", UNI, 100)):
-            if mode not in evaluator.settings.modes:
-                continue
-            evaluator.settings = dataclasses.replace(evaluator.settings,
-                                                     num_beams=beams or evaluator.settings.num_beams)
-            evaluate = functools.partial(evaluator.evaluate_examples, examples, (mode,))
-            evaluate()  # warm-up: the GPU's kernels and workspaces for these shapes (the first call was 8× slower)
-            seconds = statistics.median(timed(evaluate, 2, device))
-            results[f"{name}_eval_{label}_seqs_per_s{suffix}"] = n / seconds
+        configured = evaluator.settings.batch_size
+        for batch_size in [configured, *(more_sizes if impl == "compact" else [])]:
+            suffix = VARIANT_SUFFIX[impl] + ("" if batch_size == configured else f"_batch{batch_size}")
+            for label, mode, beams in (("beam10", GENRET, 10), ("beam100", GENRET, 100), ("dense", DENSE, None),
+                                       ("uni", UNI, 100)):
+                if mode not in evaluator.settings.modes:
+                    continue
+                evaluator.settings = dataclasses.replace(evaluator.settings, batch_size=batch_size,
+                                                         num_beams=beams or evaluator.settings.num_beams)
+                evaluate = functools.partial(evaluator.evaluate_examples, examples, (mode,))
+                evaluate()  # warm-up: the GPU's kernels and workspaces for these shapes (the first call was 8× slower)
+                seconds = statistics.median(timed(evaluate, 2, device))
+                results[f"{name}_eval_{label}_seqs_per_s{suffix}"] = n / seconds
+                if impl == "compact" and batch_size == configured:
+                    results[f"profile_eval_{name}_{label}"] = profiled(evaluate, device)
+        evaluator.settings = dataclasses.replace(evaluator.settings, batch_size=configured)
 
 
 def main() -> None:
@@ -311,10 +356,15 @@ def main() -> None:
     parser.add_argument("--raw", default=str(REPO.parent / "shared" / "data" / "raw"))
     parser.add_argument("--out", default="benchmark.json")
     parser.add_argument("--tiny", action="store_true", help="the offline default's data and model sizes, few repeats")
-    parser.add_argument("--eval-batch-size", type=int, default=None,
-                        help="sequences per evaluation batch (default: the config's, published 32)")
+    parser.add_argument("--eval-batch-size", type=lambda text: [int(n) for n in text.split(",")], default=None,
+                        help="sequences per evaluation batch (default: the config's: 32 on a CPU, as published); "
+                             "further comma-separated sizes are timed too, for the compact T5 "
+                             "(`*_seqs_per_s_batch{N}`): is evaluation bound by launches or by arithmetic?")
     parser.add_argument("--no-compile", action="store_true",
                         help="time the compact step eager too (trainer.compile=false), as a run with it would")
+    parser.add_argument("--compile-graphed", action="store_true",
+                        help="on a GPU, also time the graphed step compiled for its one padded shape "
+                             "(trainer.compile=true with cuda_graphs), last: `train_ms_*_compiled_graphed`")
     parser.add_argument("--only", type=lambda text: set(text.split(",")), default=set(STAGES),
                         help=f"comma-separated stages to measure, of {','.join(STAGES)} (default: all; "
                              "preprocessing always runs)")
@@ -356,8 +406,9 @@ def main() -> None:
         if not cpu and "rqvae" in args.only:
             bench_rqvae(cfg, embeddings, split, device, results, 20, graphed=True)
             save()
+        graphed = ("graphed", "compiled_graphed") if args.compile_graphed else ("graphed",)
         for method in ("base", "setting") if not cpu and "train" in args.only else ():
-            bench_method(args, work, method, split, sids, embeddings, device, results, variants=("graphed",))
+            bench_method(args, work, method, split, sids, embeddings, device, results, variants=graphed)
             save()
     width = max(map(len, results))
     print("\n".join(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}"

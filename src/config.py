@@ -171,11 +171,6 @@ class TrainerConfig:
     compile: bool | None = key(auto=True)  # torch.compile the training forward; None (`auto`): on a GPU only
     cuda_graphs: bool = key()  # the training step captured as one CUDA graph (padded batches; one GPU)
 
-    def check(self, path: str) -> None:
-        if self.cuda_graphs and self.compile:
-            raise ConfigError(f"config keys '{path}.cuda_graphs' and '{path}.compile' are both true: a step captured "
-                              f"as a CUDA graph runs eager kernels; set {path}.compile=false (or auto)")
-
 
 @dataclass(frozen=True)
 class ModelConfig:

@@ -10,7 +10,9 @@ update replay as one launch. A graph replays fixed shapes at fixed addresses, so
   batch's tensors are copied into the captured batch's before a replay;
 - the learning rate the scheduler sets on the host is copied into a device tensor the captured AdamW
   reads (the optimiser's `capturable` mode), so the schedule goes on as in an eager run;
-- a batch of another shape (the epoch's last, smaller one) runs the same step eagerly.
+- a batch of another shape (the epoch's last, smaller one) runs the same step eagerly, also where the
+  model is compiled (`trainer.compile=true`: compiled for the captured shape alone, so inductor's
+  fused kernels replay; the other shape would otherwise cost a second compilation).
 
 The first `warmup` full batches run eagerly on a side stream (real steps: they also create AdamW's
 state), then the next one is captured and replayed. The results equal the eager step's up to dropout:
@@ -92,7 +94,8 @@ class GraphedStep:
                 return self._eager_on_side_stream(batch, weight)
             return self._capture(batch, weight, signature)
         self.eager_steps += 1
-        return self.step(batch, weight)
+        with torch.compiler.set_stance("force_eager"):  # a compiled model runs its forward as written
+            return self.step(batch, weight)
 
     def _eager_on_side_stream(self, batch: Batch, weight: float) -> torch.Tensor:
         """A real eager step, on a side stream as CUDA graphs want their warm-up iterations."""

@@ -26,11 +26,13 @@ def seed_everything(seed: int) -> None:
 COMPILE_BACKEND = "inductor"  # tests swap in "aot_eager": the same tracing and autograd, no code generation
 
 
-def compile_model(model: torch.nn.Module) -> None:
-    """Compile `model`'s forward (and so its backward) in place, for shapes that change from batch to
-    batch (packed batches): one graph with dynamic sizes instead of a recompilation per batch. Duck
-    sizing is off, since sizes that happen to be equal in one batch (the length groups' sizes) must
-    not become a guard. The parameter names, and so the checkpoints, stay as they are."""
+def compile_model(model: torch.nn.Module, dynamic: bool = True) -> None:
+    """Compile `model`'s forward (and so its backward) in place. `dynamic`: for shapes that change from
+    batch to batch (packed batches), one graph with dynamic sizes instead of a recompilation per batch
+    (duck sizing off, since sizes that happen to be equal in one batch, the length groups' sizes, must
+    not become a guard); else for the one shape of the first call (a step captured as a CUDA graph:
+    its batches are all padded alike), specialised to it. The parameter names, and so the
+    checkpoints, stay as they are."""
     import torch._inductor.config as inductor_config
     import torch.fx.experimental._config as fx_config
 
@@ -40,7 +42,7 @@ def compile_model(model: torch.nn.Module) -> None:
     # only chooses tilings, so turning it off changes no result.
     if hasattr(inductor_config.triton, "coalesce_tiling_analysis"):
         inductor_config.triton.coalesce_tiling_analysis = False
-    model.compile(backend=COMPILE_BACKEND, dynamic=True)
+    model.compile(backend=COMPILE_BACKEND, dynamic=dynamic)
 
 
 def uncompile_model(model: torch.nn.Module) -> None:

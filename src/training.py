@@ -64,6 +64,8 @@ class TrainResult:
     epochs: int
     last_losses: dict[str, float]  # loss, sid_loss, embedding_loss, grad_norm: the last epoch's means
     out_of_time: bool              # stopped early by trainer.time_budget_min
+    # mean seconds of this process's validations (None: none ran); a timing, not part of the result
+    validation_s: float | None = field(default=None, compare=False)
 
 
 def checkpoint_path(run_dir: Path) -> Path:
@@ -97,9 +99,10 @@ class Trainer:
         # a CUDA graph replays fixed shapes: padded batches, all as long as the longest training history
         self.packing_groups = 0 if graphs else model.packing_groups
         self.history_len = max(int(self.examples.target_positions.max()), 1) if graphs else None
-        self.compiled = not graphs and (cfg.compile if cfg.compile is not None else self.device.type == "cuda")
+        # `auto` compiles on a GPU, but not a graphed step (opt-in: compiled for its one padded shape)
+        self.compiled = cfg.compile if cfg.compile is not None else self.device.type == "cuda" and not graphs
         if self.compiled:
-            compile_model(model)
+            compile_model(model, dynamic=not graphs)
         self.compile_pending = self.compiled  # compiling happens at the first step (which may fail)
         self.compile_error: str | None = None  # why compiling failed, where it did (training went on eager)
         self.net = self._data_parallel(model) if processes.enabled else model
@@ -112,6 +115,7 @@ class Trainer:
         torch.manual_seed(seed + processes.rank)              # dropout: its own stream per process
         self.n_epochs = math.ceil(cfg.steps / max(1, math.ceil(len(self.examples) / self.batch_size)))
         self.state = TrainState()
+        self.validation_s: list[float] = []  # seconds of each validation this process ran
 
     def _uses_cuda_graphs(self) -> bool:
         """`trainer.cuda_graphs`, which needs one process on a GPU."""
@@ -159,7 +163,8 @@ class Trainer:
         self.processes.barrier()  # the main process has written the best weights
         self.model.load_state_dict(self.best_weights())
         return TrainResult(self.state.best_epoch, self.state.best_score, self.state.step, self.state.epoch,
-                           self.state.last_losses, self.state.out_of_time)
+                           self.state.last_losses, self.state.out_of_time,
+                           sum(self.validation_s) / len(self.validation_s) if self.validation_s else None)
 
     def _out_of_time(self, deadline: float | None) -> bool:
         """Whether the time budget is spent, in any process (so that all stop together)."""
@@ -262,8 +267,10 @@ class Trainer:
 
     def _validate(self, epoch: int) -> bool:
         """Validate; write ckpt_best.pt and return True when the selection metric improved."""
-        metrics = self.evaluator.evaluate("val", groups=("in",), modes=(GENRET, DENSE))
-        self.recorder.curve(metrics, "train/step", self.state.step)
+        start = time.perf_counter()
+        metrics = self.evaluator.evaluate("val", groups=("in",), modes=(GENRET, DENSE))  # ends reading the device
+        self.validation_s.append(time.perf_counter() - start)
+        self.recorder.curve({**metrics, "time/validation": self.validation_s[-1]}, "train/step", self.state.step)
         if self.selection not in metrics:
             raise DataError(f"validation produced no {self.selection}: the dataset has no in-set validation "
                                "examples (every validation target is a cold-start item)")

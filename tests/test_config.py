@@ -42,7 +42,7 @@ def test_eval_batch_size_auto_is_published_on_cpu_and_large_on_a_gpu():
     from src.experiment import eval_settings
     cfg = load(*PUBLISHED)
     assert eval_settings(cfg, torch.device("cpu")).batch_size == 32
-    assert eval_settings(cfg, torch.device("cuda")).batch_size == 1024
+    assert eval_settings(cfg, torch.device("cuda")).batch_size == 4096
     assert eval_settings(load(*PUBLISHED, "dataset.TIGER.trainer.eval_batch_size=7"),
                          torch.device("cuda")).batch_size == 7
 

@@ -69,3 +69,37 @@ def test_a_graph_needs_a_gpu_and_padded_batches():
     packed = data.batch(data.train_examples().subset(slice(0, 4)), 2)
     with pytest.raises(ValueError, match="padded batches"):
         GraphedStep(lambda batch, weight: torch.zeros(4), optimizer, torch.device("cuda"), batch_size=4)(packed, 1.0)
+
+
+def test_a_compiled_graphed_step_compiles_once_for_the_padded_shape_and_runs_other_shapes_eager(monkeypatch):
+    """`trainer.compile=true` with `cuda_graphs`: compiled without dynamic shapes, the warm-up compiles
+    the forward for the full batch, the capture reuses that compilation, and the smaller batch runs
+    eagerly (`force_eager`) instead of compiling a second time; every batch's loss is its eager loss."""
+    import src.runtime as runtime
+
+    compiled_graphs = []
+
+    def counting_backend(graph_module, example_inputs):
+        compiled_graphs.append([tuple(x.shape) for x in example_inputs if isinstance(x, torch.Tensor)])
+        return graph_module.forward
+
+    model, data, _, _ = tiny()
+    history_len = int(data.train_examples().target_positions.max())
+    sizes = [4, 4, 4, 3, 4]
+    with torch.no_grad():
+        eager_losses = [float(model(batch).loss) for batch in batches(data, sizes, history_len)]
+    monkeypatch.setattr(runtime, "COMPILE_BACKEND", counting_backend)
+    runtime.compile_model(model, dynamic=False)
+    try:
+        losses = []
+        graphed = Recorded(lambda batch, weight: losses.append(model(batch).loss.item()) or torch.zeros(4),
+                           torch.optim.AdamW(model.parameters()), torch.device("cuda"), batch_size=4, warmup=1)
+        for batch in batches(data, sizes, history_len):
+            graphed(batch, 1.0)
+    finally:
+        runtime.uncompile_model(model)
+        torch._dynamo.reset()
+    assert graphed.calls == [("warm-up", 4), ("capture", 4), ("replay", 4), ("replay", 4)]
+    assert len(compiled_graphs) == 1  # the full batch's shape alone: no recompilation for the smaller one
+    assert all(isinstance(d, int) for shapes in compiled_graphs[0] for d in shapes)  # static sizes
+    assert losses == pytest.approx(eager_losses, rel=1e-5)

@@ -45,6 +45,9 @@ def test_dry_run_passes_every_step(dry_run):
     bench = json.loads((dry_run / "bench.json").read_text())
     assert bench[train_ms_key("tiger")] > 0 and bench["liger_eval_uni_seqs_per_s"] > 0
     assert bench["loss_tiger"] == pytest.approx(bench["loss_tiger_transformers"], rel=1e-4)
+    assert bench["liger_eval_uni_seqs_per_s_batch512"] > 0  # the first device session's batch size, beside
+    for profile in (bench["profile_train_liger"], bench["profile_eval_liger_beam100"]):
+        assert profile["launches"] > 100 and 0 < profile["busy_ms"] and profile["top"][0]["count"] >= 1
 
 
 def test_dry_run_metrics_are_the_runs_with_the_plan(dry_run):
@@ -127,6 +130,17 @@ def test_plan_trains_the_way_the_benchmark_found_fastest_and_leaves_time_to_comp
     assert graphed["estimated_compile_s"] == 3.0
     assert {"dataset.TIGER.trainer.cuda_graphs=true", "dataset.TIGER.trainer.compile=false"} <= set(
         run_overrides(device, tmp_path, "tiger", RQVAE, graphed))
+    # compiled for its one shape, then captured (device_run --compile), where that compiled and was fastest
+    compiled_graphed = {**graphed_bench, "train_ms_tiger_compiled_graphed": 2.0, "train_ms_liger_compiled_graphed": 3.0,
+                        "train_compiled_tiger_compiled_graphed": True, "train_compiled_liger_compiled_graphed": True,
+                        "train_warmup_s_tiger_compiled_graphed": 50.0, "train_warmup_s_liger_compiled_graphed": 70.0}
+    both = training_plan(compiled_graphed, 300.0, device)
+    assert both["step_mode"] == "compiled_graphs" and both["estimated_compile_s"] == 70.0
+    assert {"dataset.TIGER.trainer.cuda_graphs=true", "dataset.TIGER.trainer.compile=true"} <= set(
+        run_overrides(device, tmp_path, "tiger", RQVAE, both))
+    # its compile failed (the benchmark timed the eager graph under its name) or it was slower: eager graphs
+    assert step_mode({**compiled_graphed, "train_compiled_liger_compiled_graphed": False}) == "cuda_graphs"
+    assert step_mode({**compiled_graphed, "train_ms_liger_compiled_graphed": 9.0}) == "cuda_graphs"
     slower = {**graphed_bench, "train_ms_tiger_graphed": 40.0, "train_ms_liger_graphed": 60.0}
     assert step_mode(slower) == "eager"
     # eager on padded batches where the benchmark timed them faster than packed ones (as on the H200)

@@ -88,7 +88,7 @@ TEST_NAMES = {m: {f"{m}_{g}_test/{x}@10" for g in ("in", "cold") for x in ("Reca
               for m in ("genret", "dense")}
 UNI_NAMES = {f"uni_{g}_test/Gen{k}_{x}@10"
              for g in ("in", "cold") for k in (20, 40, 60, 80, 100) for x in ("Recall", "NDCG")}
-RUN_NAMES = {"train/best_epoch", "train/steps", "train/epochs", "time/train", "time/test"}
+RUN_NAMES = {"train/best_epoch", "train/steps", "train/epochs", "time/train", "time/test", "time/validation_mean"}
 
 
 @pytest.mark.parametrize("method, expected", [
@@ -105,6 +105,7 @@ def test_end_to_end_each_method_reports_its_metrics(embedded_run, tmp_path, meth
     test_metrics = {k for k in metrics if "_test/" in k}
     assert test_metrics == expected
     assert RUN_NAMES <= set(metrics) and metrics["train/steps"] == 12
+    assert 0 < metrics["time/validation_mean"] < metrics["time/train"]
     assert all(0 <= metrics[k] <= 1 for k in expected)
     assert (tmp_path / "run" / "ckpt.pt").exists() and (tmp_path / "run" / "ckpt_best.pt").exists()
 

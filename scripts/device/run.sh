@@ -7,7 +7,7 @@ set -u
 cd "$(dirname "$0")/../.."
 dry=()
 if [ "${1:-}" = "--dry-run" ]; then dry=(--dry-run); shift; fi
-out=${1:?usage: bash scripts/device/run.sh [--dry-run] OUT_DIR [--skip smoke,benchmark] [--no-compile] [--budget S]}
+out=${1:?usage: bash scripts/device/run.sh [--dry-run] OUT_DIR [--skip smoke,benchmark] [--compile] [--budget S]}
 shift
 mkdir -p "$out"
 
