@@ -31,7 +31,9 @@ REPO = Path(__file__).resolve().parents[2]
 PUBLISHED_STEPS, PUBLISHED_WARMUP, PUBLISHED_RQVAE_EPOCHS = 200_000, 10_000, 8_000
 METHODS = {"tiger": ("method=base", "test_method=tiger"), "liger": ("method=setting", "test_method=liger")}
 # Used when the benchmark gave no figure: deliberately slow guesses.
-COMPILE_BENCH_S = 150  # the benchmark's extra time with --compile: inductor compiles TIGER's and LIGER's step
+# extra seconds with --compile: the benchmark's inductor compiles TIGER's and LIGER's step, the smoke
+# check's a tiny one
+COMPILE_BENCH_S, COMPILE_SMOKE_S = 150, 45
 FALLBACK = {"train_ms": 150.0, "rqvae_s_per_epoch": 0.05, "tiger_eval_beam10_seqs_per_s": 500.0,
             "liger_eval_uni_seqs_per_s": 200.0}
 
@@ -209,9 +211,10 @@ def main() -> None:
     parser.add_argument("--skip", type=lambda text: set(text.split(",")), default=set(),
                         help="comma-separated steps to leave out, of smoke,benchmark (for a rerun in the time left)")
     parser.add_argument("--compile", action="store_true",
-                        help="let the benchmark also time the graphed step compiled for its one padded shape "
-                             f"(its box {COMPILE_BENCH_S:.0f} s longer); the runs compile only where it compiled "
-                             "and was fastest (dynamic-shape compiling stays off: torch 2.11's inductor failed on it)")
+                        help="the smoke check and the benchmark also try the graphed step compiled for its one "
+                             f"padded shape (their boxes {COMPILE_SMOKE_S} and {COMPILE_BENCH_S} s longer); the runs "
+                             "compile only where it compiled and was fastest (dynamic-shape compiling stays off: "
+                             "torch 2.11's inductor failed on it)")
     parser.add_argument("--budget", type=float, default=None, help="seconds in all (default: the profile's)")
     args = parser.parse_args()
     if not args.skip <= {"smoke", "benchmark"}:
@@ -225,7 +228,7 @@ def main() -> None:
     if args.budget is not None:
         profile = replace(profile, budget_s=args.budget)
     if args.compile:
-        profile = replace(profile, bench_s=profile.bench_s + COMPILE_BENCH_S)
+        profile = replace(profile, smoke_s=profile.smoke_s + COMPILE_SMOKE_S, bench_s=profile.bench_s + COMPILE_BENCH_S)
     deadline = start_time + profile.budget_s
     log = Log(out / "device.log")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
@@ -248,7 +251,7 @@ def main() -> None:
 
     # 1. smoke check
     smoke = ([py, "scripts/device/smoke.py", "--out", str(out / "smoke.json")]
-             + (["--device", "cpu"] if args.dry_run else []))
+             + (["--device", "cpu"] if args.dry_run else []) + (["--compile"] if args.compile else []))
     if "smoke" in args.skip:
         log("smoke: skipped (--skip)")
     else:

@@ -121,9 +121,11 @@ def check_evaluation(cpu, dev) -> str:
     return f"{len(b)} test metrics, largest difference {worst:.3f}"
 
 
-def check_cuda_graph(device: torch.device, work: Path) -> str:
+def check_cuda_graph(device: torch.device, work: Path, compiled: bool = False) -> str:
     """`trainer.cuda_graphs`: the same steps (no dropout) eager and replayed from a CUDA graph, a smaller
-    batch among them (run eager by the graphed trainer), give the same losses and weights."""
+    batch among them (run eager by the graphed trainer), give the same losses and weights. compiled:
+    the graphed model is compiled for its one shape first (`trainer.compile=true`), and the dropout
+    run is left out (one compilation is enough)."""
     from hydra import compose, initialize_config_dir
 
     from src.config import load_config
@@ -133,14 +135,19 @@ def check_cuda_graph(device: torch.device, work: Path) -> str:
         return "skipped: a CUDA graph needs a GPU"
     split, sids, text = tiny_inputs()
     runs = {}
-    for name, graphs in (("eager", "false"), ("graphed", "true"), ("dropout", "true")):
+    settings = {"eager": ("false", "false"), "graphed": ("true", str(compiled).lower()),
+                **({} if compiled else {"dropout": ("true", "false")})}  # (cuda_graphs, compile)
+    eager_tiny = [o for o in TINY if not o.startswith("dataset.TIGER.trainer.compile=")]
+    for name, (graphs, compile_) in settings.items():
         with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
             cfg = load_config(compose(config_name="main", overrides=[
-                *TINY, f"output_path={work}/{name}", "dataset.TIGER.T5.packing_groups=0",
-                f"dataset.TIGER.trainer.cuda_graphs={graphs}", "dataset.TIGER.trainer.lr=0.001"]))
+                *eager_tiny, f"output_path={work}/{name}{'_compiled' * compiled}", "dataset.TIGER.T5.packing_groups=0",
+                f"dataset.TIGER.trainer.cuda_graphs={graphs}", f"dataset.TIGER.trainer.compile={compile_}",
+                "dataset.TIGER.trainer.lr=0.001"]))
         runs[name] = build_experiment(cfg, split, sids, text, device, RunRecorder(work / name, write=False))
-    for name in ("graphed", "dropout"):
-        runs[name].model.load_state_dict(runs["eager"].model.state_dict())
+    for name in runs:
+        if name != "eager":
+            runs[name].model.load_state_dict(runs["eager"].model.state_dict())
     examples = runs["eager"].trainer.examples
     # the same padded shapes and so the same kernels both ways: what differs is the graph alone
     runs["eager"].trainer.history_len = runs["graphed"].trainer.history_len
@@ -168,12 +175,17 @@ def check_cuda_graph(device: torch.device, work: Path) -> str:
                   zip(runs["eager"].model.parameters(), runs["graphed"].model.parameters()))
     assert torch.isfinite(b).all() and rel <= LOSS_RTOL and weights <= LOSS_RTOL, \
         f"eager {a.tolist()}\ngraphed {b.tolist()} (losses rel {rel:.2e}, weights rel {weights:.2e})"
+    detail = (f"{len(sizes)} steps ({step.replays} replayed, {step.eager_steps} eager): losses within {rel:.2e}, "
+              f"weights within {weights:.2e} of the eager steps'")
+    if compiled:
+        trainer = runs["graphed"].trainer
+        assert trainer.compiled, f"compiling failed, the graph captured eager kernels: {trainer.compile_error}"
+        return f"compiled for its one shape, then captured: {detail}"
     dropout = runs["dropout"].trainer.step
     assert torch.isfinite(parts["dropout"]).all() and dropout.replays == step.replays, \
         f"with dropout: {parts['dropout'].tolist()}, {dropout.replays} replays"
-    return (f"{len(sizes)} steps ({step.replays} replayed, {step.eager_steps} eager): losses within {rel:.2e}, "
-            f"weights within {weights:.2e} of the eager steps'; with dropout captured too, losses "
-            f"{parts['dropout'][-1, 0].item():.4f} (eager without dropout {a[-1, 0].item():.4f})")
+    return (f"{detail}; with dropout captured too, losses {parts['dropout'][-1, 0].item():.4f} "
+            f"(eager without dropout {a[-1, 0].item():.4f})")
 
 
 def check_rqvae_cuda_graph(device: torch.device, work: Path) -> str:
@@ -221,6 +233,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--compile", action="store_true",
+                        help="also check the graphed step compiled for its one shape (`compiled_cuda_graph`)")
     args = parser.parse_args()
     device = torch.device(args.device)
     report: dict[str, dict] = {}
@@ -241,7 +255,9 @@ def main() -> None:
                   ("evaluation", lambda: check_evaluation(state["cpu"], state["dev"])),
                   ("fit", lambda: check_fit(state["dev"])),
                   ("cuda_graph", lambda: check_cuda_graph(device, Path(tmp))),
-                  ("rqvae_cuda_graph", lambda: check_rqvae_cuda_graph(device, Path(tmp)))]
+                  ("rqvae_cuda_graph", lambda: check_rqvae_cuda_graph(device, Path(tmp))),
+                  *([("compiled_cuda_graph", lambda: check_cuda_graph(device, Path(tmp), compiled=True))]
+                    if args.compile else [])]
         for name, check in checks:
             if name != "setup" and not report["setup"]["ok"]:
                 break
