@@ -35,7 +35,9 @@ class T5Config:
 
 
 class RMSNorm(nn.Module):
-    """T5's layer norm: scale only, no mean subtracted, variance accumulated in float32."""
+    """T5's layer norm: scale only, no mean subtracted, in float32. Through `F.rms_norm`, which on a GPU
+    is one fused kernel forward and one backward instead of about fifteen (on a CPU it decomposes into
+    T5's own arithmetic, with equal results)."""
 
     def __init__(self, d: int, eps: float):
         super().__init__()
@@ -43,8 +45,7 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        variance = x.float().pow(2).mean(-1, keepdim=True)
-        return self.weight * (x * torch.rsqrt(variance + self.eps))
+        return F.rms_norm(x.float(), self.weight.shape, self.weight, self.eps)
 
 
 class Attention(nn.Module):
