@@ -148,3 +148,18 @@ def test_plan_trains_the_way_the_benchmark_found_fastest_and_leaves_time_to_comp
     assert padded["step_mode"] == "eager_padded" and padded["steps"] > 1.8 * eager["steps"]
     assert "dataset.TIGER.T5.packing_groups=0" in run_overrides(device, tmp_path, "liger", RQVAE, padded)
     assert step_mode({**GPU_BENCH, "train_ms_tiger_padded": 30.0, "train_ms_liger_padded": 45.0}) == "eager"
+
+
+def test_compile_option_reaches_the_smoke_check_and_the_benchmark(tmp_path):
+    """`--compile`: the smoke check adds `compiled_cuda_graph`, the benchmark times the graphed step
+    compiled for its one shape; the packed step is never compiled (torch 2.11 failed on its dynamic shapes)."""
+    from device_run import benchmark_command, smoke_command
+
+    device = profiles(tmp_path)["device"]
+    plain, compiled = (benchmark_command("python", tmp_path, device, c) for c in (False, True))
+    assert "--no-compile" in plain and "--no-compile" in compiled
+    assert "--compile-graphed" in compiled and "--compile-graphed" not in plain
+    assert plain[plain.index("--eval-batch-size") + 1] == f"{device.eval_batch_size},512"
+    assert "--compile" in smoke_command("python", tmp_path, False, True)
+    assert "--compile" not in smoke_command("python", tmp_path, True, False)
+    assert smoke_command("python", tmp_path, True, False)[-2:] == ["--device", "cpu"]

@@ -118,6 +118,20 @@ def wait_boxed(process: subprocess.Popen, seconds: float) -> tuple[int | None, f
     return code, time.monotonic() - begin
 
 
+def smoke_command(py: str, out: Path, dry_run: bool, compile_: bool) -> list[str]:
+    """The smoke check's command line (with --compile: also the compiled graphed step)."""
+    return [py, "scripts/device/smoke.py", "--out", str(out / "smoke.json"), *(["--device", "cpu"] if dry_run else []),
+            *(["--compile"] if compile_ else [])]
+
+
+def benchmark_command(py: str, out: Path, profile: Profile, compile_: bool) -> list[str]:
+    """The benchmark's command line: the packed step eager (dynamic-shape compiling failed on torch
+    2.11), with --compile also the graphed step compiled for its one shape; evaluation in the
+    profile's batches and, beside them, in the first device session's 512 (launch-bound or not?)."""
+    return [py, "scripts/benchmark.py", *profile.bench_args, "--eval-batch-size", f"{profile.eval_batch_size},512",
+            "--out", str(out / "bench.json"), "--no-compile", *(["--compile-graphed"] if compile_ else [])]
+
+
 def rate(bench: dict, key: str, fallback: str | None = None) -> float:
     value = bench.get(key)
     return float(value) if isinstance(value, (int, float)) and value > 0 else FALLBACK[fallback or key]
@@ -250,17 +264,14 @@ def main() -> None:
         run_boxed(["nvidia-smi"], 20, out / "device.log", env)
 
     # 1. smoke check
-    smoke = ([py, "scripts/device/smoke.py", "--out", str(out / "smoke.json")]
-             + (["--device", "cpu"] if args.dry_run else []) + (["--compile"] if args.compile else []))
+    smoke = smoke_command(py, out, args.dry_run, args.compile)
     if "smoke" in args.skip:
         log("smoke: skipped (--skip)")
     else:
         record("smoke", *run_boxed(smoke, min(profile.smoke_s, left()), out / "device.log", env))
 
     # 2. benchmark
-    # evaluation also timed in the first device session's batches of 512: launch-bound or not?
-    bench_cmd = [py, "scripts/benchmark.py", *profile.bench_args, "--eval-batch-size", f"{profile.eval_batch_size},512",
-                 "--out", str(out / "bench.json"), "--no-compile", *(["--compile-graphed"] if args.compile else [])]
+    bench_cmd = benchmark_command(py, out, profile, args.compile)
     if "benchmark" in args.skip:
         log("benchmark: skipped (--skip); the plan uses deliberately slow guesses")
     else:
