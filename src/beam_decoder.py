@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.t5 import PackedLayout, key_padding_bias
+from src.t5 import PackedLayout, as_dtype, attention_dtype, key_padding_bias
 
 
 class BeamDecoder:
@@ -30,9 +30,11 @@ class BeamDecoder:
         # spans of inputs that share one padded key length, with their key biases (n, 1, 1, S):
         # all of them, or each length group
         if layout is None:
-            self.span_sizes, self.key_biases = [len(mask)], [key_padding_bias(mask)]
+            self.span_sizes, key_biases = [len(mask)], [key_padding_bias(mask)]
         else:
-            self.span_sizes, self.key_biases = layout.group_sizes, [g.key_bias for g in layout.groups]
+            self.span_sizes, key_biases = layout.group_sizes, [g.key_bias for g in layout.groups]
+        self.dtype = attention_dtype(encoded)  # the queries' (autocast's), for the biases cast once
+        self.key_biases = as_dtype(key_biases, self.dtype)
         self.cross_kv = []  # per block, per span: keys and values (n, h, S, d_kv)
         for block in t5.decoder.block:
             attn = block.layer[1].EncDecAttention
@@ -63,7 +65,7 @@ class BeamDecoder:
         batch, beams = tokens.shape
         position = self.cache[0][0].shape[3] if self.cache else 0
         x = self.t5.decoder.embed_tokens(tokens.flatten())[:, None]                          # (B·k, 1, d)
-        bias = self.t5.decoder_self_bias(position + 1, x.device)[:, :, position:]          # (1, h, 1, t+1)
+        bias = self.t5.decoder_self_bias(position + 1, x.device)[:, :, position:].to(self.dtype)  # (1, h, 1, t+1)
         cache = []
         for i, (block, cross) in enumerate(zip(self.t5.decoder.block, self.cross_kv)):
             out, keys, values = self._self_attention(block.layer[0], x, bias, self.cache[i] if self.cache else None,

@@ -72,10 +72,11 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, bias, source: torch.Tensor | None = None,
                 layout: PackedLayout | None = None) -> torch.Tensor:
         """Padded (layout None): x (B, L, d) queries, source (B, S, d) keys and values (None: x), bias
-        (B|1, h|1, L, S). Packed: `packed_self` (source None; bias: one per length group) or
-        `packed_cross` (bias unused)."""
+        (B|1, h|1, L, S). Packed: `packed_self` (source None) or `packed_cross`, bias one per length
+        group."""
         if layout is not None:
-            return self.packed_self(x, layout, bias) if source is None else self.packed_cross(x, source, layout)
+            return (self.packed_self(x, layout, bias) if source is None
+                    else self.packed_cross(x, source, layout, bias))
         source = x if source is None else source
         return self.o(self.attend(self.split(self.q(x)), self.split(self.k(source)), self.split(self.v(source)), bias))
 
@@ -90,15 +91,17 @@ class Attention(nn.Module):
             outs.append(layout.unpad(self.attend(q, k, v, bias), group))
         return self.o(torch.cat(outs))
 
-    def packed_cross(self, x: torch.Tensor, source: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
+    def packed_cross(self, x: torch.Tensor, source: torch.Tensor, layout: PackedLayout,
+                     key_biases: list[torch.Tensor]) -> torch.Tensor:
         """Attention of padded queries x (B, t, d), row i over sequence i of the packed stream source
-        (T, d): (B, t, d). Keys and values are projected on the real tokens only."""
+        (T, d): (B, t, d), with each group's key padding bias (n_g, 1, 1, L_g). Keys and values are
+        projected on the real tokens only."""
         queries = self.split(self.q(x)).split(layout.group_sizes)                            # (n_g, h, t, d_kv)
         kv = F.linear(source, torch.cat([self.k.weight, self.v.weight]))                      # (T, 2·h·d_kv)
         outs = []
-        for group, q, padded in zip(layout.groups, queries, layout.padded(kv)):
+        for q, padded, bias in zip(queries, layout.padded(kv), key_biases):
             k, v = (self.split(part) for part in padded.chunk(2, dim=-1))
-            outs.append(self.attend(q, k, v, group.key_bias))
+            outs.append(self.attend(q, k, v, bias))
         return self.o(torch.cat(outs))
 
 
@@ -191,6 +194,10 @@ class Stack(nn.Module):
             real = (encoded_mask if encoded_mask is not None
                     else torch.ones(encoded.shape[:2], dtype=torch.bool, device=x.device))
             cross_bias = key_padding_bias(real)
+        elif encoded is not None:
+            cross_bias = [group.key_bias for group in layout.groups]
+        # cast once to the dtype of the attention's queries, not in each block
+        self_bias, cross_bias = (as_dtype(b, attention_dtype(x)) for b in (self_bias, cross_bias))
         self_layout = None if self.is_decoder else layout
         x = self.dropout(x)
         for block in self.block:
@@ -231,6 +238,17 @@ class T5(nn.Module):
         as `encode` returns them (packed with `layout`: decoder row i reads sequence i)."""
         hidden = self.decoder(self.shared(tokens), encoded=encoded, encoded_mask=mask, layout=layout)
         return self.lm_head(hidden * self.output_scale)
+
+
+def attention_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype attention's queries will have for inputs like x: autocast's where it is on."""
+    device = x.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+
+
+def as_dtype(bias, dtype: torch.dtype):
+    """An attention bias (a tensor, a list of them, or None) in `dtype`."""
+    return [b.to(dtype) for b in bias] if isinstance(bias, list) else None if bias is None else bias.to(dtype)
 
 
 def key_padding_bias(real: torch.Tensor) -> torch.Tensor:
