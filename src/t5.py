@@ -196,8 +196,13 @@ class Stack(nn.Module):
             cross_bias = key_padding_bias(real)
         elif encoded is not None:
             cross_bias = [group.key_bias for group in layout.groups]
-        # cast once to the dtype of the attention's queries, not in each block
-        self_bias, cross_bias = (as_dtype(b, attention_dtype(x)) for b in (self_bias, cross_bias))
+        # Cast once to the dtype of the attention's queries, not in each block, where no gradient flows
+        # back: the masks, and everything in evaluation. In a training step the relative position bias
+        # stays float32, so its gradient from the blocks is summed in float32.
+        dtype = attention_dtype(x)
+        cross_bias = as_dtype(cross_bias, dtype)
+        if not torch.is_grad_enabled():
+            self_bias = as_dtype(self_bias, dtype)
         self_layout = None if self.is_decoder else layout
         x = self.dropout(x)
         for block in self.block:

@@ -166,3 +166,37 @@ def test_dropout_is_active_in_packed_training():
     ours.train()
     packed = embeds[layout.rows, layout.positions]
     assert not torch.allclose(ours.encode(packed, None, layout), ours.encode(packed, None, layout))
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_under_autocast_masks_are_cast_once_and_a_training_steps_position_bias_stays_float32(packed, monkeypatch):
+    """The biases reach attention in autocast's dtype, cast once per stack, except the relative position
+    bias while gradients flow: its gradient from every block is then summed in float32 (cast in bfloat16
+    once, the sum would be rounded to bfloat16 before reaching the float32 table)."""
+    from src.t5 import Attention
+
+    ours, _ = pair()
+    embeds, mask, labels, decoder_in = inputs()
+    layout = PackedLayout.from_lengths(mask.sum(1).sort(descending=True).values, 2, torch.device("cpu")) \
+        if packed else None
+    order = mask.sum(1).argsort(descending=True, stable=True)
+    embeds, mask, decoder_in = embeds[order], mask[order], decoder_in[order]
+    stream = embeds[layout.rows, layout.positions] if packed else embeds
+    seen: list[torch.dtype] = []  # the bias dtype of each attention call, in order
+    attend = Attention.attend
+    monkeypatch.setattr(Attention, "attend", lambda self, q, k, v, bias: seen.append(bias.dtype) or attend(
+        self, q, k, v, bias))
+
+    def record(grad: bool) -> list[torch.dtype]:
+        seen.clear()
+        with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=torch.bfloat16):
+            ours.decode(decoder_in, ours.encode(stream, mask, layout), mask, layout)
+        return seen.copy()
+
+    blocks = CFG.encoder_layers * (2 if packed else 1) + CFG.decoder_layers * (1 + (2 if packed else 1))
+    evaluation = record(False)
+    assert len(evaluation) == blocks and set(evaluation) == {torch.bfloat16}
+    training = record(True)
+    # self-attention: the encoder's per group (packed), the decoder's; cross-attention: masks only
+    self_count = CFG.encoder_layers * (2 if packed else 1) + CFG.decoder_layers
+    assert training.count(torch.float32) == self_count and training.count(torch.bfloat16) == blocks - self_count
