@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from ID_generation.preprocessing.split import Split
+from src.runtime import to_device_async
 from src.t5 import PackedLayout
 from src.vocabulary import Vocabulary
 
@@ -132,8 +133,8 @@ class SequenceData:
         if history_len is not None and history_len < longest:
             raise ValueError(f"history_len={history_len} is shorter than the batch's longest history ({longest})")
         history_len = longest if history_len is None else history_len
-        users = examples.users.to(self.device, non_blocking=True)
-        lengths = examples.target_positions.to(self.device, non_blocking=True)   # (B,) history lengths
+        index = torch.stack([examples.users, examples.target_positions])              # (2, B): one copy
+        users, lengths = to_device_async(index, self.device)                          # lengths: (B,) histories
         hist = self.matrix[users, :history_len]                                       # (B, H)
         hist = torch.where(torch.arange(history_len, device=self.device) < lengths[:, None], hist, 0)
         return self._laid_out(hist, users, self.matrix[users, lengths], examples.target_positions, packing_groups)
@@ -172,7 +173,7 @@ class SequenceData:
         """The batch with its packed layout and its real history items as one stream. Sizes come from
         the history lengths on the host, so nothing waits for the device."""
         per_item, n_items = self.vocab.tokens_per_item, int(host_lengths.sum())
-        lengths = host_lengths.to(self.device, non_blocking=True)
+        lengths = to_device_async(host_lengths, self.device)
         # histories plus the user token
         token_counts = host_lengths * per_item + self.vocab.has_user_tokens
         starts = lengths.cumsum(0) - lengths

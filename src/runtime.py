@@ -17,6 +17,15 @@ def resolve_device(device_id: int) -> torch.device:
     return torch.device("cpu")
 
 
+def to_device_async(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`tensor` (host) on `device` without the host waiting: to a GPU through pinned memory, since a
+    copy from pageable memory may wait for the device's earlier work (a training step's host would
+    then wait on each step in turn)."""
+    if device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from src.runtime import to_device_async
+
 
 @dataclass(frozen=True)
 class T5Config:
@@ -317,8 +319,7 @@ class PackedLayout:
             host += [torch.where(real, offsets[start:stop, None] + torch.arange(width), total),
                      real.flatten().nonzero().squeeze(1)]
         # one host-to-device copy for all the index tensors
-        flat = torch.cat([t.flatten() for t in host])
-        flat = (flat.pin_memory() if device.type == "cuda" else flat).to(device, non_blocking=True)
+        flat = to_device_async(torch.cat([t.flatten() for t in host]), device)
         parts = list(flat.split([t.numel() for t in host]))
         groups = []
         for gather_host, gather, real in zip(host[3::2], parts[3::2], parts[4::2]):
