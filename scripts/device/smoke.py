@@ -184,8 +184,14 @@ def check_cuda_graph(device: torch.device, work: Path, compiled: bool = False) -
     dropout = runs["dropout"].trainer.step
     assert torch.isfinite(parts["dropout"]).all() and dropout.replays == step.replays, \
         f"with dropout: {parts['dropout'].tolist()}, {dropout.replays} replays"
+    # then a run's path on the same graph: epochs, validations, checkpoints and the best weights' reload
+    before = dropout.replays
+    fit = runs["dropout"].trainer.fit()
+    assert fit.steps > 0 and all(map(math.isfinite, fit.last_losses.values())) and dropout.replays > before, \
+        f"graphed fit: {fit}, {dropout.replays - before} more replays"
     return (f"{detail}; with dropout captured too, losses {parts['dropout'][-1, 0].item():.4f} "
-            f"(eager without dropout {a[-1, 0].item():.4f})")
+            f"(eager without dropout {a[-1, 0].item():.4f}); then a graphed fit of {fit.steps} steps, "
+            f"{fit.epochs} epochs validated, {dropout.replays - before} more replays")
 
 
 def check_rqvae_cuda_graph(device: torch.device, work: Path) -> str:
