@@ -26,7 +26,7 @@ from src.config import ConfigError, RunConfig, check_encoder_width, load_config
 from src.distributed import SINGLE, Processes, init_distributed, shutdown_distributed
 from src.errors import ExpectedError, report
 from src.experiment import build_experiment, eval_settings, results_table
-from src.runtime import resolve_device, seed_everything
+from src.runtime import resolve_device, seed_everything, set_matmul_precision
 from src.tracking import RunRecorder, run_logger
 from src.training import checkpoint_path
 
@@ -57,6 +57,7 @@ def _run_stages(cfg: RunConfig, device, recorder: RunRecorder, processes: Proces
     with processes.main_first():
         split, embeddings, sids = _prepare(cfg, device, recorder)
     if cfg.runs_stage("train"):
+        set_matmul_precision(cfg.model.trainer.float32_matmul_precision)  # after the RQ-VAE: training and evaluation
         experiment = build_experiment(cfg, split, sids.ids, embeddings.vectors, device, recorder, processes)
         with recorder.stage("train"):
             result = experiment.trainer.fit()

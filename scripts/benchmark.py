@@ -42,7 +42,7 @@ from src.errors import first_line  # noqa: E402
 from src.evaluation import autocast  # noqa: E402
 from src.experiment import build_experiment  # noqa: E402
 from src.retrieval import DENSE, GENRET, UNI  # noqa: E402
-from src.runtime import resolve_device  # noqa: E402
+from src.runtime import resolve_device, set_matmul_precision  # noqa: E402
 from src.tracking import RunRecorder  # noqa: E402
 
 BEAUTY_SHAPE = GeneratorConfig(seed=0, n_users=22363, n_groups=560, items_per_group=20, cold_items_per_group=1,
@@ -131,12 +131,13 @@ def config(args, work: Path, method: str, variant: str | None = None):
 
     implementation = "transformers" if variant == "transformers" else "compact" if variant else None
     # the baseline runs eager, as published; the compact path as a run would (compiled on a GPU)
-    compile_ = {"transformers": "false", "graphed": "false", "compiled_graphed": "true"}.get(
+    compile_ = {"transformers": "false", "graphed": "false", "graphed_tf32": "false", "compiled_graphed": "true"}.get(
         variant, "false" if args.no_compile else None)
     overrides = [f"method={method}", "logging.mode=disabled", f"output_path={work}/run_{method}_{variant}",
                  *([f"dataset.TIGER.T5.implementation={implementation}"] if implementation else []),
                  *([f"dataset.TIGER.trainer.compile={compile_}"] if compile_ else []),
                  *(["dataset.TIGER.trainer.cuda_graphs=true"] if variant in GRAPHED else []),
+                 *(["dataset.TIGER.trainer.float32_matmul_precision=high"] if variant == "graphed_tf32" else []),
                  *(["dataset.TIGER.T5.packing_groups=0"] if variant == "padded" else []),
                  *([f"dataset.TIGER.trainer.eval_batch_size={args.eval_batch_size[0]}"] if args.eval_batch_size
                    else []),
@@ -203,10 +204,11 @@ def bench_rqvae(cfg, embeddings, split, device: torch.device, results: dict, epo
 
 # the variants timed side by side: the compact T5 (as a run trains it), `transformers`' (published),
 # on a GPU the compact T5 on padded batches (is packing worth its extra kernels there?), the compact
-# step captured as a CUDA graph, and with --compile-graphed that step compiled for its one shape first
+# step captured as a CUDA graph, the same with TF32 float32 products (LIGER's text projection of every
+# item), and with --compile-graphed that step compiled for its one shape first
 VARIANT_SUFFIX = {"compact": "", "transformers": "_transformers", "padded": "_padded", "graphed": "_graphed",
-                  "compiled_graphed": "_compiled_graphed"}
-GRAPHED = ("graphed", "compiled_graphed")
+                  "graphed_tf32": "_graphed_tf32", "compiled_graphed": "_compiled_graphed"}
+GRAPHED = ("graphed", "graphed_tf32", "compiled_graphed")
 STAGES = ("encoder", "rqvae", "train", "eval")
 
 
@@ -294,6 +296,7 @@ def bench_training(exps: dict, name: str, batch_size: int, args, device: torch.d
     tokens, flops = results[f"train_real_tokens_per_batch_{name}"], results[f"train_gflop_per_step_{name}"] * 1e9
     for variant, run in exps.items():
         suffix = VARIANT_SUFFIX[variant]
+        set_matmul_precision(run.trainer.cfg.float32_matmul_precision)  # process-wide: as this variant's run
         results[f"loss_{name}{suffix}"] = first_batch_loss(run, batch_size)
         try:
             warmup_s, steps_s = train_step_seconds(run, batch_size, args, device)
@@ -315,8 +318,9 @@ def bench_training(exps: dict, name: str, batch_size: int, args, device: torch.d
         first = next(iter(run.data.shuffled(run.trainer.examples, batch_size, torch.Generator().manual_seed(0))))
         results[f"profile_train_{name}{suffix}"] = profiled(functools.partial(run.trainer.train_step, first), device)
         save_results(results, args.out, device)
+    set_matmul_precision("highest")
     baseline = results.get(f"train_ms_{name}_transformers")
-    for suffix in ("", "_graphed", "_compiled_graphed"):
+    for suffix in ("", "_graphed", "_graphed_tf32", "_compiled_graphed"):
         if baseline and f"train_ms_{name}{suffix}" in results:
             results[f"train_speedup_{name}{suffix}"] = baseline / results[f"train_ms_{name}{suffix}"]
     rss = current_rss_mb()  # after the variants trained: resident memory above the framework's
@@ -407,7 +411,7 @@ def main() -> None:
             bench_rqvae(cfg, embeddings, split, device, results, 20, graphed=True)
             save()
         # both methods' graphed steps before either compiles, so that a long compilation costs no other figure
-        for variant in ("graphed", "compiled_graphed") if args.compile_graphed else ("graphed",):
+        for variant in ("graphed", "graphed_tf32", *(["compiled_graphed"] if args.compile_graphed else [])):
             for method in ("base", "setting") if not cpu and "train" in args.only else ():
                 bench_method(args, work, method, split, sids, embeddings, device, results, variants=(variant,))
                 save()

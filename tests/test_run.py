@@ -110,6 +110,33 @@ def test_end_to_end_each_method_reports_its_metrics(embedded_run, tmp_path, meth
     assert (tmp_path / "run" / "ckpt.pt").exists() and (tmp_path / "run" / "ckpt_best.pt").exists()
 
 
+def test_float32_matmul_precision_applies_to_training_and_evaluation_only(embedded_run, tmp_path, monkeypatch):
+    """`trainer.float32_matmul_precision=high` (TF32 on a GPU): set for training and the test, not before
+    the RQ-VAE (whose cached codes it must not change)."""
+    import torch
+
+    import run
+
+    tmp, _ = embedded_run
+    seen = {}
+    semantic_ids_stage = run.semantic_ids_stage
+
+    def recording(*args, **kwargs):
+        seen["rqvae"] = torch.get_float32_matmul_precision()
+        return semantic_ids_stage(*args, **kwargs)
+
+    monkeypatch.setattr(run, "semantic_ids_stage", recording)
+    try:
+        recorder = run_pipeline(load(*_overrides(tmp, *E2E, f"dataset.RQ-VAE.cache_dir={tmp}/ids",
+                                                 "dataset.TIGER.trainer.float32_matmul_precision=high"),
+                                     f"output_path={tmp_path}/run"))
+        seen["after"] = torch.get_float32_matmul_precision()
+    finally:
+        torch.set_float32_matmul_precision("highest")  # process-wide: the other tests' default
+    assert seen == {"rqvae": "highest", "after": "high"}
+    assert "genret_in_test/Recall@10" in json.loads(recorder.path.read_text())
+
+
 def test_too_few_beams_fails_before_any_stage(tmp_path):
     out = _cli(*_overrides(tmp_path, "evaluation.num_beams=5"))
     assert out.returncode == 2 and "evaluation.num_beams" in out.stderr
