@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -26,7 +27,7 @@ from src.config import ConfigError, RunConfig, check_encoder_width, load_config
 from src.distributed import SINGLE, Processes, init_distributed, shutdown_distributed
 from src.errors import ExpectedError, report
 from src.experiment import build_experiment, eval_settings, results_table
-from src.runtime import resolve_device, seed_everything, set_matmul_precision
+from src.runtime import resolve_device, seed_everything
 from src.tracking import RunRecorder, run_logger
 from src.training import checkpoint_path
 
@@ -57,7 +58,8 @@ def _run_stages(cfg: RunConfig, device, recorder: RunRecorder, processes: Proces
     with processes.main_first():
         split, embeddings, sids = _prepare(cfg, device, recorder)
     if cfg.runs_stage("train"):
-        set_matmul_precision(cfg.model.trainer.float32_matmul_precision)  # after the RQ-VAE: training and evaluation
+        # process-wide, after the RQ-VAE: the float32 products of training and evaluation
+        torch.set_float32_matmul_precision(cfg.model.trainer.float32_matmul_precision)
         experiment = build_experiment(cfg, split, sids.ids, embeddings.vectors, device, recorder, processes)
         with recorder.stage("train"):
             result = experiment.trainer.fit()

@@ -42,7 +42,7 @@ from src.errors import first_line  # noqa: E402
 from src.evaluation import autocast  # noqa: E402
 from src.experiment import build_experiment  # noqa: E402
 from src.retrieval import DENSE, GENRET, UNI  # noqa: E402
-from src.runtime import resolve_device, set_matmul_precision  # noqa: E402
+from src.runtime import resolve_device  # noqa: E402
 from src.tracking import RunRecorder  # noqa: E402
 
 BEAUTY_SHAPE = GeneratorConfig(seed=0, n_users=22363, n_groups=560, items_per_group=20, cold_items_per_group=1,
@@ -261,9 +261,10 @@ def bench_method(args, work, method: str, split, sids, embeddings, device, resul
                  variants: tuple[str, ...] = ("compact", "transformers")) -> None:
     """Training step and evaluation of `variants` (VARIANT_SUFFIX) side by side, on the same weights,
     batches and examples: keys `train_ms_{tiger|liger}`, `{tiger|liger}_eval_*` for the compact T5
-    (packed batches), the same with `_transformers` for the baseline (padded batches), and with
-    ("graphed",) on a GPU `train_ms_{tiger|liger}_graphed`, the compact step as a CUDA graph
-    (training only; measured after everything else, so that a failed capture costs no other figure)."""
+    (packed batches), the same with `_transformers` for the baseline (padded batches), and with one
+    of GRAPHED on a GPU `train_ms_{tiger|liger}_graphed` (or `_graphed_tf32`, `_compiled_graphed`): the
+    compact step as a CUDA graph (training only; measured after everything else, so that a failed
+    capture costs no other figure)."""
     name = "liger" if method == "setting" else "tiger"
     exps = {variant: build_experiment(config(args, work, method, variant), split, sids, embeddings, device,
                                       RunRecorder(work / f"run_{method}_{variant}")) for variant in variants}
@@ -296,7 +297,7 @@ def bench_training(exps: dict, name: str, batch_size: int, args, device: torch.d
     tokens, flops = results[f"train_real_tokens_per_batch_{name}"], results[f"train_gflop_per_step_{name}"] * 1e9
     for variant, run in exps.items():
         suffix = VARIANT_SUFFIX[variant]
-        set_matmul_precision(run.trainer.cfg.float32_matmul_precision)  # process-wide: as this variant's run
+        torch.set_float32_matmul_precision(run.trainer.cfg.float32_matmul_precision)  # process-wide, as a run sets it
         results[f"loss_{name}{suffix}"] = first_batch_loss(run, batch_size)
         try:
             warmup_s, steps_s = train_step_seconds(run, batch_size, args, device)
@@ -318,7 +319,7 @@ def bench_training(exps: dict, name: str, batch_size: int, args, device: torch.d
         first = next(iter(run.data.shuffled(run.trainer.examples, batch_size, torch.Generator().manual_seed(0))))
         results[f"profile_train_{name}{suffix}"] = profiled(functools.partial(run.trainer.train_step, first), device)
         save_results(results, args.out, device)
-    set_matmul_precision("highest")
+    torch.set_float32_matmul_precision("highest")
     baseline = results.get(f"train_ms_{name}_transformers")
     for suffix in ("", "_graphed", "_graphed_tf32", "_compiled_graphed"):
         if baseline and f"train_ms_{name}{suffix}" in results:

@@ -170,7 +170,7 @@ class TrainerConfig:
     time_budget_min: float | None = key(lo=0.0, lo_open=True)
     compile: bool | None = key(auto=True)  # torch.compile the training forward; None (`auto`): on a GPU only
     cuda_graphs: bool = key()  # the training step captured as one CUDA graph (padded batches; one GPU)
-    float32_matmul_precision: str = key(choices=("highest", "high", "medium"))  # float32 products: runtime.py
+    float32_matmul_precision: str = key(choices=("highest", "high", "medium"))  # float32 products (run.py)
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,11 @@ class Examples:
     def __len__(self) -> int:
         return len(self.users)
 
+    @property
+    def longest_history(self) -> int:
+        """The longest history among the examples (at least 1: a batch has one slot), read on the host."""
+        return max(int(self.target_positions.max()), 1)
+
     def subset(self, index: torch.Tensor | slice) -> Examples:
         """The examples selected by a boolean mask, an index tensor or a slice."""
         return Examples(self.users[index], self.target_positions[index])
@@ -129,7 +134,7 @@ class SequenceData:
         (attention in that many length groups): the same examples, whose losses are means."""
         if packing_groups > 0:
             examples = examples.subset(torch.argsort(examples.target_positions, descending=True, stable=True))
-        longest = max(int(examples.target_positions.max()), 1)
+        longest = examples.longest_history
         if history_len is not None and history_len < longest:
             raise ValueError(f"history_len={history_len} is shorter than the batch's longest history ({longest})")
         history_len = longest if history_len is None else history_len

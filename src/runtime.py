@@ -26,13 +26,6 @@ def to_device_async(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     return tensor.to(device, non_blocking=True)
 
 
-def set_matmul_precision(precision: str) -> None:
-    """`dataset.TIGER.trainer.float32_matmul_precision`, process-wide, for the training and evaluation
-    stages: float32 matrix products at full precision (`highest`, published) or, on a GPU, through
-    TF32 tensor cores (`high`) or bfloat16 (`medium`). Autocast's bfloat16 products are unaffected."""
-    torch.set_float32_matmul_precision(precision)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)

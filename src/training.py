@@ -98,7 +98,7 @@ class Trainer:
         self.cuda_graphs = graphs = self._uses_cuda_graphs()
         # a CUDA graph replays fixed shapes: padded batches, all as long as the longest training history
         self.packing_groups = 0 if graphs else model.packing_groups
-        self.history_len = max(int(self.examples.target_positions.max()), 1) if graphs else None
+        self.history_len = self.examples.longest_history if graphs else None
         # `auto` compiles on a GPU, but not a graphed step (opt-in: compiled for its one padded shape)
         self.compiled = cfg.compile if cfg.compile is not None else self.device.type == "cuda" and not graphs
         if self.compiled:

@@ -39,7 +39,7 @@ def batches(data: SequenceData, sizes: list[int], history_len: int):
 
 def test_warm_up_then_one_capture_then_replays_and_other_shapes_eager():
     model, data, _, _ = tiny()
-    history_len = int(data.train_examples().target_positions.max())
+    history_len = data.train_examples().longest_history
     steps = []
     graphed = Recorded(lambda batch, weight: steps.append(len(batch)) or torch.zeros(4), torch.optim.AdamW(
         model.parameters()), torch.device("cuda"), batch_size=4, warmup=2)
@@ -53,7 +53,7 @@ def test_warm_up_then_one_capture_then_replays_and_other_shapes_eager():
 
 def test_a_signature_covers_every_shape_and_the_loss_weight():
     model, data, _, _ = tiny()
-    history_len = int(data.train_examples().target_positions.max())
+    history_len = data.train_examples().longest_history
     a, b, c = batches(data, [4, 4, 3], history_len)
     assert batch_signature(a, 1.0) == batch_signature(b, 1.0) != batch_signature(c, 1.0)
     assert batch_signature(a, 1.0) != batch_signature(a, 0.5)
@@ -84,7 +84,7 @@ def test_a_compiled_graphed_step_compiles_once_for_the_padded_shape_and_runs_oth
         return graph_module.forward
 
     model, data, _, _ = tiny()
-    history_len = int(data.train_examples().target_positions.max())
+    history_len = data.train_examples().longest_history
     sizes = [4, 4, 4, 3, 4]
     with torch.no_grad():
         eager_losses = [float(model(batch).loss) for batch in batches(data, sizes, history_len)]

@@ -284,8 +284,7 @@ def main() -> None:
     code, wall = run_boxed(prepare, min(profile.rqvae_budget_s * 2 + 90, left()), out / "device.log", env)
     if code != 0 and rqvae["cuda_graphs"]:  # the graphed RQ-VAE failed: once more, eager, or no run has codes
         log(f"prepare with the RQ-VAE as a CUDA graph: {'killed' if code is None else f'exit {code}'}; again, eager")
-        rqvae = {"epochs": rqvae_plan({k: v for k, v in bench.items() if "graphed" not in k}, profile)["epochs"],
-                 "cuda_graphs": False}
+        rqvae = rqvae_plan({k: v for k, v in bench.items() if k != "rqvae_s_per_epoch_graphed"}, profile)
         prepare = [py, "run.py", *run_overrides(profile, work, "liger", rqvae, None)]
         code, more = run_boxed(prepare, min(profile.rqvae_budget_s * 2 + 90, left()), out / "device.log", env)
         wall += more
