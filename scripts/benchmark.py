@@ -131,14 +131,15 @@ def config(args, work: Path, method: str, variant: str | None = None):
 
     implementation = "transformers" if variant == "transformers" else "compact" if variant else None
     # the baseline runs eager, as published; the compact path as a run would (compiled on a GPU)
-    compile_ = {"transformers": "false", "graphed": "false", "graphed_tf32": "false", "compiled_graphed": "true"}.get(
+    compile_ = {"transformers": "false", "graphed": "false", "graphed_padded": "false", "graphed_tf32": "false",
+                "compiled_graphed": "true"}.get(
         variant, "false" if args.no_compile else None)
     overrides = [f"method={method}", "logging.mode=disabled", f"output_path={work}/run_{method}_{variant}",
                  *([f"dataset.TIGER.T5.implementation={implementation}"] if implementation else []),
                  *([f"dataset.TIGER.trainer.compile={compile_}"] if compile_ else []),
                  *(["dataset.TIGER.trainer.cuda_graphs=true"] if variant in GRAPHED else []),
                  *(["dataset.TIGER.trainer.float32_matmul_precision=high"] if variant == "graphed_tf32" else []),
-                 *(["dataset.TIGER.T5.packing_groups=0"] if variant == "padded" else []),
+                 *(["dataset.TIGER.T5.packing_groups=0"] if variant in ("padded", "graphed_padded") else []),
                  *([f"dataset.TIGER.trainer.eval_batch_size={args.eval_batch_size[0]}"] if args.eval_batch_size
                    else []),
                  f"dataset.processed_data_path={work}/processed", f"dataset.RQ-VAE.cache_dir={work}/ids"]
@@ -204,11 +205,14 @@ def bench_rqvae(cfg, embeddings, split, device: torch.device, results: dict, epo
 
 # the variants timed side by side: the compact T5 (as a run trains it), `transformers`' (published),
 # on a GPU the compact T5 on padded batches (is packing worth its extra kernels there?), the compact
-# step captured as a CUDA graph, the same with TF32 float32 products (LIGER's text projection of every
-# item), and with --compile-graphed that step compiled for its one shape first
+# step captured as a CUDA graph (batches in length groups of fixed widths), the same on batches padded
+# to the longest history (one shape: fewer kernels, more padding), the grouped one with TF32 float32
+# products (LIGER's text projection of every item), and with --compile-graphed compiled for its one
+# shape first
 VARIANT_SUFFIX = {"compact": "", "transformers": "_transformers", "padded": "_padded", "graphed": "_graphed",
-                  "graphed_tf32": "_graphed_tf32", "compiled_graphed": "_compiled_graphed"}
-GRAPHED = ("graphed", "graphed_tf32", "compiled_graphed")
+                  "graphed_padded": "_graphed_padded", "graphed_tf32": "_graphed_tf32",
+                  "compiled_graphed": "_compiled_graphed"}
+GRAPHED = ("graphed", "graphed_padded", "graphed_tf32", "compiled_graphed")
 STAGES = ("encoder", "rqvae", "train", "eval")
 
 
@@ -243,6 +247,20 @@ def step_flops(exp, batch_size: int) -> float:
         exp.model.forward(exp.data.batch(chunk, exp.model.packing_groups)).loss.backward()
     exp.model.zero_grad(set_to_none=True)
     return float(counter.get_total_flops())
+
+
+def graph_counts(trainer, key: str, results: dict) -> None:
+    """A graphed step's replays and eager steps (warm-up, smaller or non-fitting batches) over the
+    benchmark's steps, and its batch sizes: `train_encoder_tokens_*` encoder positions a batch computes
+    on (padded: B × S; length groups: Σ n_g × W_g) and, for length groups, their widths in items."""
+    step = trainer.step
+    results[f"train_graph_replays_{key}"], results[f"train_graph_eager_steps_{key}"] = step.replays, step.eager_steps
+    batch = step.static_batch
+    if batch is not None:
+        layout = batch.layout
+        results[f"train_encoder_tokens_{key}"] = batch.tokens.numel() if layout is None else len(layout.rows)
+    if trainer.group_widths is not None:
+        results[f"train_group_widths_{key}"] = list(trainer.group_widths)
 
 
 def train_step_seconds(exp, batch_size: int, args, device: torch.device) -> tuple[float, list[float]]:
@@ -316,12 +334,14 @@ def bench_training(exps: dict, name: str, batch_size: int, args, device: torch.d
         results[f"train_seqs_per_s_{name}{suffix}"] = batch_size / step_s
         results[f"train_tokens_per_s_{name}{suffix}"] = tokens / step_s
         results[f"train_tflops_{name}{suffix}"] = flops / step_s / 1e12
+        if isinstance(run.trainer.step, GraphedStep):  # how many of its steps replayed, and the shapes
+            graph_counts(run.trainer, f"{name}{suffix}", results)
         first = next(iter(run.data.shuffled(run.trainer.examples, batch_size, torch.Generator().manual_seed(0))))
         results[f"profile_train_{name}{suffix}"] = profiled(functools.partial(run.trainer.train_step, first), device)
         save_results(results, args.out, device)
     torch.set_float32_matmul_precision("highest")
     baseline = results.get(f"train_ms_{name}_transformers")
-    for suffix in ("", "_graphed", "_graphed_tf32", "_compiled_graphed"):
+    for suffix in ("", "_graphed", "_graphed_padded", "_graphed_tf32", "_compiled_graphed"):
         if baseline and f"train_ms_{name}{suffix}" in results:
             results[f"train_speedup_{name}{suffix}"] = baseline / results[f"train_ms_{name}{suffix}"]
     rss = current_rss_mb()  # after the variants trained: resident memory above the framework's
@@ -382,7 +402,7 @@ def main() -> None:
     cpu = device.type == "cpu"
     args.data = args.data or ("beauty" if (Path(args.raw) / "amazon" / "reviews_Beauty_5.json.gz").exists()
                               else "generated")
-    args.steps, args.warmup = (3, 1) if args.tiny else (5, 2) if cpu else (50, 10)
+    args.steps, args.warmup = (3, 1) if args.tiny else (5, 2) if cpu else (30, 5)
     args.eval_examples = 64 if args.tiny else 256 if cpu else 4096
     results = {"device": torch.cuda.get_device_name(device) if not cpu else platform.processor() or "cpu",
                "torch": torch.__version__, "data": "tiny" if args.tiny else args.data,
@@ -412,7 +432,8 @@ def main() -> None:
             bench_rqvae(cfg, embeddings, split, device, results, 20, graphed=True)
             save()
         # both methods' graphed steps before either compiles, so that a long compilation costs no other figure
-        for variant in ("graphed", "graphed_tf32", *(["compiled_graphed"] if args.compile_graphed else [])):
+        for variant in ("graphed", "graphed_padded", "graphed_tf32",
+                        *(["compiled_graphed"] if args.compile_graphed else [])):
             for method in ("base", "setting") if not cpu and "train" in args.only else ():
                 bench_method(args, work, method, split, sids, embeddings, device, results, variants=(variant,))
                 save()

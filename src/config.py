@@ -169,7 +169,9 @@ class TrainerConfig:
     # stop after the epoch that runs past this many minutes; None: no limit
     time_budget_min: float | None = key(lo=0.0, lo_open=True)
     compile: bool | None = key(auto=True)  # torch.compile the training forward; None (`auto`): on a GPU only
-    cuda_graphs: bool = key()  # the training step captured as one CUDA graph (padded batches; one GPU)
+    # the training step captured as one CUDA graph (one GPU; batches in fixed-width length groups, or
+    # padded to one shape where packing_groups is 0)
+    cuda_graphs: bool = key()
     float32_matmul_precision: str = key(choices=("highest", "high", "medium"))  # float32 products (run.py)
 
 

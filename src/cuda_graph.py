@@ -6,11 +6,14 @@ waits on the host (measured on an H200: about 110–130 ms a step eager, for wel
 arithmetic). Captured once as a CUDA graph, forward, backward, gradient clipping and the fused AdamW
 update replay as one launch. A graph replays fixed shapes at fixed addresses, so:
 
-- batches are padded to one history length (`SequenceData.batch(..., history_len=...)`), and each
-  batch's tensors are copied into the captured batch's before a replay;
+- batches have sizes fixed by the config: padded to one history length (`SequenceData.batch(...,
+  history_len=...)`), or in length groups of fixed widths (`group_widths`: sorted by history length,
+  each group padded to a width that held every batch of the run's first epochs); each batch's tensors
+  are copied into the captured batch's before a replay;
 - the learning rate the scheduler sets on the host is copied into a device tensor the captured AdamW
   reads (the optimiser's `capturable` mode), so the schedule goes on as in an eager run;
-- a batch of another shape (the epoch's last, smaller one) runs the same step eagerly, also where the
+- a batch of another shape (the epoch's last, smaller one; a batch whose histories exceed the group
+  widths, laid out packed instead) runs the same step eagerly, also where the
   model is compiled (`trainer.compile=true`: compiled for the captured shape alone, so inductor's
   fused kernels replay; the other shape would otherwise cost a second compilation).
 
@@ -21,11 +24,12 @@ the graph draws its dropout masks from the same generator, but need not draw the
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
 from src.data import Batch
+from src.errors import first_line
 
 StepFn = Callable[[Batch, float], torch.Tensor]
 
@@ -56,17 +60,37 @@ def capture(fn: Callable[[], torch.Tensor],
     return graph, out
 
 
+def batch_leaves(obj, path: str = "batch") -> Iterator[tuple[str, object]]:
+    """(path, value) of everything a batch holds, its layout's tensors and sizes included."""
+    if dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            yield from batch_leaves(getattr(obj, f.name), f"{path}.{f.name}")
+    elif isinstance(obj, (tuple, list)):
+        for i, value in enumerate(obj):
+            yield from batch_leaves(value, f"{path}[{i}]")
+    else:
+        yield path, obj
+
+
 def batch_signature(batch: Batch, weight: float) -> tuple:
-    """What a captured step is specific to: every tensor's shape and dtype, and the loss weight."""
-    tensors = tuple((f.name, tuple(v.shape), v.dtype) for f in dataclasses.fields(batch)
-                    if isinstance(v := getattr(batch, f.name), torch.Tensor))
-    return tensors, weight
+    """What a captured step is specific to: every tensor's shape and dtype, every other value of the
+    batch (a fixed-width layout's spans), and the loss weight."""
+    leaves = tuple((path, tuple(v.shape), v.dtype) if isinstance(v, torch.Tensor) else (path, v)
+                   for path, v in batch_leaves(batch))
+    return leaves, weight
+
+
+def graphable(batch: Batch) -> bool:
+    """Whether a batch's sizes are fixed by the batch size and the config (padded to one history length,
+    or a fixed-width layout), not by its histories: the batches a graph is captured for."""
+    return batch.layout is None or batch.layout.fixed_width
 
 
 class GraphedStep:
     """`step(batch, weight) -> (k,) tensor` replayed from one CUDA graph for batches of `batch_size`
-    examples, eager for any other batch. `optimizer` is the AdamW that `step` updates (made capturable
-    when the graph is captured). Counts: `replays`, `eager_steps`."""
+    examples whose sizes the config fixes (`graphable`), eager for any other batch, and for every batch
+    after a failed capture (`capture_error`). `optimizer` is the AdamW that `step` updates (made
+    capturable when the graph is captured). Counts: `replays`, `eager_steps`."""
 
     def __init__(self, step: StepFn, optimizer: torch.optim.Optimizer, device: torch.device, batch_size: int,
                  warmup: int = 3):
@@ -81,21 +105,33 @@ class GraphedStep:
         self.static_out: torch.Tensor | None = None
         self.held: list[torch.Tensor] = []  # the captured gradients: alive while the graph writes them
         self.replays = self.eager_steps = 0
+        self.capture_error: str | None = None  # why capturing failed, where it did (training went on eager)
 
     def __call__(self, batch: Batch, weight: float) -> torch.Tensor:
-        if batch.layout is not None:
-            raise ValueError("a CUDA graph needs padded batches (packing_groups=0)")
         signature = batch_signature(batch, weight)
         if self.graph is not None and signature == self.signature:
             return self._replay(batch)
-        if self.graph is None and len(batch) == self.batch_size:
+        if self.graph is None and self.capture_error is None and len(batch) == self.batch_size and graphable(batch):
             if self.warmup_left > 0:
                 self.warmup_left -= 1
                 return self._eager_on_side_stream(batch, weight)
-            return self._capture(batch, weight, signature)
+            try:
+                return self._capture(batch, weight, signature)
+            except Exception as exc:  # noqa: BLE001  any capture failure: the step still runs, eagerly
+                self._give_up_capturing(exc)
         self.eager_steps += 1
         with torch.compiler.set_stance("force_eager"):  # a compiled model runs its forward as written
             return self.step(batch, weight)
+
+    def _give_up_capturing(self, exc: Exception) -> None:
+        """After a failed capture (nothing of the step ran: recording runs nothing), every step runs
+        eagerly; the reason is kept in `capture_error` and printed."""
+        self.capture_error = first_line(exc)
+        self.graph = None
+        for group in self.optimizer.param_groups:
+            group["capturable"] = False
+        print(f"warning: capturing the training step as a CUDA graph failed ({self.capture_error}); training "
+              "goes on eager. Set dataset.TIGER.trainer.cuda_graphs=false to skip capturing.", flush=True)
 
     def _eager_on_side_stream(self, batch: Batch, weight: float) -> torch.Tensor:
         """A real eager step, on a side stream as CUDA graphs want their warm-up iterations."""
@@ -125,10 +161,9 @@ class GraphedStep:
             lr.fill_(float(group["lr"]))
 
     def _replay(self, batch: Batch) -> torch.Tensor:
-        for f in dataclasses.fields(batch):
-            value = getattr(batch, f.name)
+        for (_, static), (_, value) in zip(batch_leaves(self.static_batch), batch_leaves(batch)):
             if isinstance(value, torch.Tensor):
-                getattr(self.static_batch, f.name).copy_(value, non_blocking=True)
+                static.copy_(value, non_blocking=True)
         self._set_lrs()
         self.graph.replay()
         self.replays += 1

@@ -10,14 +10,14 @@ tokens lie in one stream (`src/t5.py`, PackedLayout) and its real history items.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from ID_generation.preprocessing.split import Split
 from src.runtime import to_device_async
-from src.t5 import PackedLayout
+from src.t5 import PackedLayout, group_bounds
 from src.vocabulary import Vocabulary
 
 
@@ -73,6 +73,12 @@ class Examples:
         """The longest history among the examples (at least 1: a batch has one slot), read on the host."""
         return max(int(self.target_positions.max()), 1)
 
+    def group_longest(self, n_groups: int) -> list[int]:
+        """The longest history of each length group of a packed batch of these examples (sorted longest
+        first, in min(n_groups, len) equal-count groups)."""
+        lengths = self.target_positions.sort(descending=True).values
+        return [int(lengths[start]) for start in group_bounds(len(self), n_groups)[:-1]]
+
     def subset(self, index: torch.Tensor | slice) -> Examples:
         """The examples selected by a boolean mask, an index tensor or a slice."""
         return Examples(self.users[index], self.target_positions[index])
@@ -124,25 +130,47 @@ class SequenceData:
         """One epoch of `examples` in random batches (the permutation drawn on the CPU generator)."""
         return examples.subset(torch.randperm(len(examples), generator=generator)).chunks(batch_size)
 
+    def group_widths(self, examples: Examples, batch_size: int, n_groups: int, generator: torch.Generator,
+                     epochs: int) -> list[int]:
+        """(n_groups,) history lengths: each length group's longest over the full batches of `epochs`
+        epochs drawn as `shuffled` draws them from `generator` (which this advances; pass a copy), the
+        fixed widths of a graphed step's batches (`batch(..., group_widths=...)`), non-increasing."""
+        n_full = len(examples) // batch_size
+        if n_full == 0:
+            return [examples.longest_history] * n_groups
+        starts = torch.tensor(group_bounds(batch_size, n_groups)[:-1])
+        widths = torch.ones(len(starts), dtype=torch.long)
+        for _ in range(epochs):
+            order = torch.randperm(len(examples), generator=generator)[:n_full * batch_size]
+            lengths = examples.target_positions[order].view(n_full, batch_size).sort(dim=1, descending=True).values
+            widths = torch.maximum(widths, lengths[:, starts].amax(dim=0))
+        return widths.tolist()
+
     # -- batches ------------------------------------------------------------------------------
 
-    def batch(self, examples: Examples, packing_groups: int = 0, history_len: int | None = None) -> Batch:
+    def batch(self, examples: Examples, packing_groups: int = 0, history_len: int | None = None,
+              group_widths: Sequence[int] | None = None) -> Batch:
         """Gather histories and targets of `examples` and lay out their encoder inputs, trimmed to the
         batch's longest history (padding beyond it would only cost compute), or padded to `history_len`
         slots (fixed shapes, for a step captured as a CUDA graph). With `packing_groups` > 0 the examples
         are sorted longest history first (stable) and the batch also carries their packed layout
-        (attention in that many length groups): the same examples, whose losses are means."""
+        (attention in that many length groups): the same examples, whose losses are means. With
+        `group_widths` (history lengths, one per group, each at least its group's longest) the layout is
+        fixed-width: group g's histories padded to group_widths[g] items (see `fits_groups`)."""
         if packing_groups > 0:
             examples = examples.subset(torch.argsort(examples.target_positions, descending=True, stable=True))
         longest = examples.longest_history
         if history_len is not None and history_len < longest:
             raise ValueError(f"history_len={history_len} is shorter than the batch's longest history ({longest})")
         history_len = longest if history_len is None else history_len
+        if group_widths is not None:  # the padded tensors hold the widest group's slots
+            history_len = max(history_len, *group_widths)
         index = torch.stack([examples.users, examples.target_positions])              # (2, B): one copy
         users, lengths = to_device_async(index, self.device)                          # lengths: (B,) histories
         hist = self.matrix[users, :history_len]                                       # (B, H)
         hist = torch.where(torch.arange(history_len, device=self.device) < lengths[:, None], hist, 0)
-        return self._laid_out(hist, users, self.matrix[users, lengths], examples.target_positions, packing_groups)
+        return self._laid_out(hist, users, self.matrix[users, lengths], examples.target_positions, packing_groups,
+                              group_widths)
 
     def history_batch(self, history: torch.Tensor, user: int = 0, packing_groups: int = 0) -> Batch:
         """A batch of one input that is no example of the split: `history` (H,) 1-based item ids, oldest
@@ -155,7 +183,7 @@ class SequenceData:
                               packing_groups)
 
     def _laid_out(self, hist: torch.Tensor, users: torch.Tensor, targets: torch.Tensor, host_lengths: torch.Tensor,
-                  packing_groups: int) -> Batch:
+                  packing_groups: int, group_widths: Sequence[int] | None = None) -> Batch:
         """The batch of histories hist (B, H) (0 after each history's end; longest first when packed)
         of `users` (B,) with `targets` (B,); host_lengths: (B,) the history lengths, on the host."""
         history_len, per_item = hist.shape[1], self.vocab.tokens_per_item
@@ -172,17 +200,26 @@ class SequenceData:
             real = torch.cat([torch.ones_like(user, dtype=torch.bool), real], dim=1)
         batch = Batch(history=hist, tokens=tokens, mask=real, items=items, slots=slots * real, levels=levels * real,
                       last=real.sum(dim=1) - 1, labels=self.token_table[targets], targets=targets)
-        return self._packed(batch, host_lengths, packing_groups) if packing_groups > 0 else batch
+        return self._packed(batch, host_lengths, packing_groups, group_widths) if packing_groups > 0 else batch
 
-    def _packed(self, batch: Batch, host_lengths: torch.Tensor, groups: int) -> Batch:
-        """The batch with its packed layout and its real history items as one stream. Sizes come from
-        the history lengths on the host, so nothing waits for the device."""
-        per_item, n_items = self.vocab.tokens_per_item, int(host_lengths.sum())
-        lengths = to_device_async(host_lengths, self.device)
-        # histories plus the user token
-        token_counts = host_lengths * per_item + self.vocab.has_user_tokens
-        starts = lengths.cumsum(0) - lengths
-        rows = torch.repeat_interleave(torch.arange(len(lengths), device=self.device), lengths, output_size=n_items)
-        slots = torch.arange(n_items, device=self.device) - starts.repeat_interleave(lengths, output_size=n_items)
-        return dataclasses.replace(batch, layout=PackedLayout.from_lengths(token_counts, groups, self.device),
-                                   history_items=batch.history[rows, slots], history_starts=starts)
+    def _packed(self, batch: Batch, host_lengths: torch.Tensor, groups: int,
+                group_widths: Sequence[int] | None = None) -> Batch:
+        """The batch with its packed layout and its history items as one stream: the real ones, or with
+        `group_widths` each row's first group_widths[g] slots (0 past its history). Sizes come from the
+        history lengths on the host, so nothing waits for the device."""
+        per_item, user = self.vocab.tokens_per_item, self.vocab.has_user_tokens
+        token_counts = host_lengths * per_item + user  # histories plus the user token
+        if group_widths is None:
+            layout = PackedLayout.from_lengths(token_counts, groups, self.device)
+            slots_taken = host_lengths
+        else:
+            layout = PackedLayout.from_lengths(token_counts, groups, self.device,
+                                               widths=[w * per_item + user for w in group_widths])
+            slots_taken = torch.repeat_interleave(torch.as_tensor(group_widths), torch.as_tensor(layout.group_sizes))
+        n_items = int(slots_taken.sum())
+        taken = to_device_async(slots_taken, self.device)
+        starts = taken.cumsum(0) - taken
+        rows = torch.repeat_interleave(torch.arange(len(taken), device=self.device), taken, output_size=n_items)
+        slots = torch.arange(n_items, device=self.device) - starts.repeat_interleave(taken, output_size=n_items)
+        return dataclasses.replace(batch, layout=layout, history_items=batch.history[rows, slots],
+                                   history_starts=starts)

@@ -111,8 +111,9 @@ class Recommender(nn.Module):
             rows, columns = batch.layout.rows, batch.layout.positions
             tokens, items, slots, levels = (t[rows, columns]
                                             for t in (batch.tokens, batch.items, batch.slots, batch.levels))
-            projected = self.text_proj(self.item_text[batch.history_items - 1])               # (N, d)
-            # a non-item token (the user token) points at its row's first item; masked below
+            # (N, d); a fixed-width layout's padding slots (item 0) read item 1's text, masked below
+            projected = self.text_proj(self.item_text[batch.history_items.clamp(min=1) - 1])
+            # a non-item token (the user token, padding) points at its row's first item; masked below
             per_token = projected[(batch.history_starts[rows] + slots).clamp(max=max(len(projected) - 1, 0))]
         embeds = self.t5.shared(tokens) + (items > 0).unsqueeze(-1) * (per_token + self.item_position(slots))
         if self.spec.vocab.tokens_per_item > 1:  # the published item-id mode adds no level embedding

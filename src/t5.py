@@ -11,6 +11,7 @@ the shared embedding with the decoder output scaled by d_model^-½.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -267,24 +268,32 @@ def key_padding_bias(real: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class LengthGroup:
-    """Consecutive sequences of a packed batch whose attention runs together, padded to their longest.
+    """Consecutive sequences of a packed batch whose attention runs together, padded to one width L_g.
     Its sizes are those of its tensors (n_g sequences, L_g positions), never Python numbers, so a
-    compiled step sees them as dynamic shapes instead of recompiling for each batch."""
-    gather: torch.Tensor      # (n_g, L_g) each padded position's token in the stream; T (a zero row) for padding
-    real: torch.Tensor        # (T_g,) each real token's flat index in the padded (n_g·L_g) layout
-    key_bias: torch.Tensor    # (n_g, 1, 1, L_g) float32: 0 on real keys, float32's minimum on padding
+    compiled step sees them as dynamic shapes instead of recompiling for each batch; except in a
+    fixed-width layout (`span`), whose sizes are fixed for a step captured as a CUDA graph."""
+    key_bias: torch.Tensor               # (n_g, 1, 1, L_g) float32: 0 on real keys, float32's minimum on padding
+    gather: torch.Tensor | None = None   # (n_g, L_g) each padded position's token in the stream; T (a zero row)
+                                         # for padding. None in a fixed-width layout
+    real: torch.Tensor | None = None     # (T_g,) each real token's flat index in the padded (n_g·L_g) layout
+    span: tuple[int, int, int] | None = None  # fixed width: (start, n_g, L_g), the group is stream[start:start+n_g·L_g]
 
 
 @dataclass(frozen=True)
 class PackedLayout:
-    """A batch of B sequences, sorted longest first, as one stream of its T real tokens (row-major:
-    sequence 0's tokens, then sequence 1's, ...), so no dense layer computes on padding. Attention
-    runs per group of consecutive sequences padded to the group's longest (equal-count groups over
-    the sorted lengths, so the padding left is small); on real tokens the results equal the padded
-    computation's. Built on the host from host-side lengths, so no step waits for the device.
+    """A batch of B sequences, sorted longest first, as one stream of tokens (row-major: sequence 0's
+    tokens, then sequence 1's, ...), so that dense layers compute on few or no padding tokens.
+    Attention runs per group of consecutive sequences (equal-count groups over the sorted lengths, so
+    the padding left is small); on real tokens the results equal the padded computation's. Built on
+    the host from host-side lengths, so no step waits for the device.
 
-    rows, positions: (T,) each token's sequence and its position within it (to gather a padded
-    (B, S) tensor's real entries: `x[rows, positions]`); last: (B,) each sequence's last token.
+    Two kinds (`from_lengths`): packed, the stream holds the T real tokens and each group is padded to
+    its longest (sizes vary by batch); fixed-width (`widths`), sequence i of group g takes W_g stream
+    positions, its padding masked, so that every size depends on B and the widths alone and a step
+    can be captured as a CUDA graph (`trainer.cuda_graphs`).
+
+    rows, positions: (T,) each stream token's sequence and its position within it (to gather a padded
+    (B, S) tensor's entries: `x[rows, positions]`); last: (B,) each sequence's last real token.
     """
     groups: tuple[LengthGroup, ...]
     rows: torch.Tensor
@@ -293,26 +302,38 @@ class PackedLayout:
 
     @property
     def max_length(self) -> int:
-        return self.groups[0].gather.shape[1]
+        return max(g.key_bias.shape[-1] for g in self.groups)
 
     @property
     def group_sizes(self) -> list[int]:
         """Sequences per group (n_g), to split a (B, ...) tensor by group."""
-        return [g.gather.shape[0] for g in self.groups]
+        return [g.key_bias.shape[0] for g in self.groups]
+
+    @property
+    def fixed_width(self) -> bool:
+        return self.groups[0].span is not None
 
     @classmethod
-    def from_lengths(cls, lengths: torch.Tensor, n_groups: int, device: torch.device) -> PackedLayout:
-        """The layout of sequences of `lengths` (B,) (host tensor, non-increasing, each ≥ 1)."""
+    def from_lengths(cls, lengths: torch.Tensor, n_groups: int, device: torch.device,
+                     widths: Sequence[int] | None = None) -> PackedLayout:
+        """The layout of sequences of `lengths` (B,) (host tensor, non-increasing, each ≥ 1) in
+        min(n_groups, B) groups: packed, or with `widths` (one per group, each at least its group's
+        longest) fixed-width."""
         lengths = lengths.long().cpu()
         if len(lengths) == 0 or int(lengths.min()) < 1 or bool((lengths[1:] > lengths[:-1]).any()):
             raise ValueError(f"packing needs non-empty sequences sorted longest first, got lengths {lengths.tolist()}")
+        bounds = group_bounds(len(lengths), n_groups)
+        if widths is None:
+            return cls._packed(lengths, bounds, device)
+        return cls._fixed_width(lengths, bounds, [int(w) for w in widths], device)
+
+    @classmethod
+    def _packed(cls, lengths: torch.Tensor, bounds: list[int], device: torch.device) -> PackedLayout:
         offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
         n, total = len(lengths), int(offsets[-1])
-        n_groups = min(n_groups, n)
         host = [torch.repeat_interleave(torch.arange(n), lengths),                         # rows
                 torch.arange(total) - torch.repeat_interleave(offsets[:-1], lengths),      # positions
                 offsets[1:] - 1]                                                           # last
-        bounds = [i * n // n_groups for i in range(n_groups + 1)]  # sizes differ by at most one
         for start, stop in zip(bounds[:-1], bounds[1:]):
             width = int(lengths[start])
             real = torch.arange(width) < lengths[start:stop, None]                         # (n_g, L_g)
@@ -324,22 +345,57 @@ class PackedLayout:
         groups = []
         for gather_host, gather, real in zip(host[3::2], parts[3::2], parts[4::2]):
             gather = gather.view(gather_host.shape)
-            groups.append(LengthGroup(gather, real, key_padding_bias(gather != total)))
+            groups.append(LengthGroup(key_padding_bias(gather != total), gather, real))
         return cls(tuple(groups), *parts[:3])
 
+    @classmethod
+    def _fixed_width(cls, lengths: torch.Tensor, bounds: list[int], widths: list[int],
+                     device: torch.device) -> PackedLayout:
+        sizes = [stop - start for start, stop in zip(bounds[:-1], bounds[1:])]
+        if len(widths) != len(sizes):
+            raise ValueError(f"a fixed-width layout of {len(sizes)} groups needs {len(sizes)} widths, got {widths}")
+        for g, (start, width) in enumerate(zip(bounds, widths)):
+            if int(lengths[start]) > width:
+                raise ValueError(f"length group {g}'s longest sequence ({int(lengths[start])}) exceeds its width "
+                                 f"{width}")
+        taken = torch.repeat_interleave(torch.tensor(widths), torch.tensor(sizes))       # (B,) W_g of each row
+        offsets = torch.cat([torch.zeros(1, dtype=torch.long), taken.cumsum(0)])
+        n, total = len(lengths), int(offsets[-1])
+        host = [torch.repeat_interleave(torch.arange(n), taken),                           # rows
+                torch.arange(total) - torch.repeat_interleave(offsets[:-1], taken),        # positions
+                offsets[:-1] + lengths - 1,                                                # last
+                lengths]
+        rows, positions, last, lengths = to_device_async(torch.cat(host), device).split([t.numel() for t in host])
+        groups = tuple(LengthGroup(key_padding_bias(torch.arange(width, device=device) < lengths[start:stop, None]),
+                                   span=(int(offsets[start]), stop - start, width))
+                       for start, stop, width in zip(bounds[:-1], bounds[1:], widths))
+        return cls(groups, rows, positions, last)
+
     def padded(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Per group (n_g, L_g, C): its sequences' tokens of a stream x (T, C), zeros on padding."""
+        """Per group (n_g, L_g, C): its sequences' tokens of a stream x (T, C), zeros (packed) or the
+        stream's padding tokens (fixed-width) on padding."""
+        if self.fixed_width:  # each group is a contiguous block of the stream: views, no copy
+            return [x[start:start + n * width].view(n, width, x.shape[-1])
+                    for start, n, width in (g.span for g in self.groups)]
         stream = F.pad(x, (0, 0, 0, 1))  # the zero row that padding positions point at
         return [stream[g.gather] for g in self.groups]
 
     def unpad(self, x: torch.Tensor, group: LengthGroup) -> torch.Tensor:
-        """(T_g, C): the real tokens of the group's padded (n_g, L_g, C)."""
-        return x.reshape(-1, x.shape[-1])[group.real]
+        """(T_g, C): the group's padded (n_g, L_g, C) as stream tokens."""
+        flat = x.reshape(-1, x.shape[-1])
+        return flat if group.real is None else flat[group.real]
 
     def self_biases(self, relative: torch.Tensor) -> list[torch.Tensor]:
         """Per group (n_g, h, L_g, L_g) float32: the relative position bias (1, h, L, L) of the longest
         sequence, cut to the group's length, with its padding keys masked."""
-        return [relative[:, :, :g.gather.shape[1], :g.gather.shape[1]] + g.key_bias for g in self.groups]
+        return [relative[:, :, :g.key_bias.shape[-1], :g.key_bias.shape[-1]] + g.key_bias for g in self.groups]
+
+
+def group_bounds(n: int, n_groups: int) -> list[int]:
+    """The first sequence of each of min(n_groups, n) equal-count groups of n sequences, then n: group g
+    is sequences bounds[g]:bounds[g + 1] (sizes differ by at most one)."""
+    n_groups = min(n_groups, n)
+    return [i * n // n_groups for i in range(n_groups + 1)]
 
 
 def relative_position_bucket(relative: torch.Tensor, bidirectional: bool, num_buckets: int,

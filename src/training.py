@@ -42,6 +42,7 @@ from src.tracking import RunRecorder
 GRAD_CLIP = 1.0
 RNG_STEP_STRIDE = 1_000_003  # spreads the fresh random streams of resumed extra processes apart
 PROGRESS_EVERY = 50  # steps between progress-bar updates (each waits for the device once)
+GROUP_WIDTH_EPOCHS = 32  # epochs of the batch order whose batches set a graphed step's group widths
 clock = time.monotonic  # seconds, for trainer.time_budget_min
 
 
@@ -96,8 +97,9 @@ class Trainer:
         self.device = data.device
         self.examples = data.train_examples()
         self.cuda_graphs = graphs = self._uses_cuda_graphs()
-        # a CUDA graph replays fixed shapes: padded batches, all as long as the longest training history
-        self.packing_groups = 0 if graphs else model.packing_groups
+        # A CUDA graph replays fixed sizes: batches padded to the longest training history, and where the
+        # model packs its batches, in length groups of fixed widths (`group_widths`, set below).
+        self.packing_groups = model.packing_groups
         self.history_len = self.examples.longest_history if graphs else None
         # `auto` compiles on a GPU, but not a graphed step (opt-in: compiled for its one padded shape)
         self.compiled = cfg.compile if cfg.compile is not None else self.device.type == "cuda" and not graphs
@@ -114,6 +116,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(seed)  # the batch order: the same in every process
         torch.manual_seed(seed + processes.rank)              # dropout: its own stream per process
         self.n_epochs = math.ceil(cfg.steps / max(1, math.ceil(len(self.examples) / self.batch_size)))
+        self.group_widths = self._group_widths() if graphs and self.packing_groups > 0 else None
         self.state = TrainState()
         self.validation_s: list[float] = []  # seconds of each validation this process ran
 
@@ -126,6 +129,15 @@ class Trainer:
             raise ConfigError(f"config key 'dataset.TIGER.trainer.cuda_graphs' is true, but this run trains on "
                               f"{where}; a CUDA graph needs one process on a GPU: set it to false")
         return True
+
+    def _group_widths(self) -> list[int]:
+        """The fixed history length of each length group of a graphed step's batches: the group's longest
+        over the full batches of the run's first epochs (its own batch order, drawn from a copy of its
+        generator), so that nearly every batch fits; one that does not runs eagerly, packed."""
+        order = torch.Generator()
+        order.set_state(self.generator.get_state())
+        return self.data.group_widths(self.examples, self.batch_size, self.packing_groups, order,
+                                      min(self.n_epochs, GROUP_WIDTH_EPOCHS))
 
     def _data_parallel(self, model: Recommender) -> DistributedDataParallel:
         """The model under DDP. Buffers (text embeddings, masks) never change, so they are not
@@ -205,7 +217,7 @@ class Trainer:
         """One optimiser step on `examples` (this process's share of a global batch), the loss scaled by
         `weight`, then the scheduler's step: (4,) loss, semantic-ID loss, dense loss (0 where the method
         has none) and gradient norm, on the device (read without waiting for it)."""
-        batch = self.data.batch(examples, self.packing_groups, self.history_len)
+        batch = self._batch(examples)
         if self.compile_pending:
             self.compile_pending = False
             parts = self._first_compiled_step(batch, weight)
@@ -213,6 +225,14 @@ class Trainer:
             parts = self.step(batch, weight)
         self.scheduler.step()
         return parts
+
+    def _batch(self, examples: Examples) -> Batch:
+        """The batch of a training step: padded or packed as the model takes it; for a graphed step padded
+        to the longest training history, in length groups of fixed widths where its histories fit them."""
+        widths = self.group_widths
+        if widths is not None and any(n > w for n, w in zip(examples.group_longest(self.packing_groups), widths)):
+            widths = None
+        return self.data.batch(examples, self.packing_groups, self.history_len, widths)
 
     def _step(self, batch: Batch, weight: float) -> torch.Tensor:
         """Forward under autocast, backward of loss × weight, gradient clipping, AdamW: `train_step`'s

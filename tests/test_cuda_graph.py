@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from src.cuda_graph import GraphedStep, batch_signature
+from src.cuda_graph import GraphedStep, batch_leaves, batch_signature
 from src.data import SequenceData
 from test_model import tiny
 
@@ -61,20 +61,84 @@ def test_a_signature_covers_every_shape_and_the_loss_weight():
     assert batch_signature(longer, 1.0) != batch_signature(a, 1.0)
 
 
-def test_a_graph_needs_a_gpu_and_padded_batches():
-    model, data, _, _ = tiny()
-    optimizer = torch.optim.AdamW(model.parameters())
+def test_a_graph_needs_a_gpu():
+    model, _, _, _ = tiny()
     with pytest.raises(ValueError, match="needs a CUDA device"):
-        GraphedStep(lambda batch, weight: torch.zeros(4), optimizer, torch.device("cpu"), batch_size=4)
-    packed = data.batch(data.train_examples().subset(slice(0, 4)), 2)
-    with pytest.raises(ValueError, match="padded batches"):
-        GraphedStep(lambda batch, weight: torch.zeros(4), optimizer, torch.device("cuda"), batch_size=4)(packed, 1.0)
+        GraphedStep(lambda batch, weight: torch.zeros(4), torch.optim.AdamW(model.parameters()), torch.device("cpu"),
+                    batch_size=4)
 
 
-def test_a_compiled_graphed_step_compiles_once_for_the_padded_shape_and_runs_other_shapes_eager(monkeypatch):
+def fixed_width_batches(data: SequenceData, starts: list[int], widths: list[int], size: int = 4):
+    examples = data.train_examples()
+    return [data.batch(examples.subset(slice(a, a + size)), len(widths), examples.longest_history, widths)
+            for a in starts]
+
+
+def test_fixed_width_batches_are_captured_and_packed_ones_of_other_sizes_run_eagerly():
+    """Fixed-width batches of other histories share one signature and replay one graph; a packed batch,
+    whose sizes follow its histories, is never captured (even as the first full batch) and runs eagerly."""
+    model, data, _, _ = tiny()
+    examples = data.train_examples()
+    widths = [examples.longest_history, examples.longest_history]
+    first, second = fixed_width_batches(data, [0, 4], widths)
+    assert batch_signature(first, 1.0) == batch_signature(second, 1.0)
+    packed = data.batch(examples.subset(slice(0, 4)), 2)
+    assert batch_signature(packed, 1.0) != batch_signature(first, 1.0)
+    steps = []
+    graphed = Recorded(lambda batch, weight: steps.append(len(batch)) or torch.zeros(4), torch.optim.AdamW(
+        model.parameters()), torch.device("cuda"), batch_size=4, warmup=1)
+    for batch in [packed, first, second, packed, first]:
+        graphed(batch, 1.0)
+    assert graphed.calls == [("warm-up", 4), ("capture", 4), ("replay", 4)]
+    assert graphed.eager_steps == 2 and len(steps) == 5
+
+
+def test_a_replay_copies_every_tensor_of_the_batch_its_layout_included_into_the_captured_one():
+    model, data, _, _ = tiny()
+    examples = data.train_examples()
+    widths = examples.subset(slice(0, 8)).group_longest(2)
+    first, second = fixed_width_batches(data, [0, 4], [max(widths)] * 2)
+    assert not torch.equal(first.layout.last, second.layout.last)  # the copy has something to show
+    graphed = GraphedStep(lambda batch, weight: torch.zeros(4), torch.optim.AdamW(model.parameters()),
+                          torch.device("cuda"), batch_size=4)
+    replayed = []
+    graphed.graph = type("Graph", (), {"replay": lambda self: replayed.append(True)})()
+    graphed.static_batch = data.batch(examples.subset(slice(0, 4)), 2, examples.longest_history, [max(widths)] * 2)
+    graphed.static_out = torch.zeros(4)
+    graphed._replay(second)
+    leaves = list(zip(batch_leaves(graphed.static_batch), batch_leaves(second)))
+    assert any(path == "batch.layout.groups[1].key_bias" for (path, _), _ in leaves)
+    for (path, static), (_, value) in leaves:
+        assert torch.equal(static, value) if isinstance(value, torch.Tensor) else static == value, path
+    assert replayed == [True] and graphed.replays == 1
+
+
+def test_a_failed_capture_leaves_training_eager_with_a_warning(capsys):
+    class FailingCapture(Recorded):
+        def _capture(self, batch, weight, signature):
+            self.optimizer.param_groups[0]["capturable"] = True  # as a capture sets it before recording
+            raise RuntimeError("operation not permitted when stream is capturing")
+
+    model, data, _, _ = tiny()
+    history_len = data.train_examples().longest_history
+    steps = []
+    graphed = FailingCapture(lambda batch, weight: steps.append(len(batch)) or torch.zeros(4), torch.optim.AdamW(
+        model.parameters()), torch.device("cuda"), batch_size=4, warmup=1)
+    for batch in batches(data, [4, 4, 4, 4], history_len):
+        graphed(batch, 1.0)
+    assert graphed.calls == [("warm-up", 4)]  # one capture tried, then never again
+    assert steps == [4, 4, 4, 4] and graphed.eager_steps == 3 and graphed.graph is None
+    assert graphed.capture_error == "RuntimeError: operation not permitted when stream is capturing"
+    assert not graphed.optimizer.param_groups[0]["capturable"]
+    assert "capturing the training step as a CUDA graph failed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("layout", ["padded", "fixed_width"])
+def test_a_compiled_graphed_step_compiles_once_for_its_shape_and_runs_other_shapes_eager(monkeypatch, layout):
     """`trainer.compile=true` with `cuda_graphs`: compiled without dynamic shapes, the warm-up compiles
-    the forward for the full batch, the capture reuses that compilation, and the smaller batch runs
-    eagerly (`force_eager`) instead of compiling a second time; every batch's loss is its eager loss."""
+    the forward for the full batch (padded, or in fixed-width length groups), the capture reuses that
+    compilation, and the smaller batch runs eagerly (`force_eager`) instead of compiling a second time;
+    every batch's loss is its eager loss."""
     import src.runtime as runtime
 
     compiled_graphs = []
@@ -86,15 +150,20 @@ def test_a_compiled_graphed_step_compiles_once_for_the_padded_shape_and_runs_oth
     model, data, _, _ = tiny()
     history_len = data.train_examples().longest_history
     sizes = [4, 4, 4, 3, 4]
+    if layout == "padded":
+        inputs = batches(data, sizes, history_len)
+    else:
+        examples = data.train_examples()
+        inputs = [data.batch(examples.subset(slice(0, n)), 2, history_len, [history_len] * 2) for n in sizes]
     with torch.no_grad():
-        eager_losses = [float(model(batch).loss) for batch in batches(data, sizes, history_len)]
+        eager_losses = [float(model(batch).loss) for batch in inputs]
     monkeypatch.setattr(runtime, "COMPILE_BACKEND", counting_backend)
     runtime.compile_model(model, dynamic=False)
     try:
         losses = []
         graphed = Recorded(lambda batch, weight: losses.append(model(batch).loss.item()) or torch.zeros(4),
                            torch.optim.AdamW(model.parameters()), torch.device("cuda"), batch_size=4, warmup=1)
-        for batch in batches(data, sizes, history_len):
+        for batch in inputs:
             graphed(batch, 1.0)
     finally:
         runtime.uncompile_model(model)

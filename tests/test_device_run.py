@@ -143,6 +143,14 @@ def test_plan_trains_the_way_the_benchmark_found_fastest_and_leaves_time_to_comp
     assert step_mode({**compiled_graphed, "train_ms_liger_compiled_graphed": 9.0}) == "cuda_graphs"
     slower = {**graphed_bench, "train_ms_tiger_graphed": 40.0, "train_ms_liger_graphed": 60.0}
     assert step_mode(slower) == "eager"
+    # the graph on batches padded to one shape, where that beat the length groups: their packing undone
+    one_shape = training_plan({**graphed_bench, "train_ms_tiger_graphed_padded": 3.0,
+                               "train_ms_liger_graphed_padded": 5.0, "train_warmup_s_liger_graphed_padded": 4.0},
+                              300.0, device)
+    assert one_shape["step_mode"] == "cuda_graphs_padded" and one_shape["estimated_compile_s"] == 4.0
+    assert {"dataset.TIGER.trainer.cuda_graphs=true", "dataset.TIGER.T5.packing_groups=0"} <= set(
+        run_overrides(device, tmp_path, "liger", RQVAE, one_shape))
+    assert "dataset.TIGER.T5.packing_groups=0" not in run_overrides(device, tmp_path, "liger", RQVAE, graphed)
     # eager on padded batches where the benchmark timed them faster than packed ones (as on the H200)
     padded = training_plan({**GPU_BENCH, "train_ms_tiger_padded": 10.0, "train_ms_liger_padded": 15.0}, 300.0, device)
     assert padded["step_mode"] == "eager_padded" and padded["steps"] > 1.8 * eager["steps"]

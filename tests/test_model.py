@@ -317,6 +317,42 @@ def test_packed_batch_gives_the_padded_losses_and_gradients(method):
     assert_same_losses_and_gradients((model, padded), (model, packed))
 
 
+@pytest.mark.parametrize("method", [("method=base",), ("method=setting",),
+                                    ("method=setting", "method.include_user_id=True"),
+                                    ("method=setting", "method.sid_loss_weight=0")])
+def test_a_fixed_width_batch_gives_the_padded_losses_and_gradients(method):
+    """A graphed step's batch: sorted, in length groups padded to fixed widths (wider than needed here)."""
+    model, data, vocab, _ = tiny((*method, "dataset.TIGER.T5.implementation=compact"))
+    examples = data.train_examples()
+    longest = examples.group_longest(3)
+    widths = [longest[0] + 2, longest[1] + 1, longest[2]]
+    fixed = data.batch(examples, 3, group_widths=widths)
+    assert fixed.layout.fixed_width and fixed.history.shape[1] == widths[0]
+    # the text projection's input: each row's group width of history slots, 0 past its history
+    per_row = torch.repeat_interleave(torch.tensor(widths), torch.tensor(fixed.layout.group_sizes))
+    assert len(fixed.history_items) == int(per_row.sum())
+    assert torch.equal(fixed.history_items[fixed.history_items > 0], fixed.history[fixed.history > 0])
+    tokens = per_row * vocab.tokens_per_item + vocab.has_user_tokens
+    assert len(fixed.layout.rows) == int(tokens.sum())
+    assert_same_losses_and_gradients((model, data.batch(examples)), (model, fixed))
+
+
+def test_group_widths_are_each_groups_longest_over_the_full_batches_of_the_first_epochs():
+    _, data, _, _ = tiny()
+    examples = data.train_examples()
+    order = torch.Generator().manual_seed(3)
+    copy = torch.Generator()
+    copy.set_state(order.get_state())
+    widths = data.group_widths(examples, 5, 2, copy, epochs=3)
+    expected = [1, 1]
+    for _ in range(3):  # the batches these epochs train on, drawn as training draws them
+        for chunk in data.shuffled(examples, 5, order):
+            if len(chunk) == 5:
+                expected = [max(e, n) for e, n in zip(expected, chunk.group_longest(2))]
+    assert widths == expected and widths[0] > widths[1]
+    assert torch.equal(copy.get_state(), order.get_state())  # it drew exactly those epochs
+
+
 def test_beam_search_with_the_key_value_cache_equals_recomputing_every_prefix():
     from src.decoding import beam_search
     model, data, sids, _ = tiny()

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from transformers import T5Config as HFConfig, T5ForConditionalGeneration
 
-from src.t5 import PackedLayout, T5, T5Config, relative_position_bucket
+from src.t5 import PackedLayout, T5, T5Config, group_bounds, relative_position_bucket
 
 CFG = T5Config(vocab_size=40, d_model=32, d_kv=8, d_ff=64, num_heads=4, encoder_layers=2, decoder_layers=3,
                dropout=0.1)
@@ -97,6 +97,7 @@ def test_dropout_is_active_in_training_only():
 # -- packed batches: one stream of real tokens, attention per length group ---------------------------
 
 LENGTHS = torch.tensor([11, 9, 7, 7, 3, 1])
+CPU = torch.device("cpu")
 
 
 def packed_inputs(seed: int = 5):
@@ -151,6 +152,61 @@ def test_packed_groups_cover_each_token_once_and_pad_with_zeros():
         assert torch.equal(group.key_bias[:, 0, 0] == 0, real)
         seen.append(layout.unpad(padded, group)[:, 0])
     assert torch.equal(torch.cat(seen), stream[:, 0])                              # back in stream order
+
+
+@pytest.mark.parametrize("groups, extra", [(1, 0), (2, 1), (3, 2), (6, 0)])
+def test_a_fixed_width_layout_equals_the_padded_computation_on_real_tokens(groups, extra):
+    """Fixed-width groups (a graphed step's layout): each sequence takes its group's width in the stream,
+    padding included and masked; the real tokens' states, the logits, the loss and the gradients are
+    the padded computation's."""
+    ours, _ = pair(7)
+    embeds, mask, labels, decoder_in = packed_inputs()
+    widths = [int(LENGTHS[start]) + extra for start in group_bounds(len(LENGTHS), groups)[:-1]]
+    layout = PackedLayout.from_lengths(LENGTHS, groups, CPU, widths=widths)
+    assert layout.fixed_width and len(layout.groups) == min(groups, len(LENGTHS))
+    assert len(layout.rows) == sum(n * w for n, w in zip(layout.group_sizes, widths))
+    padded_input = F.pad(embeds, (0, 0, 0, extra))  # room for the widest group's padding
+    stream_real = layout.positions < LENGTHS[layout.rows]
+    stream = padded_input[layout.rows, layout.positions].detach().requires_grad_()
+    torch.testing.assert_close(stream[stream_real], embeds[mask])  # the real tokens, row-major, in order
+
+    padded_embeds = embeds.clone().requires_grad_()
+    padded = ours.encode(padded_embeds, mask)
+    padded_logits = ours.decode(decoder_in, padded, mask)
+    fixed = ours.encode(stream, None, layout)
+    fixed_logits = ours.decode(decoder_in, fixed, None, layout)
+    torch.testing.assert_close(fixed[stream_real], padded[mask], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fixed_logits, padded_logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fixed[layout.last], padded[torch.arange(len(LENGTHS)), LENGTHS - 1])
+    grads = []
+    for logits in (padded_logits, fixed_logits):
+        ours.zero_grad()
+        F.cross_entropy(logits.flatten(0, 1), labels.flatten()).backward()
+        grads.append({n: p.grad.clone() for n, p in ours.named_parameters()})
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    torch.testing.assert_close(stream.grad[stream_real], padded_embeds.grad[mask], rtol=1e-4, atol=1e-6)
+    assert not stream.grad[~stream_real].any()  # padding reaches nothing
+
+
+def test_a_fixed_width_layouts_sizes_depend_on_the_widths_alone():
+    """Two batches of other lengths, the same widths: every tensor has the same shape, and the stream's
+    indices are the same (only the masks and the last tokens differ), as a replayed graph needs."""
+    other = torch.tensor([9, 8, 6, 4, 2, 2])
+    widths = [11, 7, 3]
+    a, b = (PackedLayout.from_lengths(lengths, 3, CPU, widths=widths) for lengths in (LENGTHS, other))
+    assert [g.span for g in a.groups] == [g.span for g in b.groups] == [(0, 2, 11), (22, 2, 7), (36, 2, 3)]
+    assert torch.equal(a.rows, b.rows) and torch.equal(a.positions, b.positions)
+    assert [g.key_bias.shape for g in a.groups] == [g.key_bias.shape for g in b.groups]
+    assert not torch.equal(a.last, b.last)
+    assert torch.equal(b.groups[1].key_bias[:, 0, 0] == 0, torch.arange(7) < torch.tensor([6, 4])[:, None])
+
+
+def test_a_fixed_width_layout_refuses_widths_its_groups_exceed():
+    with pytest.raises(ValueError, match="length group 1's longest sequence .7. exceeds its width 6"):
+        PackedLayout.from_lengths(LENGTHS, 3, CPU, widths=[11, 6, 3])
+    with pytest.raises(ValueError, match="of 3 groups needs 3 widths"):
+        PackedLayout.from_lengths(LENGTHS, 3, CPU, widths=[11, 9])
 
 
 @pytest.mark.parametrize("lengths", [[3, 5], [4, 0], []])

@@ -274,3 +274,102 @@ def test_a_checkpoint_of_a_gpu_run_with_cuda_graphs_resumes_on_a_cpu(tmp_path):
     result = resumed.trainer.fit()
     assert result.steps == 6
     assert all(not g["capturable"] and not g["fused"] for g in resumed.trainer.optimizer.param_groups)
+
+
+def test_a_graphed_steps_batches_are_fixed_width_where_their_histories_fit(tmp_path):
+    """`trainer.cuda_graphs` with a packing model (a GPU run; its batches are built alike on a CPU): the
+    group widths come from the run's own batch order without drawing from it, every full batch of the
+    first epoch then has one signature, and a batch that exceeds the widths is packed as usual."""
+    from src.cuda_graph import batch_signature, graphable
+
+    trainer = experiment(tmp_path).trainer
+    before = trainer.generator.get_state()
+    widths = trainer._group_widths()
+    assert torch.equal(trainer.generator.get_state(), before)  # the batch order is untouched
+    assert len(widths) == trainer.packing_groups and widths == sorted(widths, reverse=True)
+    trainer.history_len, trainer.group_widths = trainer.examples.longest_history, widths
+    full = [chunk for chunk in trainer.data.shuffled(trainer.examples, trainer.batch_size, trainer.generator)
+            if len(chunk) == trainer.batch_size]
+    batches = [trainer._batch(chunk) for chunk in full]
+    assert len(batches) > 1 and all(graphable(b) and b.layout.fixed_width for b in batches)
+    assert len({batch_signature(b, 1.0) for b in batches}) == 1
+    trainer.group_widths = [1] * len(widths)
+    batch = trainer._batch(full[0])
+    assert batch.layout is not None and not graphable(batch)
+
+
+def emulate_cuda_graphs_on_the_cpu(monkeypatch) -> None:
+    """`trainer.cuda_graphs` on the CPU, with a graph's one property that matters to the trainer: a replay
+    runs the captured step on the captured batch's tensors, which each replay overwrites in place (a
+    tensor the replay forgot to copy would keep its captured values)."""
+    import src.cuda_graph as cuda_graph
+
+    class Replayed:
+        def __init__(self, fn, out):
+            self.fn, self.out = fn, out
+
+        def replay(self):
+            self.out.copy_(self.fn())
+
+    init = cuda_graph.GraphedStep.__init__
+
+    def cpu_init(self, step, optimizer, device, *args, **kwargs):
+        init(self, step, optimizer, torch.device("cuda"), *args, **kwargs)
+        self.device = device
+
+    monkeypatch.setattr(Trainer, "_uses_cuda_graphs", lambda self: self.cfg.cuda_graphs)
+    monkeypatch.setattr(cuda_graph.GraphedStep, "__init__", cpu_init)
+    monkeypatch.setattr(cuda_graph, "eager_on_side_stream", lambda fn, device: fn())
+    monkeypatch.setattr(cuda_graph, "capture", lambda fn, optimizer: (Replayed(fn, out := torch.zeros(4)), out))
+
+
+@pytest.mark.parametrize("packing_groups", [4, 0])
+def test_a_graphed_trainer_replaying_on_its_captured_batch_trains_as_the_eager_one(tmp_path, monkeypatch,
+                                                                                  packing_groups):
+    """Batches in fixed-width length groups (or padded to one shape), a graph emulated on the CPU: every
+    step's losses and the final weights are the eager trainer's, so each replay saw its own batch."""
+    emulate_cuda_graphs_on_the_cpu(monkeypatch)
+    groups = f"dataset.TIGER.T5.packing_groups={packing_groups}"
+    eager = experiment(tmp_path / "eager", groups)
+    graphed = experiment(tmp_path / "graphed", groups, "dataset.TIGER.trainer.cuda_graphs=true")
+    graphed.model.load_state_dict(eager.model.state_dict())
+    eager.trainer.history_len = graphed.trainer.history_len
+    eager.trainer.group_widths = graphed.trainer.group_widths
+    assert (graphed.trainer.group_widths is not None) == (packing_groups > 0)
+    chunks = list(eager.data.shuffled(eager.trainer.examples, 8, torch.Generator().manual_seed(0)))[:5] * 2
+    losses = []
+    for exp in (eager, graphed):
+        exp.model.eval()  # no dropout: a graph need not draw the eager masks
+        losses.append(torch.stack([exp.trainer.train_step(chunk) for chunk in chunks]))
+    step = graphed.trainer.step
+    assert step.replays >= 4 and step.graph is not None
+    assert (step.static_batch.layout is not None) == (packing_groups > 0)
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+    for p, q in zip(eager.model.parameters(), graphed.model.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
+
+
+def test_the_benchmark_reports_a_graphs_replays_and_the_positions_its_batches_compute_on(tmp_path, monkeypatch):
+    """`scripts/benchmark.py`'s figures of a graphed step (graph emulated on the CPU): the encoder positions
+    of a batch in fixed-width groups are Σ n_g × (W_g × tokens per item + user token), fewer than padded."""
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("benchmark", REPO / "scripts" / "benchmark.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    emulate_cuda_graphs_on_the_cpu(monkeypatch)
+    exp = experiment(tmp_path, "dataset.TIGER.trainer.cuda_graphs=true")
+    trainer, vocab = exp.trainer, exp.data.vocab
+    for chunk in list(exp.data.shuffled(trainer.examples, trainer.batch_size, torch.Generator().manual_seed(1)))[:6]:
+        trainer.train_step(chunk)
+    results = {}
+    benchmark.graph_counts(trainer, "liger_graphed", results)
+    widths, sizes = trainer.group_widths, trainer.step.static_batch.layout.group_sizes
+    assert results["train_group_widths_liger_graphed"] == widths
+    assert results["train_encoder_tokens_liger_graphed"] == sum(
+        n * (w * vocab.tokens_per_item + vocab.has_user_tokens) for n, w in zip(sizes, widths))
+    assert results["train_encoder_tokens_liger_graphed"] < trainer.step.static_batch.tokens.numel()
+    assert results["train_graph_replays_liger_graphed"] == trainer.step.replays > 0
+    assert results["train_graph_eager_steps_liger_graphed"] == trainer.step.eager_steps >= 3  # the warm-up

@@ -122,10 +122,12 @@ def check_evaluation(cpu, dev) -> str:
 
 
 def check_cuda_graph(device: torch.device, work: Path, compiled: bool = False) -> str:
-    """`trainer.cuda_graphs`: the same steps (no dropout) eager and replayed from a CUDA graph, a smaller
-    batch among them (run eager by the graphed trainer), give the same losses and weights. compiled:
-    the graphed model is compiled for its one shape first (`trainer.compile=true`), and the dropout
-    run is left out (one compilation is enough)."""
+    """`trainer.cuda_graphs`: the same steps (no dropout) eager and replayed from a CUDA graph, on batches
+    in length groups of fixed widths, a smaller batch among them (run eager by the graphed trainer),
+    give the same losses and weights. Then, with dropout, the graph on batches padded to one shape
+    (`packing_groups=0`) trains and fits as a run does. compiled: the graphed model is compiled for its
+    one shape first (`trainer.compile=true`), and the dropout run is left out (one compilation is
+    enough)."""
     from hydra import compose, initialize_config_dir
 
     from src.config import load_config
@@ -135,13 +137,14 @@ def check_cuda_graph(device: torch.device, work: Path, compiled: bool = False) -
         return "skipped: a CUDA graph needs a GPU"
     split, sids, text = tiny_inputs()
     runs = {}
-    settings = {"eager": ("false", "false"), "graphed": ("true", str(compiled).lower()),
-                **({} if compiled else {"dropout": ("true", "false")})}  # (cuda_graphs, compile)
+    settings = {"eager": ("false", "false", 4), "graphed": ("true", str(compiled).lower(), 4),
+                **({} if compiled else {"dropout": ("true", "false", 0)})}  # (cuda_graphs, compile, packing_groups)
     eager_tiny = [o for o in TINY if not o.startswith("dataset.TIGER.trainer.compile=")]
-    for name, (graphs, compile_) in settings.items():
+    for name, (graphs, compile_, groups) in settings.items():
         with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
             cfg = load_config(compose(config_name="main", overrides=[
-                *eager_tiny, f"output_path={work}/{name}{'_compiled' * compiled}", "dataset.TIGER.T5.packing_groups=0",
+                *eager_tiny, f"output_path={work}/{name}{'_compiled' * compiled}",
+                f"dataset.TIGER.T5.packing_groups={groups}",
                 f"dataset.TIGER.trainer.cuda_graphs={graphs}", f"dataset.TIGER.trainer.compile={compile_}",
                 "dataset.TIGER.trainer.lr=0.001"]))
         runs[name] = build_experiment(cfg, split, sids, text, device, RunRecorder(work / name, write=False))
@@ -149,10 +152,15 @@ def check_cuda_graph(device: torch.device, work: Path, compiled: bool = False) -
         if name != "eager":
             runs[name].model.load_state_dict(runs["eager"].model.state_dict())
     examples = runs["eager"].trainer.examples
-    # the same padded shapes and so the same kernels both ways: what differs is the graph alone
-    runs["eager"].trainer.history_len = runs["graphed"].trainer.history_len
     sizes = [32] * 6 + [20] + [32] * 3  # warm-up, capture, replays, an eager smaller batch, replays
     starts = [sum(sizes[:i]) % (len(examples) - 32) for i in range(len(sizes))]
+    # the same fixed shapes and so the same kernels both ways: what differs is the graph alone; the
+    # widths hold every full batch compared, so that each replays
+    widths = [max(w) for w in zip(*(examples.subset(slice(a, a + n)).group_longest(4)
+                                    for a, n in zip(starts, sizes) if n == 32))]
+    for name in ("eager", "graphed"):
+        runs[name].trainer.history_len = runs["graphed"].trainer.history_len
+        runs[name].trainer.group_widths = widths
     parts, last_lr = {}, {}
     for name, exp in runs.items():
         # no dropout where compared (the masks need not be the eager ones); `dropout` captures it
@@ -169,14 +177,15 @@ def check_cuda_graph(device: torch.device, work: Path, compiled: bool = False) -
         f"the graph's learning rate {graph_lr}, the scheduler's {last_lr['graphed']}"
     assert isinstance(step, GraphedStep) and step.replays >= 4 and step.eager_steps >= 4, \
         f"replays {getattr(step, 'replays', None)}, eager steps {getattr(step, 'eager_steps', None)}"
+    assert step.static_batch.layout is not None and step.static_batch.layout.fixed_width, "captured: not length groups"
     a, b = parts["eager"], parts["graphed"]
     rel = ((a - b).abs() / a.abs().clamp(min=1e-6)).max().item()
     weights = max(((p - q).norm() / p.norm().clamp(min=1e-6)).item() for p, q in
                   zip(runs["eager"].model.parameters(), runs["graphed"].model.parameters()))
     assert torch.isfinite(b).all() and rel <= LOSS_RTOL and weights <= LOSS_RTOL, \
         f"eager {a.tolist()}\ngraphed {b.tolist()} (losses rel {rel:.2e}, weights rel {weights:.2e})"
-    detail = (f"{len(sizes)} steps ({step.replays} replayed, {step.eager_steps} eager): losses within {rel:.2e}, "
-              f"weights within {weights:.2e} of the eager steps'")
+    detail = (f"{len(sizes)} steps in length groups of widths {widths} ({step.replays} replayed, "
+              f"{step.eager_steps} eager): losses within {rel:.2e}, weights within {weights:.2e} of the eager steps'")
     if compiled:
         trainer = runs["graphed"].trainer
         assert trainer.compiled, f"compiling failed, the graph captured eager kernels: {trainer.compile_error}"
@@ -189,7 +198,7 @@ def check_cuda_graph(device: torch.device, work: Path, compiled: bool = False) -
     fit = runs["dropout"].trainer.fit()
     assert fit.steps > 0 and all(map(math.isfinite, fit.last_losses.values())) and dropout.replays > before, \
         f"graphed fit: {fit}, {dropout.replays - before} more replays"
-    return (f"{detail}; with dropout captured too, losses {parts['dropout'][-1, 0].item():.4f} "
+    return (f"{detail}; padded to one shape with dropout captured too, losses {parts['dropout'][-1, 0].item():.4f} "
             f"(eager without dropout {a[-1, 0].item():.4f}); then a graphed fit of {fit.steps} steps, "
             f"{fit.epochs} epochs validated, {dropout.replays - before} more replays")
 
