@@ -158,6 +158,30 @@ def test_plan_trains_the_way_the_benchmark_found_fastest_and_leaves_time_to_comp
     assert step_mode({**GPU_BENCH, "train_ms_tiger_padded": 30.0, "train_ms_liger_padded": 45.0}) == "eager"
 
 
+def test_a_graph_whose_smoke_check_failed_or_never_ran_is_never_chosen_for_being_fast(tmp_path):
+    from device_run import step_mode, vouched_for
+
+    device = profiles(tmp_path)["device"]
+    bench = {**GPU_BENCH, "train_ms_tiger_graphed": 4.0, "train_ms_liger_graphed": 6.0,
+             "train_ms_tiger_compiled_graphed": 2.0, "train_ms_liger_compiled_graphed": 3.0,
+             "train_compiled_tiger_compiled_graphed": True, "train_compiled_liger_compiled_graphed": True,
+             "rqvae_s_per_epoch_graphed": 0.005}
+    passed = {"checks": {name: {"ok": True} for name in ("cuda_graph", "compiled_cuda_graph", "rqvae_cuda_graph")}}
+    assert vouched_for(bench, passed) == (bench, [])
+    assert step_mode(vouched_for(bench, passed)[0]) == "compiled_graphs"
+    assert vouched_for(bench, None) == (bench, [])  # --skip smoke: nothing to go on, nothing left out
+    compiled_failed = {"checks": {**passed["checks"], "compiled_cuda_graph": {"ok": False}}}
+    kept, why = vouched_for(bench, compiled_failed)
+    assert step_mode(kept) == "cuda_graphs" and rqvae_plan(kept, device)["cuda_graphs"]
+    assert why == ["train_ms_tiger_compiled_graphed, train_ms_liger_compiled_graphed left out: "
+                   "smoke check compiled_cuda_graph failed"]
+    killed = {"checks": {"setup": {"ok": True}}}  # the smoke check stopped before its graph checks
+    kept, why = vouched_for(bench, killed)
+    assert step_mode(kept) == "eager" and not rqvae_plan(kept, device)["cuda_graphs"]
+    assert len(why) == 3 and all(line.endswith("did not run") for line in why)
+    assert kept[train_ms_key("liger")] == bench[train_ms_key("liger")]  # the eager figures stay
+
+
 def test_compile_option_reaches_the_smoke_check_and_the_benchmark(tmp_path):
     """`--compile`: the smoke check adds `compiled_cuda_graph`, the benchmark times the graphed step
     compiled for its one shape; the packed step is never compiled (torch 2.11 failed on its dynamic shapes)."""

@@ -147,6 +147,30 @@ def rqvae_plan(bench: dict, profile: Profile) -> dict:
     return {"epochs": max(1, min(profile.rqvae_epochs, int(profile.rqvae_budget_s / seconds))), "cuda_graphs": graphs}
 
 
+# The smoke check that vouches for each graphed figure of the benchmark: the key's suffix after
+# `train_ms_{tiger,liger}`, or the whole key
+GRAPH_CHECKS = {"_graphed": "cuda_graph", "_graphed_padded": "cuda_graph", "_graphed_tf32": "cuda_graph",
+                "_compiled_graphed": "compiled_cuda_graph", "rqvae_s_per_epoch_graphed": "rqvae_cuda_graph"}
+
+
+def vouched_for(bench: dict, smoke: dict | None) -> tuple[dict, list[str]]:
+    """(the benchmark's figures the plan may use, why others were left out): a graphed figure only
+    where its smoke check passed, so that a graph that trains wrongly is never chosen for being fast.
+    A check that failed or never ran (the smoke check killed at its limit) leaves its figures out;
+    smoke None (the smoke check skipped with --skip) leaves everything in."""
+    if smoke is None:
+        return bench, []
+    checks, kept, why = smoke.get("checks", {}), dict(bench), []
+    for suffix, check in GRAPH_CHECKS.items():
+        if checks.get(check, {}).get("ok"):
+            continue
+        keys = [suffix] if suffix.startswith("rqvae") else [f"train_ms_{name}{suffix}" for name in METHODS]
+        if any(kept.pop(key, None) is not None for key in keys):
+            state = "failed" if check in checks else "did not run"
+            why.append(f"{', '.join(keys)} left out: smoke check {check} {state}")
+    return kept, why
+
+
 def step_mode(bench: dict) -> str:
     """How the runs train: the fastest of what the benchmark measured for both methods. The compact step
     as a run takes it (`compiled` where the benchmark compiled it, else `eager`: a compile that failed,
@@ -282,6 +306,13 @@ def main() -> None:
     else:
         record("benchmark", *run_boxed(bench_cmd, min(profile.bench_s, left()), out / "device.log", env))
     bench = json.loads((out / "bench.json").read_text()) if (out / "bench.json").exists() else {}
+    smoke_report = out / "smoke.json"
+    smoke_checks = (json.loads(smoke_report.read_text()) if smoke_report.exists() else {}) \
+        if "smoke" not in args.skip else None
+    bench, left_out = vouched_for(bench, smoke_checks)
+    for line in left_out:
+        log(f"plan: {line}")
+    summary["left_out"] = left_out
 
     # 3. the reproduction: the stages before training once, then TIGER and LIGER at once
     rqvae = rqvae_plan(bench, profile)
