@@ -5,7 +5,8 @@ an example is a (sequence, target position) pair, its input the items before the
 gathers item ids, then looks up semantic-ID tokens (and, in the model, text embeddings) per batch:
 memory grows with items × width, never with examples × history × width. No Python loop runs over
 examples. A packed batch (`packing_groups` > 0, for the compact T5) also carries where its real
-tokens lie in one stream (`src/t5.py`, PackedLayout) and its real history items.
+tokens lie in one stream (`src/t5.py`, PackedLayout) and its real history items; a fixed-width one
+(`group_widths`, for a step captured as a CUDA graph) pads each length group to a fixed width.
 """
 from __future__ import annotations
 
@@ -156,7 +157,8 @@ class SequenceData:
         are sorted longest history first (stable) and the batch also carries their packed layout
         (attention in that many length groups): the same examples, whose losses are means. With
         `group_widths` (history lengths, one per group, each at least its group's longest) the layout is
-        fixed-width: group g's histories padded to group_widths[g] items (see `fits_groups`)."""
+        fixed-width: group g's histories padded to group_widths[g] items, so that the batch's sizes depend
+        on its size and the widths alone (`Examples.group_longest` says whether its histories fit)."""
         if packing_groups > 0:
             examples = examples.subset(torch.argsort(examples.target_positions, descending=True, stable=True))
         longest = examples.longest_history
