@@ -42,7 +42,7 @@ from src.errors import first_line  # noqa: E402
 from src.evaluation import autocast  # noqa: E402
 from src.experiment import build_experiment  # noqa: E402
 from src.retrieval import DENSE, GENRET, UNI  # noqa: E402
-from src.runtime import resolve_device  # noqa: E402
+from src.runtime import compile_model, resolve_device  # noqa: E402
 from src.tracking import RunRecorder  # noqa: E402
 
 BEAUTY_SHAPE = GeneratorConfig(seed=0, n_users=22363, n_groups=560, items_per_group=20, cold_items_per_group=1,
@@ -182,10 +182,12 @@ def bench_encoder(data, device: torch.device, results: dict, n: int) -> None:
 
 
 def bench_rqvae(cfg, embeddings, split, device: torch.device, results: dict, epochs: int,
-                graphed: bool = False) -> None:
+                graphed: bool = False, compiled: bool = False) -> None:
     """Seconds per RQ-VAE epoch (published sizes): `rqvae_s_per_epoch`, or with `graphed` (GPU) the
     epoch replayed from a CUDA graph, `rqvae_s_per_epoch_graphed` (its warm-up, the capture
-    included, `rqvae_graph_warmup_s`; a failure, `rqvae_graph_error`)."""
+    included, `rqvae_graph_warmup_s`; a failure, `rqvae_graph_error`), with `compiled` too the model
+    compiled for its batch shapes first (`dataset.RQ-VAE.compile`): the same keys with `compiled_graph`
+    for `graph` (the warm-up includes compiling)."""
     r = cfg.rqvae
     x = embeddings[torch.as_tensor(split.seen_items - 1)].to(device)
     model = RQVAE(x.shape[1], r.hidden_dim, r.latent_dim, r.num_layers, r.code_book_size, r.dropout).to(device)
@@ -195,12 +197,15 @@ def bench_rqvae(cfg, embeddings, split, device: torch.device, results: dict, epo
         timed(epoch, 1, device)  # warm-up
         results["rqvae_s_per_epoch"] = statistics.median(timed(epoch, epochs, device))
         return
+    kind = "compiled_graph" if compiled else "graph"
     try:
+        if compiled:
+            compile_model(model, dynamic=False)
         epoch = GraphedEpochs(model, opt, x, r.batch_size, r.beta)
-        results["rqvae_graph_warmup_s"] = sum(timed(epoch, 4, device))  # three eager epochs, then the capture
-        results["rqvae_s_per_epoch_graphed"] = statistics.median(timed(epoch, epochs, device))
+        results[f"rqvae_{kind}_warmup_s"] = sum(timed(epoch, 4, device))  # three eager epochs, then the capture
+        results[f"rqvae_s_per_epoch_{kind}ed"] = statistics.median(timed(epoch, epochs, device))
     except Exception as exc:  # noqa: BLE001  a graph that fails is a finding, recorded
-        results["rqvae_graph_error"] = graph_failure(exc)
+        results[f"rqvae_{kind}_error"] = graph_failure(exc)
 
 
 # the variants timed side by side: the compact T5 (as a run trains it), `transformers`' (published),
@@ -388,8 +393,9 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true",
                         help="time the compact step eager too (trainer.compile=false), as a run with it would")
     parser.add_argument("--compile-graphed", action="store_true",
-                        help="on a GPU, also time the graphed step compiled for its one padded shape "
-                             "(trainer.compile=true with cuda_graphs), last: `train_ms_*_compiled_graphed`")
+                        help="on a GPU, also time the graphed step compiled for its one shape (trainer.compile=true "
+                             "with cuda_graphs), last: `train_ms_*_compiled_graphed`, and the graphed RQ-VAE epoch "
+                             "compiled (RQ-VAE.compile=true): `rqvae_s_per_epoch_compiled_graphed`")
     parser.add_argument("--only", type=lambda text: set(text.split(",")), default=set(STAGES),
                         help=f"comma-separated stages to measure, of {','.join(STAGES)} (default: all; "
                              "preprocessing always runs)")
@@ -437,6 +443,9 @@ def main() -> None:
             for method in ("base", "setting") if not cpu and "train" in args.only else ():
                 bench_method(args, work, method, split, sids, embeddings, device, results, variants=(variant,))
                 save()
+        if not cpu and "rqvae" in args.only and args.compile_graphed:  # compiled last of all
+            bench_rqvae(cfg, embeddings, split, device, results, 20, graphed=True, compiled=True)
+            save()
     width = max(map(len, results))
     print("\n".join(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}"
                     for k, v in results.items()))

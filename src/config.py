@@ -134,6 +134,7 @@ class RQVAEConfig:
     val_ratio: float = key(lo=0.0, hi=1.0, hi_open=True)
     eval_every: int = key(lo=1)
     cuda_graphs: bool = key()  # GPU: epochs replayed from one CUDA graph (ID_generation/rqvae/training.py)
+    compile: bool = key()  # the model's forward compiled for each batch shape (torch.compile, dynamic=False)
     cache_dir: Path
 
 

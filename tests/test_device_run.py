@@ -61,7 +61,7 @@ def test_dry_run_metrics_are_the_runs_with_the_plan(dry_run):
     assert "uni_in_test/Gen20_Recall@10" not in json.loads((dry_run / "tiger_metrics.json").read_text())
 
 
-RQVAE = {"epochs": 1, "cuda_graphs": False}
+RQVAE = {"epochs": 1, "cuda_graphs": False, "compile": False}
 GPU_BENCH = {train_ms_key("tiger"): 20.0, train_ms_key("liger"): 30.0, "rqvae_s_per_epoch": 0.02,
              "tiger_eval_beam10_seqs_per_s": 20000.0, "liger_eval_uni_seqs_per_s": 5000.0,
              "users": 22363, "train_examples": 114104}
@@ -84,7 +84,8 @@ def test_plan_takes_the_most_steps_that_fit_with_the_warm_up_in_proportion(tmp_p
 def test_plan_without_a_benchmark_uses_slow_guesses(tmp_path):
     device = profiles(tmp_path)["device"]
     assert 0 < training_plan({}, 300.0, device)["steps"] < training_plan(GPU_BENCH, 300.0, device)["steps"]
-    assert rqvae_plan({}, device) == {"epochs": 1200, "cuda_graphs": False}  # 60 s at the guessed 50 ms an epoch
+    # 60 s at the guessed 50 ms an epoch
+    assert rqvae_plan({}, device) == {"epochs": 1200, "cuda_graphs": False, "compile": False}
     assert train_ms_key("liger") in ("train_ms_liger", "train_ms_liger_transformers")
     assert rqvae_plan({"rqvae_s_per_epoch": 0.001}, device)["epochs"] == 8000  # the published count, no more
 
@@ -94,9 +95,19 @@ def test_rqvae_replays_a_cuda_graph_where_the_benchmark_timed_it_faster(tmp_path
 
     device = profiles(tmp_path)["device"]
     graphed = rqvae_plan({"rqvae_s_per_epoch": 0.06, "rqvae_s_per_epoch_graphed": 0.005}, device)
-    assert graphed == {"epochs": 8000, "cuda_graphs": True}  # 60 s at 5 ms: all the published epochs
+    assert graphed == {"epochs": 8000, "cuda_graphs": True, "compile": False}  # 60 s at 5 ms: all the published epochs
     assert rqvae_plan({"rqvae_s_per_epoch": 0.06, "rqvae_s_per_epoch_graphed": 0.07}, device) == {
-        "epochs": 1000, "cuda_graphs": False}
+        "epochs": 1000, "cuda_graphs": False, "compile": False}
+    # compiled and graphed, its compile time taken from the 60 s: where it fits more epochs, or the same
+    # epochs sooner
+    slow = {"rqvae_s_per_epoch": 0.06, "rqvae_s_per_epoch_graphed": 0.01}  # 6,000 epochs in 60 s
+    compiled = {**slow, "rqvae_s_per_epoch_compiled_graphed": 0.002, "rqvae_compiled_graph_warmup_s": 50.0}
+    assert rqvae_plan(compiled, device) == {"epochs": 6000, "cuda_graphs": True, "compile": False}  # 10 s left: 5,000
+    assert rqvae_plan({**compiled, "rqvae_compiled_graph_warmup_s": 10.0}, device) == {
+        "epochs": 8000, "cuda_graphs": True, "compile": True}
+    fast = {**compiled, "rqvae_s_per_epoch_graphed": 0.004}  # 8,000 epochs both ways: 32 s graphed
+    assert rqvae_plan({**fast, "rqvae_compiled_graph_warmup_s": 20.0}, device)["compile"] is False  # 16 s + 20 s
+    assert rqvae_plan({**fast, "rqvae_compiled_graph_warmup_s": 10.0}, device)["compile"] is True  # 16 s + 10 s
     # the runs ask for the RQ-VAE the preparation cached, or they would train it again
     prepared = run_overrides(device, tmp_path, "liger", graphed, None)
     run = run_overrides(device, tmp_path, "tiger", graphed, training_plan({}, 300.0, device))
@@ -159,7 +170,7 @@ def test_plan_trains_the_way_the_benchmark_found_fastest_and_leaves_time_to_comp
 
 
 def test_a_graph_whose_smoke_check_failed_or_never_ran_is_never_chosen_for_being_fast(tmp_path):
-    from device_run import step_mode, vouched_for
+    from device_run import run_overrides, step_mode, vouched_for
 
     device = profiles(tmp_path)["device"]
     bench = {**GPU_BENCH, "train_ms_tiger_graphed": 4.0, "train_ms_liger_graphed": 6.0,
@@ -180,6 +191,14 @@ def test_a_graph_whose_smoke_check_failed_or_never_ran_is_never_chosen_for_being
     assert step_mode(kept) == "eager" and not rqvae_plan(kept, device)["cuda_graphs"]
     assert len(why) == 3 and all(line.endswith("did not run") for line in why)
     assert kept[train_ms_key("liger")] == bench[train_ms_key("liger")]  # the eager figures stay
+    # the compiled RQ-VAE needs its own check (the smoke check's --compile)
+    compiled_rqvae = {**bench, "rqvae_s_per_epoch_compiled_graphed": 0.001, "rqvae_compiled_graph_warmup_s": 5.0}
+    assert rqvae_plan(compiled_rqvae, device)["compile"]
+    kept, why = vouched_for(compiled_rqvae, passed)
+    assert not rqvae_plan(kept, device)["compile"] and rqvae_plan(kept, device)["cuda_graphs"]
+    assert why == ["rqvae_s_per_epoch_compiled_graphed left out: smoke check compiled_rqvae_cuda_graph did not run"]
+    overrides = run_overrides(device, tmp_path, "tiger", rqvae_plan(compiled_rqvae, device), None)
+    assert {"dataset.RQ-VAE.compile=true", "dataset.RQ-VAE.cuda_graphs=true"} <= set(overrides)
 
 
 def test_compile_option_reaches_the_smoke_check_and_the_benchmark(tmp_path):

@@ -21,7 +21,7 @@ CPU = torch.device("cpu")
 def small_config(tmp_path: Path, **overrides) -> RQVAEConfig:
     values = dict(optimizer="AdamW", weight_decay=0.1, batch_size=128, epochs=40, lr=1e-3, beta=0.25, input_dim=None,
                   hidden_dim=(64, 32), latent_dim=16, num_layers=3, dropout=0.1, code_book_size=16, val_ratio=0.05,
-                  eval_every=10, cuda_graphs=False, cache_dir=tmp_path / "ids")
+                  eval_every=10, cuda_graphs=False, compile=False, cache_dir=tmp_path / "ids")
     return RQVAEConfig(**{**values, **overrides})
 
 
@@ -226,6 +226,54 @@ def test_eager_rqvae_keeps_the_cache_key_of_caches_written_before_cuda_graphs_ex
     from ID_generation.rqvae import stage
 
     x, seen, cfg = torch.ones(6, 4), np.arange(1, 6), small_config(tmp_path)
-    earlier = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in (*stage.NOT_IN_KEY, "cuda_graphs")}
+    earlier = {k: v for k, v in dataclasses.asdict(cfg).items()
+               if k not in (*stage.NOT_IN_KEY, "cuda_graphs", "compile")}
     key = stage.fingerprint(stage.RQVAE_VERSION, stage.digest(x), stage.digest(seen), earlier, 0)
     assert cache_path(x, seen, cfg, 0, "t").name == f"t_0_{key[:16]}.pt"
+
+
+def test_a_compiled_rqvae_trains_as_the_eager_one_compiling_once_per_batch_shape(tmp_path, monkeypatch):
+    """`dataset.RQ-VAE.compile`: the forward compiled without dynamic shapes, for the full batches and the
+    last one (two compilations, in the first epoch; the periodic checks run eager), gives the eager
+    run's losses and codes; it has its own cache key."""
+    import src.runtime as runtime
+
+    compiled = []
+
+    def counting_backend(graph_module, example_inputs):
+        compiled.append([tuple(x.shape) for x in example_inputs if isinstance(x, torch.Tensor)])
+        return graph_module.forward
+
+    x, _ = clustered(n=300, dim=12)
+    cfg = small_config(tmp_path, epochs=20, eval_every=5)  # 285 training rows: batches of 128, 128 and 29
+    eager = train_rqvae(x, cfg, seed=0)
+    monkeypatch.setattr(runtime, "COMPILE_BACKEND", counting_backend)
+    torch._dynamo.reset()
+    try:
+        graphed = train_rqvae(x, dataclasses.replace(cfg, compile=True), seed=0)
+    finally:
+        torch._dynamo.reset()
+    assert len(compiled) == 2 and {shapes[0][0] for shapes in compiled} >= {128, 29}
+    assert len(graphed.history) == len(eager.history) == 4
+    for a, b in zip(eager.history, graphed.history):
+        assert b == pytest.approx(a, rel=1e-5, abs=1e-6)
+    assert torch.equal(graphed.model.codes(x), eager.model.codes(x))
+    seen = np.arange(1, 300)
+    assert cache_path(x, seen, cfg, 0, "t") != cache_path(x, seen, dataclasses.replace(cfg, compile=True), 0, "t")
+
+
+def test_a_compiler_failure_in_the_rqvae_names_the_key_that_turns_compiling_off(tmp_path, monkeypatch):
+    import src.runtime as runtime
+    from src.config import ConfigError
+
+    def failing_backend(graph_module, example_inputs):
+        raise AssertionError("tiling analysis")
+
+    monkeypatch.setattr(runtime, "COMPILE_BACKEND", failing_backend)
+    torch._dynamo.reset()
+    x, _ = clustered(n=60, dim=12)
+    try:
+        with pytest.raises(ConfigError, match="'dataset.RQ-VAE.compile' is true, but compiling the RQ-VAE failed"):
+            train_rqvae(x, small_config(tmp_path, compile=True, epochs=2, eval_every=1), seed=0)
+    finally:
+        torch._dynamo.reset()

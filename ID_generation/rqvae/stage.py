@@ -51,8 +51,9 @@ def semantic_ids_tag(data: DataConfig) -> str:
 def cache_path(embeddings: torch.Tensor, seen_items: np.ndarray, cfg: RQVAEConfig, seed: int, tag: str) -> Path:
     """`{cache_dir}/{tag}_{seed}_{key}.pt`, the key covering everything that determines the codes."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IN_KEY}
-    if not cfg.cuda_graphs:  # eager training keeps the key its caches had before the option existed
-        del settings["cuda_graphs"]
+    for option in ("cuda_graphs", "compile"):  # off, they keep the key caches had before the options existed
+        if not settings[option]:
+            del settings[option]
     key = fingerprint(RQVAE_VERSION, digest(embeddings), digest(np.asarray(seen_items)), settings, seed)
     return cfg.cache_dir / f"{safe_name(tag)}_{seed}_{key[:16]}.pt"
 

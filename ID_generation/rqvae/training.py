@@ -4,7 +4,10 @@
 The whole training set lives on the device and batches are slices of a per-epoch permutation: no
 DataLoader, and no host synchronisation except at the periodic checks. On a GPU with
 `dataset.RQ-VAE.cuda_graphs`, every epoch after three eager ones replays one captured CUDA graph
-(`GraphedEpochs`): an epoch's shapes never change, so the whole epoch is one launch.
+(`GraphedEpochs`): an epoch's shapes never change, so the whole epoch is one launch. With
+`dataset.RQ-VAE.compile` the model's forward (and so its backward) is compiled for the epoch's two
+batch shapes (the full batches and the last one), in the first epoch; a graph then replays inductor's
+fused kernels. The periodic checks run eager.
 """
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ from tqdm import trange
 
 from src.config import ConfigError, RQVAEConfig
 from src.cuda_graph import capture, eager_on_side_stream
+from src.errors import first_line
+from src.runtime import compile_model
 
 from .model import RQVAE, random_order
 
@@ -53,6 +58,8 @@ def train_rqvae(x: torch.Tensor, cfg: RQVAEConfig, seed: int,
     torch.manual_seed(seed)
     model = RQVAE(x.shape[1], cfg.hidden_dim, cfg.latent_dim, cfg.num_layers, cfg.code_book_size,
                   cfg.dropout).to(x.device)
+    if cfg.compile:
+        compile_model(model, dynamic=False)
     optimizer = make_optimizer(model, cfg)
     run_epoch = (GraphedEpochs(model, optimizer, x_train, cfg.batch_size, cfg.beta) if cfg.cuda_graphs
                  else functools.partial(train_epoch, model, optimizer, x_train, cfg.batch_size, cfg.beta))
@@ -60,12 +67,14 @@ def train_rqvae(x: torch.Tensor, cfg: RQVAEConfig, seed: int,
     start = time.perf_counter()
     bar = trange(cfg.epochs, desc="RQ-VAE", unit="epoch", mininterval=1.0)
     for epoch in bar:
-        sums = run_epoch()
+        sums = first_compiled_epoch(run_epoch) if cfg.compile and epoch == 0 else run_epoch()
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             n_batches = -(-len(x_train) // cfg.batch_size)
+            with torch.compiler.set_stance("force_eager"):  # rare: not worth compiling its shapes too
+                checked = check(model, x_train, x_val, cfg.beta)
             logs = {"epoch": epoch + 1, "train_loss": float(sums[0]) / n_batches,
                     "train_recon_loss": float(sums[1]) / n_batches, "train_commitment_loss": float(sums[2]) / n_batches,
-                    **check(model, x_train, x_val, cfg.beta)}
+                    **checked}
             history.append(logs)
             bar.set_postfix(recon=f"{logs['train_recon_loss']:.4f}",
                             val_recon=f"{logs.get('val_recon_loss', float('nan')):.4f}")
@@ -73,6 +82,19 @@ def train_rqvae(x: torch.Tensor, cfg: RQVAEConfig, seed: int,
                 on_check(logs)
     seconds = time.perf_counter() - start
     return TrainedRQVAE(model, history[-1], history, seconds / cfg.epochs)
+
+
+def first_compiled_epoch(run_epoch: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """The first epoch of a compiled model, where it compiles (for the full batches and the last one): a
+    compiler failure names the config key that turns compiling off (the codes of an eager RQ-VAE
+    differ by float rounding, so it is the user's choice, not a silent fallback)."""
+    from torch._dynamo.exc import TorchDynamoException
+
+    try:
+        return run_epoch()
+    except TorchDynamoException as exc:
+        raise ConfigError(f"config key 'dataset.RQ-VAE.compile' is true, but compiling the RQ-VAE failed "
+                          f"({first_line(exc)}); set it to false") from exc
 
 
 def make_optimizer(model: torch.nn.Module, cfg: RQVAEConfig) -> torch.optim.Optimizer:

@@ -203,9 +203,10 @@ def check_cuda_graph(device: torch.device, work: Path, compiled: bool = False) -
             f"{fit.epochs} epochs validated, {dropout.replays - before} more replays")
 
 
-def check_rqvae_cuda_graph(device: torch.device, work: Path) -> str:
+def check_rqvae_cuda_graph(device: torch.device, work: Path, compiled: bool = False) -> str:
     """`dataset.RQ-VAE.cuda_graphs`: 30 epochs of a small RQ-VAE, eager and replayed from a CUDA graph
-    from the same start, both lower the reconstruction loss alike (their random draws differ)."""
+    from the same start, both lower the reconstruction loss alike (their random draws differ).
+    compiled: the graphed model compiled for its batch shapes first (`dataset.RQ-VAE.compile`)."""
     from hydra import compose, initialize_config_dir
 
     from ID_generation.rqvae.training import train_rqvae
@@ -220,13 +221,14 @@ def check_rqvae_cuda_graph(device: torch.device, work: Path) -> str:
     g = torch.Generator().manual_seed(0)
     x = (torch.randn(8, 24, generator=g)[torch.randint(0, 8, (500,), generator=g)]
          + 0.3 * torch.randn(500, 24, generator=g)).to(device)
-    final = {graphs: train_rqvae(x, dataclasses.replace(cfg, cuda_graphs=graphs), seed=0).history
+    final = {graphs: train_rqvae(x, dataclasses.replace(cfg, cuda_graphs=graphs, compile=graphs and compiled),
+                                 seed=0).history
              for graphs in (False, True)}
     eager, graphed = (final[g][-1]["train_recon_loss"] for g in (False, True))
     first = final[True][0]["train_recon_loss"]
     assert math.isfinite(graphed) and graphed <= 1.5 * eager + 0.05, f"recon: eager {eager:.4f}, graphed {graphed:.4f}"
-    return (f"reconstruction MSE after 30 epochs: eager {eager:.4f}, graphed {graphed:.4f} "
-            f"(graphed after 10: {first:.4f})")
+    return (f"reconstruction MSE after 30 epochs: eager {eager:.4f}, graphed{' and compiled' * compiled} "
+            f"{graphed:.4f} (graphed after 10: {first:.4f})")
 
 
 def check_fit(dev) -> str:
@@ -249,7 +251,8 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--compile", action="store_true",
-                        help="also check the graphed step compiled for its one shape (`compiled_cuda_graph`)")
+                        help="also check the graphed step compiled for its one shape (`compiled_cuda_graph`) and "
+                             "the graphed RQ-VAE compiled (`compiled_rqvae_cuda_graph`)")
     args = parser.parse_args()
     device = torch.device(args.device)
     report: dict[str, dict] = {}
@@ -271,7 +274,8 @@ def main() -> None:
                   ("fit", lambda: check_fit(state["dev"])),
                   ("cuda_graph", lambda: check_cuda_graph(device, Path(tmp))),
                   ("rqvae_cuda_graph", lambda: check_rqvae_cuda_graph(device, Path(tmp))),
-                  *([("compiled_cuda_graph", lambda: check_cuda_graph(device, Path(tmp), compiled=True))]
+                  *([("compiled_cuda_graph", lambda: check_cuda_graph(device, Path(tmp), compiled=True)),
+                     ("compiled_rqvae_cuda_graph", lambda: check_rqvae_cuda_graph(device, Path(tmp), compiled=True))]
                     if args.compile else [])]
         for name, check in checks:
             if name != "setup" and not report["setup"]["ok"]:
