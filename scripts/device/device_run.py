@@ -65,7 +65,7 @@ class Profile:
 def profiles(work: Path) -> dict[str, Profile]:
     carry = REPO / ".carry"
     return {
-        "device": Profile(budget_s=520, smoke_s=75, bench_s=160,
+        "device": Profile(budget_s=520, smoke_s=75, bench_s=180,
                           bench_args=("--data", "beauty", "--raw", str(carry / "raw")),
                           data=("dataset=amazon", "dataset.name=Beauty", f"dataset.raw_data_path={carry / 'raw'}",
                                 f"dataset.processed_data_path={carry / 'processed'}",
