@@ -228,8 +228,9 @@ class Trainer:
 
     def _batch(self, examples: Examples) -> Batch:
         """The batch of a training step: padded or packed as the model takes it; for a graphed step padded
-        to the longest training history, in length groups of fixed widths where its histories fit them."""
-        widths = self.group_widths
+        to the longest training history, and a full batch in length groups of fixed widths where its
+        histories fit them (another runs eagerly, packed)."""
+        widths = self.group_widths if len(examples) == self.batch_size else None
         if widths is not None and any(n > w for n, w in zip(examples.group_longest(self.packing_groups), widths)):
             widths = None
         return self.data.batch(examples, self.packing_groups, self.history_len, widths)

@@ -293,6 +293,8 @@ def test_a_graphed_steps_batches_are_fixed_width_where_their_histories_fit(tmp_p
     batches = [trainer._batch(chunk) for chunk in full]
     assert len(batches) > 1 and all(graphable(b) and b.layout.fixed_width for b in batches)
     assert len({batch_signature(b, 1.0) for b in batches}) == 1
+    small = trainer._batch(full[0].subset(slice(0, 2)))  # fewer examples than groups: packed, as eager
+    assert small.layout is not None and not graphable(small) and len(small) == 2
     trainer.group_widths = [1] * len(widths)
     batch = trainer._batch(full[0])
     assert batch.layout is not None and not graphable(batch)
