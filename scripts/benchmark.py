@@ -197,7 +197,7 @@ def bench_rqvae(cfg, embeddings, split, device: torch.device, results: dict, epo
         timed(epoch, 1, device)  # warm-up
         results["rqvae_s_per_epoch"] = statistics.median(timed(epoch, epochs, device))
         return
-    kind = "compiled_graph" if compiled else "graph"
+    kind = "compiled_graph" if compiled else "graph"  # keys rqvae_{kind}_warmup_s, rqvae_s_per_epoch_{kind}ed
     try:
         if compiled:
             compile_model(model, dynamic=False)
@@ -285,7 +285,8 @@ def bench_method(args, work, method: str, split, sids, embeddings, device, resul
     """Training step and evaluation of `variants` (VARIANT_SUFFIX) side by side, on the same weights,
     batches and examples: keys `train_ms_{tiger|liger}`, `{tiger|liger}_eval_*` for the compact T5
     (packed batches), the same with `_transformers` for the baseline (padded batches), and with one
-    of GRAPHED on a GPU `train_ms_{tiger|liger}_graphed` (or `_graphed_tf32`, `_compiled_graphed`): the
+    of GRAPHED on a GPU `train_ms_{tiger|liger}_graphed` (or `_graphed_padded`, `_graphed_tf32`,
+    `_compiled_graphed`): the
     compact step as a CUDA graph (training only; measured after everything else, so that a failed
     capture costs no other figure)."""
     name = "liger" if method == "setting" else "tiger"
@@ -346,7 +347,7 @@ def bench_training(exps: dict, name: str, batch_size: int, args, device: torch.d
         save_results(results, args.out, device)
     torch.set_float32_matmul_precision("highest")
     baseline = results.get(f"train_ms_{name}_transformers")
-    for suffix in ("", "_graphed", "_graphed_padded", "_graphed_tf32", "_compiled_graphed"):
+    for suffix in (VARIANT_SUFFIX[variant] for variant in ("compact", *GRAPHED)):
         if baseline and f"train_ms_{name}{suffix}" in results:
             results[f"train_speedup_{name}{suffix}"] = baseline / results[f"train_ms_{name}{suffix}"]
     rss = current_rss_mb()  # after the variants trained: resident memory above the framework's

@@ -190,6 +190,7 @@ def test_a_graph_whose_smoke_check_failed_or_never_ran_is_never_chosen_for_being
     kept, why = vouched_for(bench, killed)
     assert step_mode(kept) == "eager" and not rqvae_plan(kept, device)["cuda_graphs"]
     assert len(why) == 3 and all(line.endswith("did not run") for line in why)
+    assert not {"train_ms_tiger_graphed", "train_ms_liger_graphed", "rqvae_s_per_epoch_graphed"} & kept.keys()
     assert kept[train_ms_key("liger")] == bench[train_ms_key("liger")]  # the eager figures stay
     # the compiled RQ-VAE needs its own check (the smoke check's --compile)
     compiled_rqvae = {**bench, "rqvae_s_per_epoch_compiled_graphed": 0.001, "rqvae_compiled_graph_warmup_s": 5.0}
