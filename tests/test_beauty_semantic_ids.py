@@ -1,5 +1,5 @@
 """Semantic IDs on the Beauty files with the offline encoder: the published RQ-VAE, briefly trained,
-already uses nearly every level-1 code (slow: ~1.5 min of training, and ~2.5 min of CPU embedding the
+already uses nearly every level-1 code (slow: ~35 s of training, and ~2.5 min of CPU embedding the
 first time on a machine: the embeddings are cached in LIGER_TEST_CACHE, default ~/.cache/liger-tests,
 under a key of the encoder and the exact texts)."""
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ID_generation.preprocessing import leave_one_out, preprocess
 from ID_generation.rqvae.stage import semantic_ids_stage
 from src.vocabulary import Vocabulary
 
-EPOCHS = 60  # level-1 usage passes 90% after ~10 epochs on these data and stays there
+EPOCHS = 20  # level-1 usage on these data (seed 42): 95.3% after 10 epochs, 97.7% after 20, 100% after 60
 EMBEDDING_CACHE = Path(os.environ.get("LIGER_TEST_CACHE", Path.home() / ".cache" / "liger-tests"))
 
 
@@ -31,7 +31,7 @@ def beauty_ids(beauty_raw, tmp_path_factory):
     EMBEDDING_CACHE.mkdir(parents=True, exist_ok=True)
     embeddings = item_embeddings(data.item_texts, cfg.data.content_model, EMBEDDING_CACHE,
                                  cfg.data.name, torch.device("cpu"), cfg.data.embedding_batch_size)
-    rqvae = dataclasses.replace(cfg.rqvae, epochs=EPOCHS, eval_every=30)
+    rqvae = dataclasses.replace(cfg.rqvae, epochs=EPOCHS, eval_every=10)
     return semantic_ids_stage(embeddings.vectors, split.seen_items, rqvae, 42, torch.device("cpu"), tag="Beauty")
 
 
