@@ -215,3 +215,41 @@ def test_compile_option_reaches_the_smoke_check_and_the_benchmark(tmp_path):
     assert "--compile" in smoke_command("python", tmp_path, False, True)
     assert "--compile" not in smoke_command("python", tmp_path, True, False)
     assert smoke_command("python", tmp_path, True, False)[-2:] == ["--device", "cpu"]
+
+
+def test_a_second_call_plans_from_the_first_calls_figures(dry_run, tmp_path):
+    """`--plan-from`: no smoke check and no benchmark; the plan's step time is the earlier call's."""
+    out = tmp_path / "second"
+    done = subprocess.run(["bash", "scripts/device/run.sh", "--dry-run", str(out), "--plan-from", str(dry_run)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert {p.name for p in out.iterdir()} == EXPECTED_FILES - {"smoke.json", "bench.json"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert {step: s["status"] for step, s in summary["steps"].items()} == {
+        "prepare": "ok", "tiger": "ok", "liger": "ok"}
+    assert summary["options"]["plan_from"] == str(dry_run)
+    bench = json.loads((dry_run / "bench.json").read_text())
+    step_s = sum(bench[train_ms_key(name)] for name in ("tiger", "liger")) / 1000
+    assert summary["plan"]["estimated_s_per_step_of_both"] == round(step_s, 4)  # not the slow guesses
+    metrics = json.loads((out / "liger_metrics.json").read_text())
+    assert metrics["train/steps"] == 30 and metrics["device_run"]["plan_from"] == str(dry_run)
+
+
+def test_plan_from_refuses_what_is_not_an_earlier_calls_figures(tmp_path):
+    from device_run import earlier_figures, vouched_for
+
+    with pytest.raises(ValueError, match="bench.json not found"):
+        earlier_figures(tmp_path)
+    (tmp_path / "bench.json").write_text("[1]")
+    with pytest.raises(ValueError, match="bench.json: holds a JSON list"):
+        earlier_figures(tmp_path)
+    (tmp_path / "bench.json").write_text('{"train_ms_tiger_graphed": 4.0, "train_ms_liger_graphed": 6.0}')
+    (tmp_path / "smoke.json").write_text("{not json")
+    with pytest.raises(ValueError, match="smoke.json: cannot be read as JSON"):
+        earlier_figures(tmp_path)
+    (tmp_path / "smoke.json").unlink()  # no smoke report: no graphed figure is vouched for
+    bench, smoke = earlier_figures(tmp_path)
+    assert vouched_for(bench, smoke)[0] == {}
+    done = subprocess.run([sys.executable, "scripts/device/device_run.py", "--dry-run", str(tmp_path / "out"),
+                           "--plan-from", str(tmp_path / "nowhere")], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 2 and "--plan-from:" in done.stderr and "Traceback" not in done.stderr

@@ -11,6 +11,8 @@ used and why), {tiger,liger}_train.log and summary.json (each step's status and 
 The training length is chosen from the step times the benchmark measured: the published 200,000
 steps where they fit in the time left, otherwise the most that fit, with the warm-up scaled in
 proportion; `trainer.time_budget_min` backs the estimate up, so a run always ends with a test.
+`--plan-from DIR` plans from an earlier call's figures instead (its bench.json and smoke.json), with
+neither the smoke check nor the benchmark run: a second call gives all its time to the reproduction.
 """
 from __future__ import annotations
 
@@ -187,6 +189,26 @@ def vouched_for(bench: dict, smoke: dict | None) -> tuple[dict, list[str]]:
     return kept, why
 
 
+def earlier_figures(directory: Path) -> tuple[dict, dict]:
+    """(benchmark figures, smoke report) of an earlier call, from its OUT_DIR. No smoke.json there: an
+    empty report, so that no graphed figure is vouched for. Raises ValueError naming the file at fault."""
+    bench_path, smoke_path = directory / "bench.json", directory / "smoke.json"
+    if not bench_path.is_file():
+        raise ValueError(f"{bench_path} not found: give the OUT_DIR of an earlier call (its bench.json and "
+                         "smoke.json), copied into the working tree so that it travels")
+    return json_object(bench_path), json_object(smoke_path) if smoke_path.is_file() else {}
+
+
+def json_object(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot be read as JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: holds a JSON {type(value).__name__}, not an object")
+    return value
+
+
 def step_mode(bench: dict) -> str:
     """How the runs train: the fastest of what the benchmark measured for both methods. The compact step
     as a run takes it (`compiled` where the benchmark compiled it, else `eager`: a compile that failed,
@@ -276,10 +298,21 @@ def main() -> None:
                              "compile only where it compiled and was fastest (dynamic-shape compiling stays off: "
                              "torch 2.11's inductor failed on it)")
     parser.add_argument("--budget", type=float, default=None, help="seconds in all (default: the profile's)")
+    parser.add_argument("--plan-from", type=Path, default=None, metavar="DIR",
+                        help="plan the runs from an earlier call's figures (DIR: its OUT_DIR with bench.json and "
+                             "smoke.json, copied into the working tree so that it travels), skipping the smoke "
+                             "check and the benchmark; its smoke checks vouch for its graphed figures")
     args = parser.parse_args()
     if not args.skip <= {"smoke", "benchmark"}:
         parser.error(f"--skip: unknown step(s) {', '.join(sorted(args.skip - {'smoke', 'benchmark'}))}; "
                      "choose from smoke,benchmark")
+    earlier = None
+    if args.plan_from is not None:
+        try:
+            earlier = earlier_figures(args.plan_from.resolve())
+        except ValueError as exc:
+            parser.error(f"--plan-from: {exc}")
+        args.skip = {"smoke", "benchmark"}
     start_time = time.monotonic()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -295,7 +328,8 @@ def main() -> None:
            "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
     py = sys.executable
     summary: dict = {"mode": "dry-run" if args.dry_run else "device", "profile": asdict(profile), "steps": {},
-                     "options": {"skip": sorted(args.skip), "compile": args.compile}}
+                     "options": {"skip": sorted(args.skip), "compile": args.compile,
+                                 "plan_from": None if args.plan_from is None else str(args.plan_from)}}
 
     def left() -> float:
         return deadline - time.monotonic()
@@ -309,23 +343,27 @@ def main() -> None:
     if shutil.which("nvidia-smi"):
         run_boxed(["nvidia-smi"], 20, out / "device.log", env)
 
-    # 1. smoke check
-    smoke = smoke_command(py, out, args.dry_run, args.compile)
-    if "smoke" in args.skip:
-        log("smoke: skipped (--skip)")
+    if earlier is not None:  # 1., 2.: an earlier call's figures
+        bench, smoke_checks = earlier
+        log(f"smoke, benchmark: skipped (--plan-from); the plan uses the figures of {args.plan_from} (measured on "
+            f"{bench.get('device', '?')}, torch {bench.get('torch', '?')}, {bench.get('date', '?')})")
     else:
-        record("smoke", *run_boxed(smoke, min(profile.smoke_s, left()), out / "device.log", env))
-
-    # 2. benchmark
-    bench_cmd = benchmark_command(py, out, profile, args.compile)
-    if "benchmark" in args.skip:
-        log("benchmark: skipped (--skip); the plan uses deliberately slow guesses")
-    else:
-        record("benchmark", *run_boxed(bench_cmd, min(profile.bench_s, left()), out / "device.log", env))
-    bench = json.loads((out / "bench.json").read_text()) if (out / "bench.json").exists() else {}
-    smoke_report = out / "smoke.json"
-    smoke_checks = (json.loads(smoke_report.read_text()) if smoke_report.exists() else {}) \
-        if "smoke" not in args.skip else None
+        # 1. smoke check
+        if "smoke" in args.skip:
+            log("smoke: skipped (--skip)")
+        else:
+            smoke = smoke_command(py, out, args.dry_run, args.compile)
+            record("smoke", *run_boxed(smoke, min(profile.smoke_s, left()), out / "device.log", env))
+        # 2. benchmark
+        if "benchmark" in args.skip:
+            log("benchmark: skipped (--skip); the plan uses deliberately slow guesses")
+        else:
+            bench_cmd = benchmark_command(py, out, profile, args.compile)
+            record("benchmark", *run_boxed(bench_cmd, min(profile.bench_s, left()), out / "device.log", env))
+        bench = json.loads((out / "bench.json").read_text()) if (out / "bench.json").exists() else {}
+        smoke_report = out / "smoke.json"
+        smoke_checks = (json.loads(smoke_report.read_text()) if smoke_report.exists() else {}) \
+            if "smoke" not in args.skip else None
     bench, left_out = vouched_for(bench, smoke_checks)
     for line in left_out:
         log(f"plan: {line}")
@@ -360,6 +398,7 @@ def main() -> None:
                                  "rqvae_compile": rqvae["compile"],
                                  "published_rqvae_epochs": PUBLISHED_RQVAE_EPOCHS,
                                  "status": summary["steps"][name]["status"],
+                                 "plan_from": summary["options"]["plan_from"],  # whose figures planned it
                                  "overrides": run_overrides(profile, work, name, rqvae, plan)}
         (out / f"{name}_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
