@@ -253,3 +253,41 @@ def test_plan_from_refuses_what_is_not_an_earlier_calls_figures(tmp_path):
     done = subprocess.run([sys.executable, "scripts/device/device_run.py", "--dry-run", str(tmp_path / "out"),
                            "--plan-from", str(tmp_path / "nowhere")], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 2 and "--plan-from:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_report_reads_the_calls_files(dry_run, tmp_path):
+    """scripts/device/report.py: the Markdown draft of a results README, every figure read off the files."""
+    done = subprocess.run([sys.executable, "scripts/device/report.py", str(dry_run)], cwd=REPO, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert all(f"| {step} | ok |" in text for step in ("smoke", "benchmark", "prepare", "tiger", "liger"))
+    liger = json.loads((dry_run / "liger_metrics.json").read_text())
+    assert f"| LIGER dense | {liger['dense_in_test/Recall@10']:.4f} | {liger['dense_in_test/NDCG@10']:.4f} |" in text
+    bench = json.loads((dry_run / "bench.json").read_text())
+    assert f"| TIGER training step | ≤ 6 ms (aim ≤ 1.5) | {bench[train_ms_key('tiger')]:,.2f} ms" in text
+    assert "| paper's TIGER (Beauty) | 0.0601 | 0.0322 |" in text
+    missing = subprocess.run([sys.executable, "scripts/device/report.py", str(tmp_path)], cwd=REPO,
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "no summary.json or bench.json" in missing.stderr
+
+
+def test_report_counts_only_vouched_figures_against_the_targets(tmp_path):
+    from report import Call, fastest_step_ms, rqvae_seconds, targets_table
+
+    bench = {"train_ms_tiger": 50.0, "train_ms_tiger_graphed": 5.0, "train_ms_tiger_transformers": 1.0,
+             "rqvae_s_per_epoch": 0.05, "rqvae_s_per_epoch_graphed": 0.004, "rqvae_graph_warmup_s": 2.0}
+    assert fastest_step_ms(bench, "tiger") == (5.0, "graphed")  # the baseline is not this path
+    assert fastest_step_ms(bench, "liger") == (None, "-")
+    assert rqvae_seconds(bench) == (pytest.approx(8000 * 0.004 + 2.0), "graphed")
+    (tmp_path / "bench.json").write_text(json.dumps(bench))
+    (tmp_path / "smoke.json").write_text(json.dumps({"checks": {"cuda_graph": {"ok": True},
+                                                                "rqvae_cuda_graph": {"ok": True}}}))
+    rows = targets_table(Call.read(tmp_path)).splitlines()
+    assert any(r.startswith("| TIGER training step") and "5.00 ms (graphed) | met" in r for r in rows)
+    assert any(r.startswith("| LIGER training step") and r.endswith("| not measured |") for r in rows)
+    (tmp_path / "smoke.json").write_text(json.dumps({"checks": {"cuda_graph": {"ok": False}}}))
+    rows = targets_table(Call.read(tmp_path)).splitlines()  # a graph that trained wrongly is no figure
+    assert any(r.startswith("| TIGER training step") and "50.00 ms (compact) | not met (8.3× the target)" in r
+               for r in rows)
+    assert any(r.startswith("| RQ-VAE") and "400.0 s (eager)" in r for r in rows)
