@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import gc
 import json
 import platform
 import resource
@@ -444,6 +445,7 @@ def main() -> None:
             for method in ("base", "setting") if not cpu and "train" in args.only else ():
                 bench_method(args, work, method, split, sids, embeddings, device, results, variants=(variant,))
                 save()
+                gc.collect()  # the trainer and its graph hold each other: free the graph's memory pool now
         if not cpu and "rqvae" in args.only and args.compile_graphed:  # compiled last of all
             bench_rqvae(cfg, embeddings, split, device, results, 20, graphed=True, compiled=True)
             save()

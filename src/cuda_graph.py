@@ -23,6 +23,7 @@ the graph draws its dropout masks from the same generator, but need not draw the
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator
 
@@ -50,14 +51,48 @@ def capture(fn: Callable[[], torch.Tensor],
     """(graph, output) of fn() recorded as one CUDA graph: nothing runs until `graph.replay()`, which
     rewrites `output` in place. The optimiser fn steps is made capturable (its step count and
     learning rate read on the device) and its gradients set to None, so that the graph allocates
-    the gradients it writes."""
+    the gradients it writes.
+
+    What `torch.cuda.graph` does (synchronise, free the cache, record on a side stream into a private
+    memory pool), less what its failure leaves behind: its exit ends the capture before it restores the
+    stream, so a capture that fails leaves the process on the capture stream, and the allocator still
+    routing to the graph's pool (every later `empty_cache`, as the next capture's, then fails an
+    internal assertion). Here a failure restores the stream, ends the capture, frees the pool and
+    raises fn's own error (a sync op's, say), not the capture's generic one."""
     for group in optimizer.param_groups:  # here, not earlier: resuming loads the saved groups' settings
         group["capturable"] = True
     optimizer.zero_grad(set_to_none=True)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out = fn()
+    graph, pool = torch.cuda.CUDAGraph(), torch.cuda.graph_pool_handle()
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    with torch.cuda.stream(torch.cuda.Stream()):  # the previous stream comes back however this ends
+        graph.capture_begin(pool=pool)
+        try:
+            out = fn()
+        except BaseException:
+            with contextlib.suppress(RuntimeError):  # the recording is invalid; this ends the stream's capture
+                graph.capture_end()
+            release_failed_pool(pool)
+            raise
+        try:
+            graph.capture_end()
+        except BaseException:
+            release_failed_pool(pool)
+            raise
     return graph, out
+
+
+def release_failed_pool(pool) -> None:
+    """Stop routing allocations to the memory pool of a capture that failed, and free it, unless the
+    capture got as far as doing the first itself (then the graph object frees the pool: freeing it here
+    too would fail an assertion in its destructor). PyTorch's allocator calls, as its `use_mem_pool`
+    makes them."""
+    device = torch.cuda.current_device()
+    try:
+        torch._C._cuda_endAllocateToPool(device, pool)
+    except RuntimeError:  # not routing to it any more: capture_end ended that
+        return
+    torch._C._cuda_releasePool(device, pool)
 
 
 def batch_leaves(obj, path: str = "batch") -> Iterator[tuple[str, object]]:
@@ -97,7 +132,7 @@ class GraphedStep:
         if device.type != "cuda":
             raise ValueError(f"a CUDA graph needs a CUDA device, got {device}")
         self.step, self.optimizer, self.device, self.batch_size = step, optimizer, device, batch_size
-        self.warmup_left = warmup
+        self.warmup = self.warmup_left = warmup
         self.lrs: list[torch.Tensor] = []  # the learning rate of each parameter group, read by the graph
         self.graph: torch.cuda.CUDAGraph | None = None
         self.signature: tuple | None = None
@@ -111,7 +146,7 @@ class GraphedStep:
         signature = batch_signature(batch, weight)
         if self.graph is not None and signature == self.signature:
             return self._replay(batch)
-        if self.graph is None and self.capture_error is None and len(batch) == self.batch_size and graphable(batch):
+        if self.graph is None and self.capture_error is None and self.fixed_shape(batch):
             if self.warmup_left > 0:
                 self.warmup_left -= 1
                 return self._eager_on_side_stream(batch, weight)
@@ -120,8 +155,21 @@ class GraphedStep:
             except Exception as exc:  # noqa: BLE001  any capture failure: the step still runs, eagerly
                 self._give_up_capturing(exc)
         self.eager_steps += 1
+        if self.capture_error is not None and self.fixed_shape(batch):
+            return self.step(batch, weight)  # the shape a compiled model was compiled for: its kernels, eagerly
         with torch.compiler.set_stance("force_eager"):  # a compiled model runs its forward as written
             return self.step(batch, weight)
+
+    def fixed_shape(self, batch: Batch) -> bool:
+        """Whether the batch has the shape the graph is captured for (a compiled model is compiled for
+        it alone): `batch_size` examples, sizes fixed by the config."""
+        return len(batch) == self.batch_size and graphable(batch)
+
+    def reset(self) -> None:
+        """Forget the graph, so that the next full batches warm up and capture anew: after the optimiser's
+        state is replaced (a checkpoint loaded), a graph would go on updating the old state's tensors."""
+        self.graph = self.signature = self.static_batch = self.static_out = None
+        self.held, self.lrs, self.warmup_left = [], [], self.warmup
 
     def _give_up_capturing(self, exc: Exception) -> None:
         """After a failed capture (nothing of the step ran: recording runs nothing), every step runs

@@ -5,7 +5,8 @@ the best model kept.
 The training state (model, optimiser, scheduler, step, epoch, best score, every random state) is
 saved atomically to `{run_dir}/ckpt.pt` every `dataset.TIGER.save_every_n_epochs` epochs (default 1),
 after each epoch whose validation improved the best model, and after the last; a restarted run
-resumes from it and ends exactly as an uninterrupted run would.
+resumes from it and ends exactly as an uninterrupted run would (with `trainer.cuda_graphs`, up to the
+dropout masks: the graph is captured anew, see src/cuda_graph.py).
 The best model's weights go to `{run_dir}/ckpt_best.pt`.
 
 Data-parallel (several processes, see src/distributed.py): every process draws the same permutation
@@ -218,7 +219,9 @@ class Trainer:
         `weight`, then the scheduler's step: (4,) loss, semantic-ID loss, dense loss (0 where the method
         has none) and gradient norm, on the device (read without waiting for it)."""
         batch = self._batch(examples)
-        if self.compile_pending:
+        # compiling happens at the first step that runs the compiled model: with a graph, the first full
+        # batch of the captured shape (another runs eagerly)
+        if self.compile_pending and (not isinstance(self.step, GraphedStep) or self.step.fixed_shape(batch)):
             self.compile_pending = False
             parts = self._first_compiled_step(batch, weight)
         else:
@@ -365,6 +368,8 @@ class Trainer:
         self.optimizer.load_state_dict(saved["optimizer"])
         for group in self.optimizer.param_groups:  # how this run steps, not how the saving one did
             group["fused"], group["capturable"] = self.device.type == "cuda", False  # (a graph sets it when captured)
+        if isinstance(self.step, GraphedStep):
+            self.step.reset()  # a graph captured before this would update the replaced optimiser state
         self.scheduler.load_state_dict(saved["scheduler"])
         self.generator.set_state(saved["generator"])
         self.state = TrainState(**saved["state"])

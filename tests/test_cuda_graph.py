@@ -172,3 +172,133 @@ def test_a_compiled_graphed_step_compiles_once_for_its_shape_and_runs_other_shap
     assert len(compiled_graphs) == 1  # the full batch's shape alone: no recompilation for the smaller one
     assert all(isinstance(d, int) for shapes in compiled_graphs[0] for d in shapes)  # static sizes
     assert losses == pytest.approx(eager_losses, rel=1e-5)
+
+
+class FakeCuda:
+    """The CUDA calls `capture` makes, recorded on the CPU: streams entered and left, the capture begun
+    and ended (ending can fail, before or after the allocator stops routing to the graph's pool, as
+    torch versions order it), and the allocator's pool calls."""
+
+    def __init__(self, monkeypatch, end_fails: str | None = None):
+        self.calls: list[str] = []
+        self.routing = False  # the allocator routes the capture stream's allocations to the pool
+        fake = self
+
+        class Graph:
+            def capture_begin(self, pool=None):
+                fake.calls.append("capture_begin")
+                fake.routing = True
+
+            def capture_end(self):
+                fake.calls.append("capture_end")
+                if end_fails == "before_routing_ends":
+                    raise RuntimeError("CUDA error: operation failed due to a previous error during capture")
+                fake.routing = False
+                if end_fails == "after_routing_ends":
+                    raise RuntimeError("CUDA error: instantiating the graph failed")
+
+        class Stream:
+            def __enter__(self):
+                fake.calls.append("stream_enter")
+
+            def __exit__(self, *args):
+                fake.calls.append("stream_exit")
+
+        def end_allocate_to_pool(device, pool):
+            if not fake.routing:
+                raise RuntimeError("endAllocatePool: not currently recording to mempool_id")
+            fake.calls.append("end_allocate_to_pool")
+            fake.routing = False
+
+        for name, value in {"CUDAGraph": Graph, "graph_pool_handle": lambda: (0, 1), "synchronize": lambda: None,
+                            "empty_cache": lambda: None, "Stream": lambda: None, "stream": lambda s: Stream(),
+                            "current_device": lambda: 0}.items():
+            monkeypatch.setattr(torch.cuda, name, value)
+        monkeypatch.setattr(torch._C, "_cuda_endAllocateToPool", end_allocate_to_pool, raising=False)
+        monkeypatch.setattr(torch._C, "_cuda_releasePool", lambda device, pool: fake.calls.append("release_pool"),
+                            raising=False)
+
+
+def sgd() -> torch.optim.Optimizer:
+    return torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=0.1)
+
+
+def test_a_capture_that_succeeds_leaves_its_pool_to_the_graph(monkeypatch):
+    from src.cuda_graph import capture
+
+    fake = FakeCuda(monkeypatch)
+    optimizer = sgd()
+    _, out = capture(lambda: torch.ones(3), optimizer)
+    assert torch.equal(out, torch.ones(3)) and optimizer.param_groups[0]["capturable"]
+    assert fake.calls == ["stream_enter", "capture_begin", "capture_end", "stream_exit"]
+
+
+def test_a_step_that_fails_during_capture_leaves_the_stream_the_allocator_and_its_own_error(monkeypatch):
+    """A sync op inside the captured step: its own error comes out, the capture is ended, the pool
+    freed and the stream restored, so that the process can train on (and capture again)."""
+    from src.cuda_graph import capture
+
+    fake = FakeCuda(monkeypatch, end_fails="before_routing_ends")
+
+    def step():
+        raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+
+    with pytest.raises(RuntimeError, match="operation not permitted when stream is capturing"):
+        capture(step, sgd())
+    assert fake.calls == ["stream_enter", "capture_begin", "capture_end", "end_allocate_to_pool", "release_pool",
+                          "stream_exit"]
+    assert not fake.routing
+
+
+@pytest.mark.parametrize("end_fails", ["before_routing_ends", "after_routing_ends"])
+def test_a_capture_whose_end_fails_frees_the_pool_only_where_the_graph_will_not(monkeypatch, end_fails):
+    from src.cuda_graph import capture
+
+    fake = FakeCuda(monkeypatch, end_fails=end_fails)
+    with pytest.raises(RuntimeError, match="CUDA error"):
+        capture(lambda: torch.ones(3), sgd())
+    # past the allocator's end, the graph object owns the pool (freeing it twice fails an assertion)
+    freed = ["end_allocate_to_pool", "release_pool"] if end_fails == "before_routing_ends" else []
+    assert fake.calls == ["stream_enter", "capture_begin", "capture_end", *freed, "stream_exit"]
+    assert not fake.routing
+
+
+def test_after_a_failed_capture_full_batches_run_the_compiled_kernels_and_others_run_as_written(monkeypatch):
+    """A compiled model is compiled for the captured shape alone: after a failed capture the full batches
+    of that shape still run it compiled; another shape runs eagerly (`force_eager`), as before."""
+    stances = []
+
+    class Stance:
+        def __init__(self, stance):
+            self.stance = stance
+
+        def __enter__(self):
+            stances.append(self.stance)
+
+        def __exit__(self, *args):
+            pass
+
+    monkeypatch.setattr(torch.compiler, "set_stance", Stance)
+    model, data, _, _ = tiny()
+    history_len = data.train_examples().longest_history
+    graphed = Recorded(lambda batch, weight: torch.zeros(4), torch.optim.AdamW(model.parameters()),
+                       torch.device("cuda"), batch_size=4, warmup=1)
+    graphed.capture_error = "RuntimeError: failed"
+    for batch in batches(data, [4, 3, 4], history_len):
+        graphed(batch, 1.0)
+    assert stances == ["force_eager"] and graphed.eager_steps == 3 and graphed.calls == []
+
+
+def test_reset_forgets_the_graph_and_warms_up_again():
+    """After a checkpoint replaces the optimiser's state, the next full batches warm up and capture anew."""
+    model, data, _, _ = tiny()
+    history_len = data.train_examples().longest_history
+    graphed = Recorded(lambda batch, weight: torch.zeros(4), torch.optim.AdamW(model.parameters()),
+                       torch.device("cuda"), batch_size=4, warmup=1)
+    for batch in batches(data, [4, 4, 4], history_len):
+        graphed(batch, 1.0)
+    graphed.reset()
+    assert graphed.graph is None and graphed.static_batch is None and graphed.warmup_left == 1
+    for batch in batches(data, [4, 4], history_len):
+        graphed(batch, 1.0)
+    assert graphed.calls == [("warm-up", 4), ("capture", 4), ("replay", 4), ("warm-up", 4), ("capture", 4)]

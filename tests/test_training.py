@@ -351,6 +351,51 @@ def test_a_graphed_trainer_replaying_on_its_captured_batch_trains_as_the_eager_o
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
 
 
+def test_loading_a_checkpoint_after_a_capture_captures_anew(tmp_path, monkeypatch):
+    """A graph captured before a checkpoint is loaded would go on updating the optimiser state the load
+    replaced: resuming forgets it, and the next full batches warm up and capture again."""
+    emulate_cuda_graphs_on_the_cpu(monkeypatch)
+    exp = experiment(tmp_path, "dataset.TIGER.trainer.cuda_graphs=true")
+    trainer = exp.trainer
+    for chunk in list(exp.data.shuffled(trainer.examples, 8, torch.Generator().manual_seed(0)))[:5]:
+        trainer.train_step(chunk)
+    assert trainer.step.graph is not None
+    trainer.save_checkpoint()
+    trainer._resume()
+    assert trainer.step.graph is None and trainer.step.warmup_left == trainer.step.warmup
+    chunks = list(exp.data.shuffled(trainer.examples, 8, torch.Generator().manual_seed(1)))[:5]
+    for chunk in chunks:
+        trainer.train_step(chunk)
+    assert trainer.step.graph is not None and trainer.step.static_batch is not None
+
+
+def test_a_compiled_graphed_run_whose_first_batch_runs_eager_still_catches_a_compiler_failure(
+        tmp_path, monkeypatch, capsys):
+    """With a graph, the model is compiled for the captured shape alone: a first batch of another shape
+    runs eagerly, and compiling (which may fail, as on the H200) happens at the first full batch, where a
+    failure is still reported and training goes on eager."""
+    import src.runtime as runtime
+
+    def failing_backend(graph_module, example_inputs):
+        raise RuntimeError("InductorError: AssertionError (simulated)")
+
+    emulate_cuda_graphs_on_the_cpu(monkeypatch)
+    monkeypatch.setattr(runtime, "COMPILE_BACKEND", failing_backend)
+    exp = experiment(tmp_path, "dataset.TIGER.trainer.cuda_graphs=true", "dataset.TIGER.trainer.compile=true")
+    trainer = exp.trainer
+    try:
+        chunk = next(iter(exp.data.shuffled(trainer.examples, trainer.batch_size, torch.Generator().manual_seed(0))))
+        trainer.train_step(chunk.subset(slice(0, trainer.batch_size - 1)))  # another shape: eager, no compiling
+        assert trainer.compile_pending and trainer.compile_error is None
+        parts = trainer.train_step(chunk)
+    finally:
+        runtime.uncompile_model(exp.model)
+        torch._dynamo.reset()
+    assert torch.isfinite(parts).all() and not trainer.compiled
+    assert trainer.compile_error.startswith("BackendCompilerFailed")
+    assert "torch.compile failed" in capsys.readouterr().out
+
+
 def test_the_benchmark_reports_a_graphs_replays_and_the_positions_its_batches_compute_on(tmp_path, monkeypatch):
     """`scripts/benchmark.py`'s figures of a graphed step (graph emulated on the CPU): the encoder positions
     of a batch in fixed-width groups are Σ n_g × (W_g × tokens per item + user token), fewer than padded."""

@@ -145,7 +145,11 @@ class GraphedEpochs:
             if self.warmup_left > 0:
                 self.warmup_left -= 1
                 return eager_on_side_stream(self.epoch, self.device)
-            self.graph, self.out = capture(self.epoch, self.optimizer)
+            try:
+                self.graph, self.out = capture(self.epoch, self.optimizer)
+            except Exception as exc:  # eager epochs would draw otherwise than the graph the codes are keyed by
+                raise ConfigError(f"config key 'dataset.RQ-VAE.cuda_graphs' is true, but capturing the RQ-VAE epoch "
+                                  f"as a CUDA graph failed ({first_line(exc)}); set it to false") from exc
         self.graph.replay()
         self.replays += 1
         return self.out.clone()
