@@ -324,12 +324,16 @@ def bench_training(exps: dict, name: str, batch_size: int, args, device: torch.d
         suffix = VARIANT_SUFFIX[variant]
         torch.set_float32_matmul_precision(run.trainer.cfg.float32_matmul_precision)  # process-wide, as a run sets it
         results[f"loss_{name}{suffix}"] = first_batch_loss(run, batch_size)
+        error_key = f"train_graph_error_{name}{'' if variant == 'graphed' else suffix}"
         try:
             warmup_s, steps_s = train_step_seconds(run, batch_size, args, device)
         except Exception as exc:  # noqa: BLE001  a graph that fails is a finding; the other variants stay timed
             if variant not in GRAPHED:
                 raise
-            results[f"train_graph_error_{name}{'' if variant == 'graphed' else suffix}"] = graph_failure(exc)
+            results[error_key] = graph_failure(exc)
+            continue
+        if isinstance(run.trainer.step, GraphedStep) and run.trainer.step.capture_error:
+            results[error_key] = run.trainer.step.capture_error  # it trained on eager: no graphed figure
             continue
         if variant in ("compact", "compiled_graphed"):
             results[f"train_compiled_{name}{suffix}"] = run.trainer.compiled

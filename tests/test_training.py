@@ -420,3 +420,30 @@ def test_the_benchmark_reports_a_graphs_replays_and_the_positions_its_batches_co
     assert results["train_encoder_tokens_liger_graphed"] < trainer.step.static_batch.tokens.numel()
     assert results["train_graph_replays_liger_graphed"] == trainer.step.replays > 0
     assert results["train_graph_eager_steps_liger_graphed"] == trainer.step.eager_steps >= 3  # the warm-up
+
+
+def test_the_benchmark_records_a_failed_capture_and_no_graphed_time(tmp_path, monkeypatch):
+    """A graphed variant whose capture failed trains on eagerly: the benchmark records why, not its eager
+    step time under the graph's name (which the GPU run's plan would read as the graph's speed)."""
+    import argparse
+    import importlib.util
+
+    import src.cuda_graph as cuda_graph
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("benchmark", REPO / "scripts" / "benchmark.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    emulate_cuda_graphs_on_the_cpu(monkeypatch)
+
+    def failing_capture(fn, optimizer):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(cuda_graph, "capture", failing_capture)
+    exp = experiment(tmp_path, "dataset.TIGER.trainer.cuda_graphs=true")
+    args = argparse.Namespace(steps=2, warmup=0, out=str(tmp_path / "bench.json"), baseline_rss_mb=None)
+    results = {}
+    benchmark.bench_training({"graphed": exp}, "liger", exp.trainer.batch_size, args, torch.device("cpu"), results)
+    assert results["train_graph_error_liger"] == "RuntimeError: operation not permitted when stream is capturing"
+    assert "train_ms_liger_graphed" not in results and "train_speedup_liger_graphed" not in results
+
