@@ -67,7 +67,8 @@ def _run_stages(cfg: RunConfig, device, recorder: RunRecorder, processes: Proces
                       "train/epochs": result.epochs, "train/out_of_time": int(result.out_of_time),
                       **({"time/validation_mean": round(result.validation_s, 3)} if result.validation_s else {}),
                       f"train/best_{experiment.trainer.selection}": result.best_score,
-                      **{f"train/last_epoch_{k}": v for k, v in result.last_losses.items()}})
+                      **{f"train/last_epoch_{k}": v for k, v in result.last_losses.items()},
+                      **experiment.trainer.how_steps_ran()})
         if cfg.stop_after is None:  # the test evaluation ends a full run
             with recorder.stage("test"):
                 metrics = experiment.evaluator.evaluate("test", modes=experiment.retrievals.test_modes)

@@ -179,6 +179,18 @@ class Trainer:
                            self.state.last_losses, self.state.out_of_time,
                            sum(self.validation_s) / len(self.validation_s) if self.validation_s else None)
 
+    def how_steps_ran(self) -> dict[str, int | str]:
+        """For the run's metrics: whether the model ran compiled (and why not, where compiling failed), and
+        with `cuda_graphs` this process's replayed and eager steps (and why capturing failed, where it did)."""
+        ran: dict[str, int | str] = {"train/compiled": int(self.compiled)}
+        if self.compile_error:
+            ran["train/compile_error"] = self.compile_error
+        if isinstance(self.step, GraphedStep):
+            ran.update({"train/graph_replays": self.step.replays, "train/graph_eager_steps": self.step.eager_steps})
+            if self.step.capture_error:
+                ran["train/capture_error"] = self.step.capture_error
+        return ran
+
     def _out_of_time(self, deadline: float | None) -> bool:
         """Whether the time budget is spent, in any process (so that all stop together)."""
         return any(self.processes.gather(deadline is not None and clock() >= deadline))

@@ -105,6 +105,7 @@ def test_end_to_end_each_method_reports_its_metrics(embedded_run, tmp_path, meth
     test_metrics = {k for k in metrics if "_test/" in k}
     assert test_metrics == expected
     assert RUN_NAMES <= set(metrics) and metrics["train/steps"] == 12
+    assert metrics["train/compiled"] == 0 and "train/graph_replays" not in metrics  # eager on a CPU, no graph
     assert 0 < metrics["time/validation_mean"] < metrics["time/train"]
     assert all(0 <= metrics[k] <= 1 for k in expected)
     assert (tmp_path / "run" / "ckpt.pt").exists() and (tmp_path / "run" / "ckpt_best.pt").exists()

@@ -419,6 +419,8 @@ def test_the_benchmark_reports_a_graphs_replays_and_the_positions_its_batches_co
         n * (w * vocab.tokens_per_item + vocab.has_user_tokens) for n, w in zip(sizes, widths))
     assert results["train_encoder_tokens_liger_graphed"] < trainer.step.static_batch.tokens.numel()
     assert results["train_graph_replays_liger_graphed"] == trainer.step.replays > 0
+    assert trainer.how_steps_ran() == {"train/compiled": 0, "train/graph_replays": trainer.step.replays,
+                                       "train/graph_eager_steps": trainer.step.eager_steps}
     assert results["train_graph_eager_steps_liger_graphed"] == trainer.step.eager_steps >= 3  # the warm-up
 
 
@@ -446,4 +448,7 @@ def test_the_benchmark_records_a_failed_capture_and_no_graphed_time(tmp_path, mo
     benchmark.bench_training({"graphed": exp}, "liger", exp.trainer.batch_size, args, torch.device("cpu"), results)
     assert results["train_graph_error_liger"] == "RuntimeError: operation not permitted when stream is capturing"
     assert "train_ms_liger_graphed" not in results and "train_speedup_liger_graphed" not in results
+    ran = exp.trainer.how_steps_ran()  # as the run's metrics say it
+    assert ran["train/graph_replays"] == 0 and ran["train/graph_eager_steps"] > 0 and ran["train/compiled"] == 0
+    assert ran["train/capture_error"] == results["train_graph_error_liger"]
 

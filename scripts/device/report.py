@@ -95,7 +95,7 @@ def steps_table(call: Call) -> str:
         elif step in METHODS:
             m = call.metrics[step]
             note = (f"{m.get('train/steps', '-')} steps in {number(m.get('time/train'))} s, "
-                    f"test in {number(m.get('time/test'))} s")
+                    f"test in {number(m.get('time/test'))} s" + steps_ran(m))
         rows.append([step, s.get("status", "?"), number(s.get("wall_s")), note])
     plan = call.summary.get("plan", {})
     text = table(["step", "status", "wall (s)", ""], rows)
@@ -107,6 +107,17 @@ def steps_table(call: Call) -> str:
     for line in call.summary.get("left_out", []):
         text += f"\n- {line}"
     return text
+
+
+def steps_ran(metrics: dict) -> str:
+    """How a run's steps ran, as its metrics say (compiled, replayed from a graph), and what failed."""
+    parts = ["compiled"] if metrics.get("train/compiled") else []
+    if "train/graph_replays" in metrics:
+        parts.append(f"{metrics['train/graph_replays']} replayed from a CUDA graph, "
+                     f"{metrics.get('train/graph_eager_steps')} eager")
+    parts += [f"{key.split('/')[1].replace('_', ' ')}: {metrics[key]}"
+              for key in ("train/compile_error", "train/capture_error") if metrics.get(key)]
+    return "".join(f"; {part}" for part in parts)
 
 
 def fastest_step_ms(bench: dict, name: str) -> tuple[float | None, str]:
