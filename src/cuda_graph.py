@@ -70,7 +70,7 @@ def capture(fn: Callable[[], torch.Tensor],
         try:
             out = fn()
         except BaseException:
-            with contextlib.suppress(RuntimeError):  # the recording is invalid; this ends the stream's capture
+            with contextlib.suppress(Exception):  # the recording is invalid; this ends the stream's capture
                 graph.capture_end()
             release_failed_pool(pool)
             raise
@@ -90,9 +90,10 @@ def release_failed_pool(pool) -> None:
     device = torch.cuda.current_device()
     try:
         torch._C._cuda_endAllocateToPool(device, pool)
-    except RuntimeError:  # not routing to it any more: capture_end ended that
+    except (RuntimeError, AttributeError):  # not routing to it any more (capture_end ended that), or no such call
         return
-    torch._C._cuda_releasePool(device, pool)
+    with contextlib.suppress(RuntimeError):  # best effort: the capture's own error is what gets raised
+        torch._C._cuda_releasePool(device, pool)
 
 
 def batch_leaves(obj, path: str = "batch") -> Iterator[tuple[str, object]]:
