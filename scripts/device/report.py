@@ -224,8 +224,9 @@ def expectations(tiger: dict, liger: dict) -> str:
 def report(call: Call) -> str:
     parts = [heading(call), "### Steps", steps_table(call)]
     if call.bench:
-        parts += ["### Speed targets", targets_table(call), "### Training step of each variant",
-                  step_variants_table(call.bench)]
+        parts += ["### Speed targets", targets_table(call)]
+        variants = step_variants_table(call.bench)
+        parts += ["### Training step of each variant", variants] if variants else []
     else:
         parts += ["No benchmark figures in this call (a `--plan-from` call, or the benchmark failed)."]
     if any(call.metrics.values()):
