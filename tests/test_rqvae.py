@@ -277,3 +277,22 @@ def test_a_compiler_failure_in_the_rqvae_names_the_key_that_turns_compiling_off(
             train_rqvae(x, small_config(tmp_path, compile=True, epochs=2, eval_every=1), seed=0)
     finally:
         torch._dynamo.reset()
+
+
+def test_a_failed_capture_of_the_rqvae_epoch_names_the_key_and_the_captured_codes_error(monkeypatch):
+    """Eager epochs would draw otherwise than the graph the semantic IDs are keyed by: a failed capture
+    stops the stage (no silent fallback), naming the key and the error of the code being captured."""
+    from src.config import ConfigError
+
+    def failing_capture(fn, optimizer):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(training, "capture", failing_capture)
+    model = RQVAE(8, (8,), 4, 2, 4, 0.0)
+    epochs = training.GraphedEpochs.__new__(training.GraphedEpochs)  # past the GPU check: the graph is faked
+    epochs.epoch, epochs.device = (lambda: torch.zeros(3)), torch.device("cpu")
+    epochs.optimizer = torch.optim.AdamW(model.parameters())
+    epochs.warmup_left, epochs.graph, epochs.out, epochs.replays = 0, None, None, 0
+    with pytest.raises(ConfigError, match=r"'dataset.RQ-VAE.cuda_graphs' is true, but capturing the RQ-VAE epoch "
+                                          r"as a CUDA graph failed \(RuntimeError: operation not permitted"):
+        epochs()
