@@ -131,10 +131,10 @@ def config(args, work: Path, method: str, variant: str | None = None):
     from hydra import compose, initialize_config_dir
 
     implementation = "transformers" if variant == "transformers" else "compact" if variant else None
-    # the baseline runs eager, as published; the compact path as a run would (compiled on a GPU)
-    compile_ = {"transformers": "false", "graphed": "false", "graphed_padded": "false", "graphed_tf32": "false",
-                "compiled_graphed": "true"}.get(
-        variant, "false" if args.no_compile else None)
+    # the baseline runs eager, as published; a graph compiled only where named; the compact path as a run
+    # would (compiled on a GPU) unless --no-compile
+    compile_ = ("true" if variant == "compiled_graphed" else "false" if variant in ("transformers", *GRAPHED)
+                else "false" if args.no_compile else None)
     overrides = [f"method={method}", "logging.mode=disabled", f"output_path={work}/run_{method}_{variant}",
                  *([f"dataset.TIGER.T5.implementation={implementation}"] if implementation else []),
                  *([f"dataset.TIGER.trainer.compile={compile_}"] if compile_ else []),

@@ -196,11 +196,20 @@ def vouched_for(bench: dict, smoke: dict | None) -> tuple[dict, list[str]]:
 def earlier_figures(directory: Path) -> tuple[dict, dict]:
     """(benchmark figures, smoke report) of an earlier call, from its OUT_DIR. No smoke.json there: an
     empty report, so that no graphed figure is vouched for. Raises ValueError naming the file at fault."""
-    bench_path, smoke_path = directory / "bench.json", directory / "smoke.json"
+    bench_path = directory / "bench.json"
     if not bench_path.is_file():
         raise ValueError(f"{bench_path} not found: give the OUT_DIR of an earlier call (its bench.json and "
                          "smoke.json), copied into the working tree so that it travels")
-    return json_object(bench_path), json_object(smoke_path) if smoke_path.is_file() else {}
+    return json_object(bench_path), smoke_report(directory, skipped=False)
+
+
+def smoke_report(directory: Path, skipped: bool) -> dict | None:
+    """The smoke check's report in a call's OUT_DIR, as `vouched_for` takes it: None where the call skipped
+    the check (nothing to go on), {} where it ran but wrote nothing (killed: nothing vouched for)."""
+    if skipped:
+        return None
+    path = directory / "smoke.json"
+    return json_object(path) if path.is_file() else {}
 
 
 def json_object(path: Path) -> dict:
@@ -365,9 +374,7 @@ def main() -> None:
             bench_cmd = benchmark_command(py, out, profile, args.compile)
             record("benchmark", *run_boxed(bench_cmd, min(profile.bench_s, left()), out / "device.log", env))
         bench = json.loads((out / "bench.json").read_text()) if (out / "bench.json").exists() else {}
-        smoke_report = out / "smoke.json"
-        smoke_checks = (json.loads(smoke_report.read_text()) if smoke_report.exists() else {}) \
-            if "smoke" not in args.skip else None
+        smoke_checks = smoke_report(out, skipped="smoke" in args.skip)
     bench, left_out = vouched_for(bench, smoke_checks)
     for line in left_out:
         log(f"plan: {line}")

@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO / "scripts" / "device"))
 
 from benchmark import VARIANT_SUFFIX  # noqa: E402
 
-from device_run import METHODS, PUBLISHED_RQVAE_EPOCHS, json_object, vouched_for  # noqa: E402
+from device_run import METHODS, PUBLISHED_RQVAE_EPOCHS, json_object, smoke_report, vouched_for  # noqa: E402
 from src.retrieval import DENSE, GENRET, UNI, metric_name  # noqa: E402
 
 # The GPU speed issue's targets on one H200 (required; the aims are the whole run in one call)
@@ -52,10 +52,11 @@ class Call:
         def read(name: str) -> dict:
             return json_object(path / name) if (path / name).is_file() else {}
 
-        smoke = read("smoke.json")
-        # a --skip smoke call has no smoke report to hold its graphed figures to: they are shown as measured
-        bench, _ = vouched_for(read("bench.json"), smoke if smoke else None)
-        return cls(path, read("summary.json"), bench, smoke,
+        summary = read("summary.json")
+        # as the call's plan held them: a --skip smoke call's graphed figures as measured, a killed check's left out
+        smoke = smoke_report(path, skipped="smoke" in summary.get("options", {}).get("skip", []))
+        bench, _ = vouched_for(read("bench.json"), smoke)
+        return cls(path, summary, bench, smoke or {},
                    {name: read(f"{name}_metrics.json") or read(f"beauty_{name}_metrics.json") for name in METHODS})
 
 
