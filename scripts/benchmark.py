@@ -287,9 +287,8 @@ def bench_method(args, work, method: str, split, sids, embeddings, device, resul
     batches and examples: keys `train_ms_{tiger|liger}`, `{tiger|liger}_eval_*` for the compact T5
     (packed batches), the same with `_transformers` for the baseline (padded batches), and with one
     of GRAPHED on a GPU `train_ms_{tiger|liger}_graphed` (or `_graphed_padded`, `_graphed_tf32`,
-    `_compiled_graphed`): the
-    compact step as a CUDA graph (training only; measured after everything else, so that a failed
-    capture costs no other figure)."""
+    `_compiled_graphed`): the compact step as a CUDA graph (training only; measured after everything
+    else, so that a failed capture costs no other figure)."""
     name = "liger" if method == "setting" else "tiger"
     exps = {variant: build_experiment(config(args, work, method, variant), split, sids, embeddings, device,
                                       RunRecorder(work / f"run_{method}_{variant}")) for variant in variants}

@@ -32,10 +32,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 PUBLISHED_STEPS, PUBLISHED_WARMUP, PUBLISHED_RQVAE_EPOCHS = 200_000, 10_000, 8_000
 METHODS = {"tiger": ("method=base", "test_method=tiger"), "liger": ("method=setting", "test_method=liger")}
-# Used when the benchmark gave no figure: deliberately slow guesses.
 # extra seconds with --compile: the benchmark's inductor compiles TIGER's and LIGER's step and the
 # RQ-VAE, the smoke check's a tiny step and a tiny RQ-VAE
 COMPILE_BENCH_S, COMPILE_SMOKE_S = 180, 75
+# Used when the benchmark gave no figure: deliberately slow guesses.
 FALLBACK = {"train_ms": 150.0, "rqvae_s_per_epoch": 0.05, "tiger_eval_beam10_seqs_per_s": 500.0,
             "liger_eval_uni_seqs_per_s": 200.0}
 
@@ -143,16 +143,27 @@ def rate(bench: dict, key: str, fallback: str | None = None) -> float:
     return float(value) if isinstance(value, (int, float)) and value > 0 else FALLBACK[fallback or key]
 
 
+# The RQ-VAE's ways to train, (cuda_graphs, compile), by the benchmark's name for them: its keys are
+# rqvae_s_per_epoch{_kind + "ed"} and rqvae_{kind}_warmup_s
+RQVAE_MODES = {(False, False): "", (True, False): "graph", (True, True): "compiled_graph"}
+
+
+def rqvae_timings(bench: dict) -> dict[tuple[bool, bool], tuple[float, float]]:
+    """(cuda_graphs, compile) → (seconds an epoch, seconds before the first: the warm-up, capture and
+    compile) of each RQ-VAE mode the benchmark timed."""
+    timings = {}
+    for mode, kind in RQVAE_MODES.items():
+        seconds = bench.get(f"rqvae_s_per_epoch_{kind}ed" if kind else "rqvae_s_per_epoch")
+        if isinstance(seconds, (int, float)) and seconds > 0:
+            timings[mode] = (float(seconds), float(bench.get(f"rqvae_{kind}_warmup_s") or 0) if kind else 0.0)
+    return timings
+
+
 def rqvae_plan(bench: dict, profile: Profile) -> dict:
     """How the RQ-VAE trains: eager, replayed from a CUDA graph, or compiled and then replayed, the
     fastest the benchmark timed (a compiled one with its compile time taken from the budget), and as
     many epochs as fit in its budget, at most the profile's (published: 8,000)."""
-    # (cuda_graphs, compile): (seconds an epoch, seconds before the first: the warm-up, capture, compile)
-    options = {(False, False): (rate(bench, "rqvae_s_per_epoch"), 0.0)}
-    for mode, kind in (((True, False), "graph"), ((True, True), "compiled_graph")):
-        seconds = bench.get(f"rqvae_s_per_epoch_{kind}ed")
-        if isinstance(seconds, (int, float)) and seconds > 0:
-            options[mode] = (seconds, float(bench.get(f"rqvae_{kind}_warmup_s") or 0))
+    options = {(False, False): (rate(bench, "rqvae_s_per_epoch"), 0.0), **rqvae_timings(bench)}
 
     def epochs(mode: tuple[bool, bool]) -> int:
         seconds, first = options[mode]

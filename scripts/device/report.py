@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO / "scripts" / "device"))
 
 from benchmark import VARIANT_SUFFIX  # noqa: E402
 
-from device_run import METHODS, PUBLISHED_RQVAE_EPOCHS, json_object, smoke_report, vouched_for  # noqa: E402
+from device_run import METHODS, PUBLISHED_RQVAE_EPOCHS, json_object, rqvae_timings, smoke_report, vouched_for  # noqa: E402
 from src.retrieval import DENSE, GENRET, UNI, metric_name  # noqa: E402
 
 # The GPU speed issue's targets on one H200 (required; the aims are the whole run in one call)
@@ -33,9 +33,7 @@ VALIDATION_S, TEST_S, RQVAE_S, HOST_MB = 2.0, 5.0, 60.0, 2048.0
 PAPER_TIGER = {"Recall": 0.0601, "NDCG": 0.0322}
 TIGER_RECALL_EXPECTED = 0.055
 K, HYBRID_K = 10, 20
-RQVAE_KINDS = {"eager": ("rqvae_s_per_epoch", None),
-               "graphed": ("rqvae_s_per_epoch_graphed", "rqvae_graph_warmup_s"),
-               "compiled, graphed": ("rqvae_s_per_epoch_compiled_graphed", "rqvae_compiled_graph_warmup_s")}
+RQVAE_LABELS = {(False, False): "eager", (True, False): "graphed", (True, True): "compiled, graphed"}
 
 
 @dataclass(frozen=True)
@@ -134,9 +132,8 @@ def fastest_step_ms(bench: dict, name: str) -> tuple[float | None, str]:
 
 def rqvae_seconds(bench: dict) -> tuple[float | None, str]:
     """Seconds of the published 8,000 RQ-VAE epochs, the fastest way measured (warm-up included)."""
-    totals = {kind: PUBLISHED_RQVAE_EPOCHS * bench[epoch] + float(bench.get(warmup) or 0) if warmup else
-              PUBLISHED_RQVAE_EPOCHS * bench[epoch]
-              for kind, (epoch, warmup) in RQVAE_KINDS.items() if isinstance(bench.get(epoch), (int, float))}
+    totals = {RQVAE_LABELS[mode]: PUBLISHED_RQVAE_EPOCHS * epoch + first
+              for mode, (epoch, first) in rqvae_timings(bench).items()}
     if not totals:
         return None, "-"
     kind = min(totals, key=totals.get)
