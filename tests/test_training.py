@@ -396,9 +396,8 @@ def test_a_compiled_graphed_run_whose_first_batch_runs_eager_still_catches_a_com
     assert "torch.compile failed" in capsys.readouterr().out
 
 
-def test_the_benchmark_reports_a_graphs_replays_and_the_positions_its_batches_compute_on(tmp_path, monkeypatch):
-    """`scripts/benchmark.py`'s figures of a graphed step (graph emulated on the CPU): the encoder positions
-    of a batch in fixed-width groups are Σ n_g × (W_g × tokens per item + user token), fewer than padded."""
+def benchmark_script():
+    """scripts/benchmark.py as a module (it is a script, not a package)."""
     import importlib.util
 
     from conftest import REPO
@@ -406,6 +405,13 @@ def test_the_benchmark_reports_a_graphs_replays_and_the_positions_its_batches_co
     spec = importlib.util.spec_from_file_location("benchmark", REPO / "scripts" / "benchmark.py")
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
+    return benchmark
+
+
+def test_the_benchmark_reports_a_graphs_replays_and_the_positions_its_batches_compute_on(tmp_path, monkeypatch):
+    """`scripts/benchmark.py`'s figures of a graphed step (graph emulated on the CPU): the encoder positions
+    of a batch in fixed-width groups are Σ n_g × (W_g × tokens per item + user token), fewer than padded."""
+    benchmark = benchmark_script()
     emulate_cuda_graphs_on_the_cpu(monkeypatch)
     exp = experiment(tmp_path, "dataset.TIGER.trainer.cuda_graphs=true")
     trainer, vocab = exp.trainer, exp.data.vocab
@@ -428,14 +434,10 @@ def test_the_benchmark_records_a_failed_capture_and_no_graphed_time(tmp_path, mo
     """A graphed variant whose capture failed trains on eagerly: the benchmark records why, not its eager
     step time under the graph's name (which the GPU run's plan would read as the graph's speed)."""
     import argparse
-    import importlib.util
 
     import src.cuda_graph as cuda_graph
-    from conftest import REPO
 
-    spec = importlib.util.spec_from_file_location("benchmark", REPO / "scripts" / "benchmark.py")
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = benchmark_script()
     emulate_cuda_graphs_on_the_cpu(monkeypatch)
 
     def failing_capture(fn, optimizer):
