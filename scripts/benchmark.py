@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 import functools
 import gc
-import json
 import platform
 import resource
 import statistics
@@ -37,6 +36,7 @@ from ID_generation.preprocessing import leave_one_out, preprocess  # noqa: E402
 from ID_generation.rqvae.model import RQVAE  # noqa: E402
 from ID_generation.rqvae.training import GraphedEpochs, make_optimizer, train_epoch  # noqa: E402
 from ID_generation.semantic_ids import SemanticIds  # noqa: E402
+from src.cache import write_json  # noqa: E402
 from src.config import GeneratorConfig, load_config  # noqa: E402
 from src.cuda_graph import GraphedStep  # noqa: E402
 from src.errors import first_line  # noqa: E402
@@ -56,7 +56,7 @@ def save_results(results: dict, out: str, device: torch.device) -> None:
     results["peak_host_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if device.type == "cuda":
         results["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-    Path(out).write_text(json.dumps(results, indent=2) + "\n")
+    write_json(out, results)  # atomically: the device run reads it after killing the benchmark at its time box
 
 
 def graph_failure(exc: Exception) -> str:

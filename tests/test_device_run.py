@@ -108,11 +108,31 @@ def test_rqvae_replays_a_cuda_graph_where_the_benchmark_timed_it_faster(tmp_path
     fast = {**compiled, "rqvae_s_per_epoch_graphed": 0.004}  # 8,000 epochs both ways: 32 s graphed
     assert rqvae_plan({**fast, "rqvae_compiled_graph_warmup_s": 20.0}, device)["compile"] is False  # 16 s + 20 s
     assert rqvae_plan({**fast, "rqvae_compiled_graph_warmup_s": 10.0}, device)["compile"] is True  # 16 s + 10 s
+    # after a graphed or compiled RQ-VAE failed: eager epochs, whatever the graphs' figures
+    assert rqvae_plan(fast, device, eager_only=True) == {"epochs": 1000, "cuda_graphs": False, "compile": False}
     # the runs ask for the RQ-VAE the preparation cached, or they would train it again
     prepared = run_overrides(device, tmp_path, "liger", graphed, None)
     run = run_overrides(device, tmp_path, "tiger", graphed, training_plan({}, 300.0, device))
     assert "dataset.RQ-VAE.cuda_graphs=true" in prepared and "dataset.RQ-VAE.cuda_graphs=true" in run
     assert [o for o in prepared if "RQ-VAE" in o] == [o for o in run if "RQ-VAE" in o]
+
+
+def test_a_writer_killed_mid_write_leaves_no_file_in_the_out_dir(tmp_path):
+    """The smoke check and the benchmark write their JSON atomically; what a kill at their time limit
+    leaves (a temporary file of a process that is gone) is removed, so only the call's files come back."""
+    from device_run import drop_killed_writes
+    from src.cache import _HOST, write_json
+
+    gone = subprocess.Popen(["true"])  # a writer's process that has ended
+    gone.wait()
+    write_json(tmp_path / "bench.json", {"train_ms_tiger": 5.0})
+    killed = tmp_path / f".bench.json.{_HOST}.{gone.pid}.x1y2.tmp"
+    killed.write_text('{"train_ms_ti')
+    alive = tmp_path / "note.txt"
+    alive.write_text("kept")
+    drop_killed_writes(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json", "note.txt"]
+    assert json.loads((tmp_path / "bench.json").read_text()) == {"train_ms_tiger": 5.0}
 
 
 def test_plan_trains_the_way_the_benchmark_found_fastest_and_leaves_time_to_compile(tmp_path):

@@ -30,6 +30,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from src.cache import remove_stale_temporaries  # noqa: E402
+
 PUBLISHED_STEPS, PUBLISHED_WARMUP, PUBLISHED_RQVAE_EPOCHS = 200_000, 10_000, 8_000
 METHODS = {"tiger": ("method=base", "test_method=tiger"), "liger": ("method=setting", "test_method=liger")}
 # extra seconds with --compile: the benchmark's inductor compiles TIGER's and LIGER's step and the
@@ -159,11 +163,12 @@ def rqvae_timings(bench: dict) -> dict[tuple[bool, bool], tuple[float, float]]:
     return timings
 
 
-def rqvae_plan(bench: dict, profile: Profile) -> dict:
+def rqvae_plan(bench: dict, profile: Profile, eager_only: bool = False) -> dict:
     """How the RQ-VAE trains: eager, replayed from a CUDA graph, or compiled and then replayed, the
     fastest the benchmark timed (a compiled one with its compile time taken from the budget), and as
-    many epochs as fit in its budget, at most the profile's (published: 8,000)."""
-    options = {(False, False): (rate(bench, "rqvae_s_per_epoch"), 0.0), **rqvae_timings(bench)}
+    many epochs as fit in its budget, at most the profile's (published: 8,000). eager_only: eager epochs
+    (after a graphed or compiled RQ-VAE failed)."""
+    options = {(False, False): (rate(bench, "rqvae_s_per_epoch"), 0.0), **({} if eager_only else rqvae_timings(bench))}
 
     def epochs(mode: tuple[bool, bool]) -> int:
         seconds, first = options[mode]
@@ -221,6 +226,14 @@ def smoke_report(directory: Path, skipped: bool) -> dict | None:
         return None
     path = directory / "smoke.json"
     return json_object(path) if path.is_file() else {}
+
+
+def drop_killed_writes(out: Path) -> None:
+    """Remove the temporary files of the smoke check's and the benchmark's JSON that a time limit left in
+    OUT_DIR, killing its writer mid-write (they write atomically: src/cache.py), so that only the call's
+    files come back (at most 8)."""
+    for name in ("smoke.json", "bench.json"):
+        remove_stale_temporaries(out / name)
 
 
 def json_object(path: Path) -> dict:
@@ -384,7 +397,8 @@ def main() -> None:
         else:
             bench_cmd = benchmark_command(py, out, profile, args.compile)
             record("benchmark", *run_boxed(bench_cmd, min(profile.bench_s, left()), out / "device.log", env))
-        bench = json.loads((out / "bench.json").read_text()) if (out / "bench.json").exists() else {}
+        drop_killed_writes(out)
+        bench = json_object(out / "bench.json") if (out / "bench.json").is_file() else {}
         smoke_checks = smoke_report(out, skipped="smoke" in args.skip)
     bench, left_out = vouched_for(bench, smoke_checks)
     for line in left_out:
@@ -398,7 +412,7 @@ def main() -> None:
     if code != 0 and (rqvae["cuda_graphs"] or rqvae["compile"]):  # failed: once more, eager, or no run has codes
         log(f"prepare with the RQ-VAE as a CUDA graph{' compiled' * rqvae['compile']}: "
             f"{'killed' if code is None else f'exit {code}'}; again, eager")
-        rqvae = rqvae_plan({k: v for k, v in bench.items() if not k.startswith("rqvae_s_per_epoch_")}, profile)
+        rqvae = rqvae_plan(bench, profile, eager_only=True)
         prepare = [py, "run.py", *run_overrides(profile, work, "liger", rqvae, None)]
         code, more = run_boxed(prepare, min(profile.rqvae_budget_s * 2 + 90, left()), out / "device.log", env)
         wall += more

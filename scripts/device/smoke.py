@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import torch  # noqa: E402
 from ID_generation.preprocessing.sequences import Sequences  # noqa: E402
 from ID_generation.preprocessing.split import leave_one_out  # noqa: E402
 from ID_generation.semantic_ids import SemanticIds  # noqa: E402
+from src.cache import write_json  # noqa: E402
 from src.evaluation import autocast  # noqa: E402
 from src.experiment import build_experiment  # noqa: E402
 from src.tracking import RunRecorder  # noqa: E402
@@ -242,7 +242,7 @@ def write_report(out: str, device: torch.device, report: dict, start: float) -> 
     summary = {"device": str(device), "name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                "torch": torch.__version__, "seconds": round(time.perf_counter() - start, 1),
                "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None}
-    Path(out).write_text(json.dumps({"summary": summary, "checks": report}, indent=2) + "\n")
+    write_json(out, {"summary": summary, "checks": report})  # atomically: a time limit may kill the check any time
     return summary
 
 
