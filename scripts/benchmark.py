@@ -362,7 +362,8 @@ def bench_training(exps: dict, name: str, batch_size: int, args, device: torch.d
 def bench_evaluation(exps: dict, name: str, args, device: torch.device, results: dict) -> None:
     """Evaluation sequences/s of each implementation: beam 10, beam 100, dense, uni, in batches of the
     config's size; for the compact T5 also at each further `--eval-batch-size` (`_batch{N}`), and a
-    profile of each at the config's size (`profile_eval_*`)."""
+    profile of each at the config's size (`profile_eval_*`). A failure is recorded
+    (`{tiger|liger}_eval_{mode}_error*`) and the other modes and sizes still timed."""
     examples = exps["compact"].data.eval_examples("val", cold=False).subset(slice(0, args.eval_examples))
     more_sizes = (args.eval_batch_size or [])[1:]
     for impl, run in exps.items():
@@ -377,8 +378,13 @@ def bench_evaluation(exps: dict, name: str, args, device: torch.device, results:
                 evaluator.settings = dataclasses.replace(evaluator.settings, batch_size=batch_size,
                                                          num_beams=beams or evaluator.settings.num_beams)
                 evaluate = functools.partial(evaluator.evaluate_examples, examples, (mode,))
-                evaluate()  # warm-up: the GPU's kernels and workspaces for these shapes (the first call was 8× slower)
-                seconds = statistics.median(timed(evaluate, 2, device))
+                try:
+                    evaluate()  # warm-up: the GPU's kernels and workspaces for these shapes (the first was 8× slower)
+                    seconds = statistics.median(timed(evaluate, 2, device))
+                except Exception as exc:  # noqa: BLE001  a failing mode or size is a finding; the others stay timed
+                    print(f"evaluation failed: {type(exc).__name__}: {exc}", flush=True)
+                    results[f"{name}_eval_{label}_error{suffix}"] = first_line(exc, 300)
+                    continue
                 results[f"{name}_eval_{label}_seqs_per_s{suffix}"] = n / seconds
                 if impl == "compact" and batch_size == configured:
                     results[f"profile_eval_{name}_{label}"] = profiled(evaluate, device)

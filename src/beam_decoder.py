@@ -13,11 +13,28 @@ It uses the weights of either T5 implementation (`src/t5.py`, or `transformers`'
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from src.t5 import PackedLayout, as_dtype, attention_dtype, key_padding_bias
+
+# The most rows (inputs × beams) one fused attention call takes. The GPU kernels put the batch on a
+# grid dimension of at most 65,535 blocks: on an H200, cuDNN's attention failed at 4,096 inputs × 100
+# beams (409,600 rows) and ran at 4,096 × 10; so larger batches are attended in slices.
+MAX_ATTENTION_ROWS = 32768
+
+
+def attention_in_chunks(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """T5's attention (unscaled scores, float bias (1 or N, h or 1, Lq or 1, Lk), in q's dtype) of q
+    (N, h, Lq, d) over k, v (N, h, Lk, d): (N, h, Lq, d), in slices of at most MAX_ATTENTION_ROWS rows."""
+    if len(q) <= MAX_ATTENTION_ROWS:  # one call, no copy
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
+    biases = bias.split(MAX_ATTENTION_ROWS) if len(bias) > 1 else [bias] * math.ceil(len(q) / MAX_ATTENTION_ROWS)
+    return torch.cat([F.scaled_dot_product_attention(*parts, attn_mask=b, scale=1.0)
+                      for *parts, b in zip(*(t.split(MAX_ATTENTION_ROWS) for t in (q, k, v)), biases)])
 
 
 class BeamDecoder:
@@ -89,15 +106,13 @@ class BeamDecoder:
         if cached is not None:
             k, v = (torch.cat([cached[0], k.to(cached[0].dtype)], dim=3),
                     torch.cat([cached[1], v.to(cached[1].dtype)], dim=3))
-        # T5 does not scale attention scores; a float mask must match the query's dtype (autocast)
-        out = F.scaled_dot_product_attention(q, k.flatten(0, 1).to(q.dtype), v.flatten(0, 1).to(q.dtype),
-                                             attn_mask=bias.to(q.dtype), scale=1.0)
+        # a float mask must match the query's dtype (autocast)
+        out = attention_in_chunks(q, k.flatten(0, 1).to(q.dtype), v.flatten(0, 1).to(q.dtype), bias.to(q.dtype))
         return attn.o(out.transpose(1, 2).flatten(2)), k, v
 
     def _cross_attention(self, layer, x: torch.Tensor, cross, batch: int, beams: int) -> torch.Tensor:
         attn, normed = layer.EncDecAttention, layer.layer_norm(x)
         q = self._split(attn.q(normed).view(batch, -1, self.heads * self.d_kv))               # (B, h, k, d_kv)
-        out = torch.cat([F.scaled_dot_product_attention(q_span, keys.to(q.dtype), values.to(q.dtype),
-                                                        attn_mask=bias.to(q.dtype), scale=1.0)
+        out = torch.cat([attention_in_chunks(q_span, keys.to(q.dtype), values.to(q.dtype), bias.to(q.dtype))
                          for q_span, bias, (keys, values) in zip(q.split(self.span_sizes), self.key_biases, cross)])
         return attn.o(out.transpose(1, 2).flatten(2)).view(x.shape)

@@ -114,7 +114,9 @@ class Recommender(nn.Module):
             # (N, d); a fixed-width layout's padding slots (item 0) read item 1's text, masked below
             projected = self.text_proj(self.item_text[batch.history_items.clamp(min=1) - 1])
             # a non-item token (the user token, padding) points at its row's first item; masked below
-            per_token = projected[(batch.history_starts[rows] + slots).clamp(max=max(len(projected) - 1, 0))]
+            # index_select: a backward of one index_add (see PackedLayout.padded)
+            slot_rows = (batch.history_starts[rows] + slots).clamp(max=max(len(projected) - 1, 0))
+            per_token = projected.index_select(0, slot_rows)
         embeds = self.t5.shared(tokens) + (items > 0).unsqueeze(-1) * (per_token + self.item_position(slots))
         if self.spec.vocab.tokens_per_item > 1:  # the published item-id mode adds no level embedding
             embeds = embeds + self.level(levels)
@@ -125,7 +127,7 @@ class Recommender(nn.Module):
     def dense_query(self, encoded: torch.Tensor, batch: Batch) -> torch.Tensor:
         """(B, d_model) L2-normalised encoder state at each sequence's last input token."""
         if batch.layout is not None:
-            return F.normalize(encoded[batch.layout.last].float(), dim=-1)
+            return F.normalize(encoded.index_select(0, batch.layout.last).float(), dim=-1)
         return F.normalize(encoded[torch.arange(len(batch), device=encoded.device), batch.last].float(), dim=-1)
 
     def item_vectors(self) -> torch.Tensor:

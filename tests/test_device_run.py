@@ -37,7 +37,7 @@ def test_dry_run_passes_every_step(dry_run):
         "smoke": "ok", "benchmark": "ok", "prepare": "ok", "tiger": "ok", "liger": "ok"}
     assert summary["wall_s"] < summary["profile"]["budget_s"]
     smoke = json.loads((dry_run / "smoke.json").read_text())
-    assert set(smoke["checks"]) == {"setup", "forward", "train_step", "beam_search", "evaluation", "fit",
+    assert set(smoke["checks"]) == {"setup", "forward", "train_step", "beam_search", "wide_beams", "evaluation", "fit",
                                     "cuda_graph", "rqvae_cuda_graph"}
     assert all(check["ok"] for check in smoke["checks"].values())
     assert all(smoke["checks"][name]["detail"].startswith("skipped")  # on a GPU only

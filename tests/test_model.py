@@ -76,6 +76,31 @@ def test_beam_decoder_runs_under_bfloat16_autocast_as_on_a_gpu():
     torch.testing.assert_close(mixed.float(), exact, rtol=0.05, atol=0.05)
 
 
+def test_beam_decoder_attends_more_rows_than_one_kernel_call_takes_in_slices(monkeypatch):
+    """Inputs × beams above MAX_ATTENTION_ROWS (a GPU grid limit: 4,096 inputs × 100 beams failed on an
+    H200) are attended in slices, with the logits of one call."""
+    from src import beam_decoder
+    model, data, _, _ = tiny()
+    batch = data.batch(data.eval_examples("test"))
+    prefixes = torch.randint(1, model.spec.vocab.vocab_size, (len(batch), 5, 3),
+                             generator=torch.Generator().manual_seed(4))
+    prefixes[:, :, 0] = 0
+    with torch.no_grad():
+        encoded = model.encode(batch)
+    calls = []  # the rows of each attention call (the decoder's: the encoder ran before)
+    sdpa = beam_decoder.F.scaled_dot_product_attention
+    monkeypatch.setattr(beam_decoder.F, "scaled_dot_product_attention",
+                        lambda q, *args, **kwargs: calls.append(len(q)) or sdpa(q, *args, **kwargs))
+    with torch.no_grad():
+        whole = BeamDecoder(model.t5, encoded, batch.mask).next_token_logits(prefixes)
+        assert max(calls) == len(batch) * 5
+        monkeypatch.setattr(beam_decoder, "MAX_ATTENTION_ROWS", 7)
+        calls.clear()
+        sliced = BeamDecoder(model.t5, encoded, batch.mask).next_token_logits(prefixes)
+    assert max(calls) <= 7 < len(batch) * 5
+    torch.testing.assert_close(sliced, whole, rtol=1e-6, atol=1e-6)
+
+
 def test_dense_query_is_the_last_history_token_and_training_masks_unseen_items():
     model, data, _, split = tiny()
     batch = data.batch(data.train_examples())

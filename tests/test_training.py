@@ -454,3 +454,30 @@ def test_the_benchmark_records_a_failed_capture_and_no_graphed_time(tmp_path, mo
     assert ran["train/graph_replays"] == 0 and ran["train/graph_eager_steps"] > 0 and ran["train/compiled"] == 0
     assert ran["train/capture_error"] == results["train_graph_error_liger"]
 
+
+
+def test_the_benchmark_records_a_failed_evaluation_mode_and_times_the_others(tmp_path, monkeypatch):
+    """An evaluation that fails at one size or mode (an H200's attention failed at 4,096 inputs × 100
+    beams) is recorded with its error; the other modes and sizes are still timed."""
+    import argparse
+
+    from src.retrieval import GENRET
+
+    benchmark = benchmark_script()
+    exp = experiment(tmp_path)
+    evaluate = exp.evaluator.evaluate_examples
+
+    def failing_beam100(examples, modes):
+        if GENRET in modes and exp.evaluator.settings.num_beams == 100:
+            raise RuntimeError("mha_graph.execute failed\nmore lines")
+        return evaluate(examples, modes)
+
+    monkeypatch.setattr(exp.evaluator, "evaluate_examples", failing_beam100)
+    args = argparse.Namespace(eval_examples=16, eval_batch_size=[8, 4])
+    results = {}
+    benchmark.bench_evaluation({"compact": exp}, "liger", args, torch.device("cpu"), results)
+    assert results["liger_eval_beam100_error"] == results["liger_eval_beam100_error_batch4"] == (
+        "RuntimeError: mha_graph.execute failed")
+    assert "liger_eval_beam100_seqs_per_s" not in results
+    for suffix in ("", "_batch4"):
+        assert all(results[f"liger_eval_{label}_seqs_per_s{suffix}"] > 0 for label in ("beam10", "dense", "uni"))

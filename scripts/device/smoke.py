@@ -113,6 +113,26 @@ def check_beams(cpu, dev, examples) -> str:
     return f"top-10 beams agree on {overlap:.1%} of their items"
 
 
+def check_wide_beams(dev, examples, rows: int = 70_000) -> str:
+    """More inputs × beams in one search than a GPU grid dimension holds (65,535; an H200's cuDNN
+    attention failed at 4,096 inputs × 100 beams): the test inputs, each copied, give the beams of
+    the inputs searched once (src/beam_decoder.py attends in slices)."""
+    beams = dev.evaluator.settings.num_beams
+    examples = examples.subset(torch.argsort(examples.target_positions, descending=True, stable=True))
+    copies = math.ceil(rows / (len(examples) * beams))
+    wide = examples.subset(torch.arange(len(examples)).repeat_interleave(copies))  # stays sorted: copies adjacent
+    top = []
+    for batch_examples in (examples, wide):
+        batch = dev.data.batch(batch_examples, dev.model.packing_groups)
+        with torch.no_grad(), autocast(dev.data.device):
+            top.append(dev.evaluator._generate(dev.model.encode(batch), batch)[:, :10].cpu())
+    narrow, wide_top = top[0], top[1][::copies]
+    overlap = sum(sum((Counter(a.tolist()) & Counter(b.tolist())).values()) / 10
+                  for a, b in zip(narrow, wide_top)) / len(narrow)
+    assert overlap >= BEAM_OVERLAP, f"top-10 beams of {len(wide) * beams} rows agree on {overlap:.2f} of their items"
+    return f"{len(wide)} inputs × {beams} beams: top-10 beams agree with the {len(examples)} inputs' on {overlap:.1%}"
+
+
 def check_evaluation(cpu, dev) -> str:
     a, b = cpu.evaluator.evaluate("test"), dev.evaluator.evaluate("test")
     assert a.keys() == b.keys() and a, f"metric names differ: {sorted(a)} vs {sorted(b)}"
@@ -270,6 +290,7 @@ def main() -> None:
                   ("train_step", lambda: check_train_step(state["cpu"], state["dev"], state["examples"])),
                   ("beam_search", lambda: check_beams(state["cpu"], state["dev"],
                                                       state["cpu"].data.eval_examples("test"))),
+                  ("wide_beams", lambda: check_wide_beams(state["dev"], state["cpu"].data.eval_examples("test"))),
                   ("evaluation", lambda: check_evaluation(state["cpu"], state["dev"])),
                   ("fit", lambda: check_fit(state["dev"])),
                   ("cuda_graph", lambda: check_cuda_graph(device, Path(tmp))),
