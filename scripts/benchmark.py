@@ -138,7 +138,8 @@ def config(args, work: Path, method: str, variant: str | None = None):
     overrides = [f"method={method}", "logging.mode=disabled", f"output_path={work}/run_{method}_{variant}",
                  *([f"dataset.TIGER.T5.implementation={implementation}"] if implementation else []),
                  *([f"dataset.TIGER.trainer.compile={compile_}"] if compile_ else []),
-                 *(["dataset.TIGER.trainer.cuda_graphs=true"] if variant in GRAPHED else []),
+                 # every variant names its step: `auto` would graph the eager baselines on a GPU
+                 *([f"dataset.TIGER.trainer.cuda_graphs={str(variant in GRAPHED).lower()}"] if variant else []),
                  *(["dataset.TIGER.trainer.float32_matmul_precision=high"] if variant == "graphed_tf32" else []),
                  *(["dataset.TIGER.T5.packing_groups=0"] if variant in ("padded", "graphed_padded") else []),
                  *([f"dataset.TIGER.trainer.eval_batch_size={args.eval_batch_size[0]}"] if args.eval_batch_size

@@ -37,6 +37,19 @@ def attention_in_chunks(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias:
                       for *parts, b in zip(*(t.split(MAX_ATTENTION_ROWS) for t in (q, k, v)), biases)])
 
 
+def newest_token_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """T5's attention of one query per row, q (N, h, 1, d), over its few cached keys and values
+    k, v (N, h, t, d), with the float bias (1, h, 1, t): (N, h, 1, d) in q's dtype, in slices of
+    MAX_ATTENTION_ROWS rows. Written out in float32 (exact products and sums, as a fused kernel keeps
+    them), not through `scaled_dot_product_attention`: its GPU kernels tile 64 queries, so with one
+    query they spent 439 of LIGER's 683 ms of GPU time in a 100-beam evaluation of 4,096 inputs (H200)."""
+    out = []
+    for q_part, k_part, v_part in zip(*(t.split(MAX_ATTENTION_ROWS) for t in (q, k, v))):
+        scores = (q_part.float() * k_part).sum(-1) + bias[:, :, 0].float()               # (n, h, t)
+        out.append((scores.softmax(-1).unsqueeze(-1) * v_part).sum(-2, keepdim=True).to(q.dtype))
+    return out[0] if len(out) == 1 else torch.cat(out)
+
+
 class BeamDecoder:
     def __init__(self, t5: nn.Module, encoded: torch.Tensor, mask: torch.Tensor | None,
                  layout: PackedLayout | None = None):
@@ -73,7 +86,10 @@ class BeamDecoder:
             for position in range(prefixes.shape[2]):
                 logits = self._step(prefixes[:, :, position])
             return logits
-        self.cache = [tuple(t.gather(1, parents.view(*parents.shape, 1, 1, 1).expand(-1, -1, *t.shape[2:]))
+        # each beam's rows of the cache, (B·k_prev, ...) → (B·k, ...): index_select reads one index per row
+        # (a gather read one per element: 35 ms of a 100-beam evaluation of 4,096 inputs on an H200)
+        rows = (parents + torch.arange(len(parents), device=parents.device)[:, None] * self.cache[0][0].shape[1])
+        self.cache = [tuple(t.flatten(0, 1).index_select(0, rows.flatten()).view(*parents.shape, *t.shape[2:])
                             for t in layer) for layer in self.cache]
         return self._step(prefixes[:, :, -1])
 
@@ -106,8 +122,7 @@ class BeamDecoder:
         if cached is not None:
             k, v = (torch.cat([cached[0], k.to(cached[0].dtype)], dim=3),
                     torch.cat([cached[1], v.to(cached[1].dtype)], dim=3))
-        # a float mask must match the query's dtype (autocast)
-        out = attention_in_chunks(q, k.flatten(0, 1).to(q.dtype), v.flatten(0, 1).to(q.dtype), bias.to(q.dtype))
+        out = newest_token_attention(q, k.flatten(0, 1), v.flatten(0, 1), bias)
         return attn.o(out.transpose(1, 2).flatten(2)), k, v
 
     def _cross_attention(self, layer, x: torch.Tensor, cross, batch: int, beams: int) -> torch.Tensor:

@@ -164,15 +164,15 @@ class TrainerConfig:
     warmup_steps: int = key(lo=0)
     weight_decay: float = key(lo=0.0)
     batch_size: int = key(lo=1)
-    # None (`auto`): 32 (published) on a CPU, 1024 on a GPU (src/experiment.py)
+    # None (`auto`): 32 (published) on a CPU, 4096 on a GPU (src/experiment.py)
     eval_batch_size: int | None = key(lo=1, auto=True)
     eval_frequence: int = key(lo=1)
     # stop after the epoch that runs past this many minutes; None: no limit
     time_budget_min: float | None = key(lo=0.0, lo_open=True)
     compile: bool | None = key(auto=True)  # torch.compile the training forward; None (`auto`): on a GPU only
     # the training step captured as one CUDA graph (one GPU; batches in fixed-width length groups, or
-    # padded to one shape where packing_groups is 0)
-    cuda_graphs: bool = key()
+    # padded to one shape where packing_groups is 0); None (`auto`): where one process trains on a GPU
+    cuda_graphs: bool | None = key(auto=True)
     float32_matmul_precision: str = key(choices=("highest", "high", "medium"))  # float32 products (run.py)
 
 

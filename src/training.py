@@ -122,7 +122,9 @@ class Trainer:
         self.validation_s: list[float] = []  # seconds of each validation this process ran
 
     def _uses_cuda_graphs(self) -> bool:
-        """`trainer.cuda_graphs`, which needs one process on a GPU."""
+        """`trainer.cuda_graphs`, which needs one process on a GPU; `auto`: wherever that is the case."""
+        if self.cfg.cuda_graphs is None:
+            return self.device.type == "cuda" and not self.processes.enabled
         if not self.cfg.cuda_graphs:
             return False
         if self.device.type != "cuda" or self.processes.enabled:

@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import load
 from ID_generation.preprocessing.sequences import Sequences
@@ -87,18 +88,35 @@ def test_beam_decoder_attends_more_rows_than_one_kernel_call_takes_in_slices(mon
     prefixes[:, :, 0] = 0
     with torch.no_grad():
         encoded = model.encode(batch)
-    calls = []  # the rows of each attention call (the decoder's: the encoder ran before)
+    calls = []  # the rows of each fused attention call (the cross-attention's; the encoder ran before)
     sdpa = beam_decoder.F.scaled_dot_product_attention
     monkeypatch.setattr(beam_decoder.F, "scaled_dot_product_attention",
                         lambda q, *args, **kwargs: calls.append(len(q)) or sdpa(q, *args, **kwargs))
     with torch.no_grad():
         whole = BeamDecoder(model.t5, encoded, batch.mask).next_token_logits(prefixes)
-        assert max(calls) == len(batch) * 5
+        assert max(calls) == len(batch)
         monkeypatch.setattr(beam_decoder, "MAX_ATTENTION_ROWS", 7)
         calls.clear()
         sliced = BeamDecoder(model.t5, encoded, batch.mask).next_token_logits(prefixes)
-    assert max(calls) <= 7 < len(batch) * 5
+    assert max(calls) <= 7 < len(batch)
     torch.testing.assert_close(sliced, whole, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_newest_tokens_attention_is_scaled_dot_product_attention(monkeypatch, dtype):
+    """The beam decoder's one-query attention, written out (fused kernels tile 64 queries), in slices:
+    `scaled_dot_product_attention` with T5's unscaled scores and bias, in the query's dtype."""
+    from src import beam_decoder
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(23, 3, length, 8, generator=g).to(dtype) for length in (1, 4, 4))
+    bias = torch.randn(1, 3, 1, 4, generator=g)
+    bias[..., 3] = torch.finfo(torch.float32).min  # a masked key
+    expected = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=bias, scale=1.0)
+    monkeypatch.setattr(beam_decoder, "MAX_ATTENTION_ROWS", 5)
+    out = beam_decoder.newest_token_attention(q, k, v, bias.to(dtype))
+    assert out.dtype == dtype and out.shape == q.shape
+    tolerance = 1e-6 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(out.float(), expected, rtol=tolerance, atol=tolerance)
 
 
 def test_dense_query_is_the_last_history_token_and_training_masks_unseen_items():

@@ -304,8 +304,11 @@ MODE_OVERRIDES = {"cuda_graphs": ["dataset.TIGER.trainer.cuda_graphs=true", "dat
                   "cuda_graphs_padded": ["dataset.TIGER.trainer.cuda_graphs=true",
                                          "dataset.TIGER.trainer.compile=false", "dataset.TIGER.T5.packing_groups=0"],
                   "compiled_graphs": ["dataset.TIGER.trainer.cuda_graphs=true", "dataset.TIGER.trainer.compile=true"],
-                  "compiled": [], "eager": ["dataset.TIGER.trainer.compile=false"],
-                  "eager_padded": ["dataset.TIGER.trainer.compile=false", "dataset.TIGER.T5.packing_groups=0"]}
+                  # cuda_graphs named in every mode: its `auto` graphs a GPU's step
+                  "compiled": ["dataset.TIGER.trainer.cuda_graphs=false"],
+                  "eager": ["dataset.TIGER.trainer.cuda_graphs=false", "dataset.TIGER.trainer.compile=false"],
+                  "eager_padded": ["dataset.TIGER.trainer.cuda_graphs=false", "dataset.TIGER.trainer.compile=false",
+                                   "dataset.TIGER.T5.packing_groups=0"]}
 
 
 def run_overrides(profile: Profile, work: Path, name: str, rqvae: dict, plan: dict | None) -> list[str]:
