@@ -189,7 +189,7 @@ def bench_rqvae(cfg, embeddings, split, device: torch.device, results: dict, epo
     epoch replayed from a CUDA graph, `rqvae_s_per_epoch_graphed` (its warm-up, the capture
     included, `rqvae_graph_warmup_s`; a failure, `rqvae_graph_error`), with `compiled` too the model
     compiled for its batch shapes first (`dataset.RQ-VAE.compile`): the same keys with `compiled_graph`
-    for `graph` (the warm-up includes compiling)."""
+    for `graph` (the warm-up includes compiling). One epoch of each is profiled (`profile_rqvae*`)."""
     r = cfg.rqvae
     x = embeddings[torch.as_tensor(split.seen_items - 1)].to(device)
     model = RQVAE(x.shape[1], r.hidden_dim, r.latent_dim, r.num_layers, r.code_book_size, r.dropout).to(device)
@@ -198,6 +198,7 @@ def bench_rqvae(cfg, embeddings, split, device: torch.device, results: dict, epo
         epoch = functools.partial(train_epoch, model, opt, x, r.batch_size, r.beta)
         timed(epoch, 1, device)  # warm-up
         results["rqvae_s_per_epoch"] = statistics.median(timed(epoch, epochs, device))
+        results["profile_rqvae"] = profiled(epoch, device)
         return
     kind = "compiled_graph" if compiled else "graph"  # keys rqvae_{kind}_warmup_s, rqvae_s_per_epoch_{kind}ed
     try:
@@ -206,6 +207,7 @@ def bench_rqvae(cfg, embeddings, split, device: torch.device, results: dict, epo
         epoch = GraphedEpochs(model, opt, x, r.batch_size, r.beta)
         results[f"rqvae_{kind}_warmup_s"] = sum(timed(epoch, 4, device))  # three eager epochs, then the capture
         results[f"rqvae_s_per_epoch_{kind}ed"] = statistics.median(timed(epoch, epochs, device))
+        results[f"profile_rqvae_{kind}ed"] = profiled(epoch, device)  # one replay: the graph's kernels
     except Exception as exc:  # noqa: BLE001  a graph that fails is a finding, recorded
         results[f"rqvae_{kind}_error"] = graph_failure(exc)
 

@@ -46,7 +46,7 @@ def test_dry_run_passes_every_step(dry_run):
     assert bench[train_ms_key("tiger")] > 0 and bench["liger_eval_uni_seqs_per_s"] > 0
     assert bench["loss_tiger"] == pytest.approx(bench["loss_tiger_transformers"], rel=1e-4)
     assert bench["liger_eval_uni_seqs_per_s_batch512"] > 0  # the first device session's batch size, beside
-    for profile in (bench["profile_train_liger"], bench["profile_eval_liger_beam100"]):
+    for profile in (bench["profile_train_liger"], bench["profile_eval_liger_beam100"], bench["profile_rqvae"]):
         assert profile["launches"] > 100 and 0 < profile["busy_ms"] and profile["top"][0]["count"] >= 1
 
 
