@@ -6,6 +6,7 @@
   query length).
 - Self-attention: a key/value cache. Each step feeds only the newest token of every beam; the cache
   of the earlier tokens is reordered by the beams' parents (`parents`), so no prefix is recomputed.
+  That one query's attention is written out (`newest_token_attention`), not a fused kernel's.
 
 It uses the weights of either T5 implementation (`src/t5.py`, or `transformers`' through
 `src/model.py`'s `TransformersT5`; the parameter names are the same) unchanged, in evaluation mode
@@ -40,9 +41,10 @@ def attention_in_chunks(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias:
 def newest_token_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """T5's attention of one query per row, q (N, h, 1, d), over its few cached keys and values
     k, v (N, h, t, d), with the float bias (1, h, 1, t): (N, h, 1, d) in q's dtype, in slices of
-    MAX_ATTENTION_ROWS rows. Written out in float32 (exact products and sums, as a fused kernel keeps
-    them), not through `scaled_dot_product_attention`: its GPU kernels tile 64 queries, so with one
-    query they spent 439 of LIGER's 683 ms of GPU time in a 100-beam evaluation of 4,096 inputs (H200)."""
+    MAX_ATTENTION_ROWS rows (which bound the float32 temporaries). Written out in float32 (exact
+    products and sums, as a fused kernel keeps them), not through `scaled_dot_product_attention`:
+    its GPU kernels tile 64 queries, so with one query they spent 439 of LIGER's 683 ms of GPU time
+    in a 100-beam evaluation of 4,096 inputs (H200)."""
     out = []
     for q_part, k_part, v_part in zip(*(t.split(MAX_ATTENTION_ROWS) for t in (q, k, v))):
         scores = (q_part.float() * k_part).sum(-1) + bias[:, :, 0].float()               # (n, h, t)
