@@ -80,8 +80,12 @@ class Attention(nn.Module):
         if layout is not None:
             return (self.packed_self(x, layout, bias) if source is None
                     else self.packed_cross(x, source, layout, bias))
-        source = x if source is None else source
-        return self.o(self.attend(self.split(self.q(x)), self.split(self.k(source)), self.split(self.v(source)), bias))
+        # fused projections, as packed: one product (and one autocast cast of the input) instead of three
+        if source is None:
+            q, k, v = F.linear(x, torch.cat([self.q.weight, self.k.weight, self.v.weight])).chunk(3, dim=-1)
+        else:
+            q, (k, v) = self.q(x), F.linear(source, torch.cat([self.k.weight, self.v.weight])).chunk(2, dim=-1)
+        return self.o(self.attend(self.split(q), self.split(k), self.split(v), bias))
 
     def packed_self(self, x: torch.Tensor, layout: PackedLayout, biases: list[torch.Tensor]) -> torch.Tensor:
         """Self-attention within each sequence of a packed stream x (T, d): (T, d). One fused q/k/v
