@@ -436,12 +436,13 @@ def main() -> None:
             bench_encoder(data, device, results, 32 if args.tiny else 128 if cpu else 2048)
             save()
         cfg = config(args, work, "setting")
-        embeddings = torch.randn(len(data.item_texts), 768)
+        inputs = torch.Generator().manual_seed(0)  # the same embeddings and codes in every run: comparable losses
+        embeddings = torch.randn(len(data.item_texts), 768, generator=inputs)
         if "rqvae" in args.only:
             bench_rqvae(cfg, embeddings, split, device, results, 2 if cpu else 20)
             save()
         codebook = cfg.rqvae.code_book_size
-        codes = torch.randint(0, codebook, (len(data.item_texts), 3)).numpy()
+        codes = torch.randint(0, codebook, (len(data.item_texts), 3), generator=inputs).numpy()
         sids = SemanticIds.from_rqvae_codes(codes, codebook)
         for method in ("base", "setting") if args.only & {"train", "eval"} else ():
             bench_method(args, work, method, split, sids, embeddings, device, results,

@@ -50,6 +50,18 @@ def test_dry_run_passes_every_step(dry_run):
         assert profile["launches"] > 100 and 0 < profile["busy_ms"] and profile["top"][0]["count"] >= 1
 
 
+def test_the_benchmarks_inputs_are_the_same_in_every_run(dry_run, tmp_path):
+    """The benchmark's random embeddings and codes are seeded: another run (here with other options)
+    gives the dry run's first-batch losses exactly, so losses compare across runs and sessions."""
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, "scripts/benchmark.py", "--tiny", "--only", "train", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    again, bench = (json.loads(path.read_text()) for path in (out, dry_run / "bench.json"))
+    for key in ("loss_tiger", "loss_liger"):
+        assert again[key] == bench[key]
+
+
 def test_dry_run_metrics_are_the_runs_with_the_plan(dry_run):
     for name, headline in (("tiger", "genret_in_test/Recall@10"), ("liger", "uni_cold_test/Gen20_Recall@10")):
         metrics = json.loads((dry_run / f"{name}_metrics.json").read_text())
