@@ -59,9 +59,10 @@ def save_results(results: dict, out: str, device: torch.device) -> None:
     write_json(out, results)  # atomically: the device run reads it after killing the benchmark at its time box
 
 
-def graph_failure(exc: Exception) -> str:
-    """What a failed CUDA-graph variant records: the error, in one line, as the results' value."""
-    print(f"CUDA graph failed: {type(exc).__name__}: {exc}", flush=True)
+def recorded_failure(what: str, exc: Exception) -> str:
+    """What a failed variant or mode records (a finding; the other figures are still measured): the
+    error in one line, as the results' value, printed too."""
+    print(f"{what} failed: {type(exc).__name__}: {exc}", flush=True)
     return first_line(exc, 300)
 
 
@@ -209,7 +210,7 @@ def bench_rqvae(cfg, embeddings, split, device: torch.device, results: dict, epo
         results[f"rqvae_s_per_epoch_{kind}ed"] = statistics.median(timed(epoch, epochs, device))
         results[f"profile_rqvae_{kind}ed"] = profiled(epoch, device)  # one replay: the graph's kernels
     except Exception as exc:  # noqa: BLE001  a graph that fails is a finding, recorded
-        results[f"rqvae_{kind}_error"] = graph_failure(exc)
+        results[f"rqvae_{kind}_error"] = recorded_failure("CUDA graph", exc)
 
 
 # the variants timed side by side: the compact T5 (as a run trains it), `transformers`' (published),
@@ -332,7 +333,7 @@ def bench_training(exps: dict, name: str, batch_size: int, args, device: torch.d
         except Exception as exc:  # noqa: BLE001  a graph that fails is a finding; the other variants stay timed
             if variant not in GRAPHED:
                 raise
-            results[error_key] = graph_failure(exc)
+            results[error_key] = recorded_failure("CUDA graph", exc)
             continue
         if isinstance(run.trainer.step, GraphedStep) and run.trainer.step.capture_error:
             results[error_key] = run.trainer.step.capture_error  # it trained on eager: no graphed figure
@@ -385,8 +386,7 @@ def bench_evaluation(exps: dict, name: str, args, device: torch.device, results:
                     evaluate()  # warm-up: the GPU's kernels and workspaces for these shapes (the first was 8× slower)
                     seconds = statistics.median(timed(evaluate, 2, device))
                 except Exception as exc:  # noqa: BLE001  a failing mode or size is a finding; the others stay timed
-                    print(f"evaluation failed: {type(exc).__name__}: {exc}", flush=True)
-                    results[f"{name}_eval_{label}_error{suffix}"] = first_line(exc, 300)
+                    results[f"{name}_eval_{label}_error{suffix}"] = recorded_failure("evaluation", exc)
                     continue
                 results[f"{name}_eval_{label}_seqs_per_s{suffix}"] = n / seconds
                 if impl == "compact" and batch_size == configured:

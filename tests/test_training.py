@@ -469,7 +469,6 @@ def test_the_benchmark_records_a_failed_capture_and_no_graphed_time(tmp_path, mo
     assert ran["train/capture_error"] == results["train_graph_error_liger"]
 
 
-
 def test_the_benchmark_records_a_failed_evaluation_mode_and_times_the_others(tmp_path, monkeypatch):
     """An evaluation that fails at one size or mode (an H200's attention failed at 4,096 inputs × 100
     beams) is recorded with its error; the other modes and sizes are still timed."""

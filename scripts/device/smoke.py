@@ -101,14 +101,21 @@ def check_train_step(cpu, dev, examples) -> str:
     return f"losses after one AdamW step {b.tolist()}, max relative difference {rel:.2e}"
 
 
+def top_items(exp, examples) -> torch.Tensor:
+    """(B, 10) the items of each input's top-10 beams (under the device's autocast), on the CPU."""
+    batch = exp.data.batch(examples, exp.model.packing_groups)
+    with torch.no_grad(), autocast(exp.data.device):
+        return exp.evaluator._generate(exp.model.encode(batch), batch)[:, :10].cpu()
+
+
+def beam_overlap(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The mean share of items two (B, 10) top-10 lists have in common, as multisets: near-ties may
+    swap under bfloat16 (0: names no item)."""
+    return sum(sum((Counter(x.tolist()) & Counter(y.tolist())).values()) / 10 for x, y in zip(a, b)) / len(a)
+
+
 def check_beams(cpu, dev, examples) -> str:
-    top = []
-    for exp in (cpu, dev):
-        batch = exp.data.batch(examples, exp.model.packing_groups)
-        with torch.no_grad(), autocast(exp.data.device):
-            top.append(exp.evaluator._generate(exp.model.encode(batch), batch)[:, :10].cpu())
-    # near-ties may swap under bfloat16: compare the beams' items as multisets (0: names no item)
-    overlap = sum(sum((Counter(a.tolist()) & Counter(b.tolist())).values()) / 10 for a, b in zip(*top)) / len(top[0])
+    overlap = beam_overlap(top_items(cpu, examples), top_items(dev, examples))
     assert overlap >= BEAM_OVERLAP, f"top-10 beams agree on {overlap:.2f} of their items"
     return f"top-10 beams agree on {overlap:.1%} of their items"
 
@@ -121,14 +128,7 @@ def check_wide_beams(dev, examples, rows: int = 70_000) -> str:
     examples = examples.subset(torch.argsort(examples.target_positions, descending=True, stable=True))
     copies = math.ceil(rows / (len(examples) * beams))
     wide = examples.subset(torch.arange(len(examples)).repeat_interleave(copies))  # stays sorted: copies adjacent
-    top = []
-    for batch_examples in (examples, wide):
-        batch = dev.data.batch(batch_examples, dev.model.packing_groups)
-        with torch.no_grad(), autocast(dev.data.device):
-            top.append(dev.evaluator._generate(dev.model.encode(batch), batch)[:, :10].cpu())
-    narrow, wide_top = top[0], top[1][::copies]
-    overlap = sum(sum((Counter(a.tolist()) & Counter(b.tolist())).values()) / 10
-                  for a, b in zip(narrow, wide_top)) / len(narrow)
+    overlap = beam_overlap(top_items(dev, examples), top_items(dev, wide)[::copies])
     assert overlap >= BEAM_OVERLAP, f"top-10 beams of {len(wide) * beams} rows agree on {overlap:.2f} of their items"
     return f"{len(wide)} inputs × {beams} beams: top-10 beams agree with the {len(examples)} inputs' on {overlap:.1%}"
 
