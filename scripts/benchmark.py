@@ -78,12 +78,14 @@ def timed(fn, repeats: int, device: torch.device) -> list[float]:
     return out
 
 
-def profiled(fn, device: torch.device, top: int = 12) -> dict:
+def profiled(fn, device: torch.device, top: int = 16) -> dict:
     """Where one call of fn spends its time (torch.profiler), to tell launch-bound from compute-bound:
     `wall_ms`, `busy_ms` (on a GPU the kernels' time, on a CPU the operators' self time), `launches`
     (GPU kernels, or CPU operators counted by the profiler), and the `top` entries by that time with
-    their counts and milliseconds. The profiler's own overhead inflates `wall_ms`. A profiler failure
-    is recorded as `error`."""
+    their counts and milliseconds. On a GPU also `ops`: the operators that launched the most kernel
+    time, by input shapes (`shapes`), with their kernels' `launches`, so a kernel is traced to the code
+    that launched it (none for a CUDA graph's replay, whose kernels no operator launches). The
+    profiler's own overhead inflates `wall_ms`. A profiler failure is recorded as `error`."""
     try:
         return profile_of(fn, device, top)
     except Exception as exc:  # noqa: BLE001  a diagnostic: it never costs a measured figure
@@ -96,7 +98,8 @@ def profile_of(fn, device: torch.device, top: int) -> dict:
 
     gpu = device.type == "cuda"
     sync(device)
-    with profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if gpu else [])]) as prof:
+    with profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if gpu else [])],
+                 record_shapes=gpu) as prof:
         start = time.perf_counter()
         fn()
         sync(device)
@@ -104,9 +107,27 @@ def profile_of(fn, device: torch.device, top: int) -> dict:
     events = [e for e in prof.key_averages() if not gpu or e.device_type == DeviceType.CUDA]
     busy_us = (lambda e: e.self_device_time_total) if gpu else (lambda e: e.self_cpu_time_total)
     events.sort(key=busy_us, reverse=True)
-    return {"wall_ms": round(wall * 1000, 3), "busy_ms": round(sum(map(busy_us, events)) / 1000, 3),
-            "launches": sum(e.count for e in events),
-            "top": [{"name": e.key[:80], "count": e.count, "ms": round(busy_us(e) / 1000, 3)} for e in events[:top]]}
+    result = {"wall_ms": round(wall * 1000, 3), "busy_ms": round(sum(map(busy_us, events)) / 1000, 3),
+              "launches": sum(e.count for e in events),
+              "top": [{"name": e.key[:80], "count": e.count, "ms": round(busy_us(e) / 1000, 3)} for e in events[:top]]}
+    if gpu:
+        result["ops"] = kernels_by_operator(prof.events(), top)
+    return result
+
+
+def kernels_by_operator(events, top: int) -> list[dict]:
+    """The `top` aten operators, by name and input shapes, whose own kernels took the most GPU time:
+    calls, kernels launched and milliseconds."""
+    totals: dict[tuple[str, str], list] = {}
+    for e in events:
+        if e.name.startswith("aten::") and e.kernels:
+            entry = totals.setdefault((e.name, str(e.input_shapes)[:120]), [0, 0, 0.0])
+            entry[0] += 1
+            entry[1] += len(e.kernels)
+            entry[2] += sum(k.duration for k in e.kernels)
+    ranked = sorted(totals.items(), key=lambda item: item[1][2], reverse=True)[:top]
+    return [{"name": name, "shapes": shapes, "count": count, "launches": launches, "ms": round(us / 1000, 3)}
+            for (name, shapes), (count, launches, us) in ranked]
 
 
 def current_rss_mb() -> float | None:
@@ -132,13 +153,14 @@ def config(args, work: Path, method: str, variant: str | None = None):
     from hydra import compose, initialize_config_dir
 
     implementation = "transformers" if variant == "transformers" else "compact" if variant else None
-    # the baseline runs eager, as published; a graph compiled only where named; the compact path as a run
+    # the baseline runs eager, as published; a step compiled only where named; the compact path as a run
     # would (compiled on a GPU) unless --no-compile
-    compile_ = ("true" if variant == "compiled_graphed" else "false" if variant in ("transformers", *GRAPHED)
+    compile_ = ("true" if variant in COMPILED else "false" if variant in ("transformers", *GRAPHED)
                 else "false" if args.no_compile else None)
     overrides = [f"method={method}", "logging.mode=disabled", f"output_path={work}/run_{method}_{variant}",
                  *([f"dataset.TIGER.T5.implementation={implementation}"] if implementation else []),
                  *([f"dataset.TIGER.trainer.compile={compile_}"] if compile_ else []),
+                 *(["dataset.TIGER.trainer.compile_scope=model"] if variant == "compiled_model" else []),
                  # every variant names its step: `auto` would graph the eager baselines on a GPU
                  *([f"dataset.TIGER.trainer.cuda_graphs={str(variant in GRAPHED).lower()}"] if variant else []),
                  *(["dataset.TIGER.trainer.float32_matmul_precision=high"] if variant == "graphed_tf32" else []),
@@ -218,19 +240,29 @@ def bench_rqvae(cfg, embeddings, split, device: torch.device, results: dict, epo
 # step captured as a CUDA graph (batches in length groups of fixed widths), the same on batches padded
 # to the longest history (one shape: fewer kernels, more padding), the grouped one with TF32 float32
 # products (LIGER's text projection of every item), and with --compile-graphed compiled for its one
-# shape first
+# shape first; with --compile-scopes the eager (packed) step compiled block by block or whole
 VARIANT_SUFFIX = {"compact": "", "transformers": "_transformers", "padded": "_padded", "graphed": "_graphed",
                   "graphed_padded": "_graphed_padded", "graphed_tf32": "_graphed_tf32",
-                  "compiled_graphed": "_compiled_graphed"}
+                  "compiled_graphed": "_compiled_graphed", "compiled_blocks": "_compiled_blocks",
+                  "compiled_model": "_compiled_model"}
 GRAPHED = ("graphed", "graphed_padded", "graphed_tf32", "compiled_graphed")
+COMPILED = ("compiled_graphed", "compiled_blocks", "compiled_model")  # compiled whatever the device
 STAGES = ("encoder", "rqvae", "train", "eval")
 
 
+def fresh_inductor_cache():
+    """A context in which inductor compiles from nothing: empty on-disk and in-memory caches (its own
+    `fresh_cache`, named `fresh_inductor_cache` in older torch)."""
+    import torch._inductor.utils as inductor_utils
+
+    return (getattr(inductor_utils, "fresh_cache", None) or inductor_utils.fresh_inductor_cache)()
+
+
 def first_batch_loss(exp, batch_size: int) -> float:
-    """The loss of the first training batch in evaluation mode (no dropout), eager: equal for equal
-    weights."""
+    """The loss of the first training batch in evaluation mode (no dropout), eager (also a model whose
+    blocks are compiled): equal for equal weights."""
     exp.model.eval()
-    with torch.no_grad(), autocast(exp.data.device):
+    with torch.no_grad(), autocast(exp.data.device), torch.compiler.set_stance("force_eager"):
         loss = float(exp.model.forward(exp.data.batch(exp.trainer.examples.subset(slice(0, batch_size)),
                                                       exp.model.packing_groups)).loss)
     exp.model.train()
@@ -253,7 +285,9 @@ def step_flops(exp, batch_size: int) -> float:
 
     chunk = next(iter(exp.data.shuffled(exp.trainer.examples, batch_size, torch.Generator().manual_seed(0))))
     counter = FlopCounterMode(display=False)
-    with counter, autocast(exp.data.device):  # forward(): eager, also where the step is compiled
+    # forward() and force_eager: eager, also where the model or its blocks are compiled (dynamo would
+    # otherwise skip the compiled blocks' code for good after seeing it under a dispatch mode)
+    with counter, autocast(exp.data.device), torch.compiler.set_stance("force_eager"):
         exp.model.forward(exp.data.batch(chunk, exp.model.packing_groups)).loss.backward()
     exp.model.zero_grad(set_to_none=True)
     return float(counter.get_total_flops())
@@ -338,7 +372,7 @@ def bench_training(exps: dict, name: str, batch_size: int, args, device: torch.d
         if isinstance(run.trainer.step, GraphedStep) and run.trainer.step.capture_error:
             results[error_key] = run.trainer.step.capture_error  # it trained on eager: no graphed figure
             continue
-        if variant in ("compact", "compiled_graphed"):
+        if variant in ("compact", *COMPILED):
             results[f"train_compiled_{name}{suffix}"] = run.trainer.compiled
             if run.trainer.compile_error:
                 results[f"train_compile_error_{name}{suffix}"] = run.trainer.compile_error
@@ -355,7 +389,7 @@ def bench_training(exps: dict, name: str, batch_size: int, args, device: torch.d
         save_results(results, args.out, device)
     torch.set_float32_matmul_precision("highest")
     baseline = results.get(f"train_ms_{name}_transformers")
-    for suffix in (VARIANT_SUFFIX[variant] for variant in ("compact", *GRAPHED)):
+    for suffix in (VARIANT_SUFFIX[variant] for variant in ("compact", *GRAPHED, *COMPILED)):
         if baseline and f"train_ms_{name}{suffix}" in results:
             results[f"train_speedup_{name}{suffix}"] = baseline / results[f"train_ms_{name}{suffix}"]
     rss = current_rss_mb()  # after the variants trained: resident memory above the framework's
@@ -410,11 +444,17 @@ def main() -> None:
                         help="on a GPU, also time the graphed step compiled for its one shape (trainer.compile=true "
                              "with cuda_graphs), last: `train_ms_*_compiled_graphed`, and the graphed RQ-VAE epoch "
                              "compiled (RQ-VAE.compile=true): `rqvae_s_per_epoch_compiled_graphed`")
+    parser.add_argument("--compile-scopes", type=lambda text: text.split(","), default=[],
+                        help="also time the compact (packed) step compiled with each comma-separated "
+                             "trainer.compile_scope (blocks, model), on any device, its compile time in the "
+                             "warm-up: `train_ms_*_compiled_{scope}`, `train_warmup_s_*_compiled_{scope}`")
     parser.add_argument("--only", type=lambda text: set(text.split(",")), default=set(STAGES),
                         help=f"comma-separated stages to measure, of {','.join(STAGES)} (default: all; "
                              "preprocessing always runs)")
     args = parser.parse_args()
     args.baseline_rss_mb = current_rss_mb()  # torch, transformers and the project imported, nothing built
+    if not set(args.compile_scopes) <= {"blocks", "model"}:
+        parser.error(f"--compile-scopes: choose from blocks,model, got {','.join(args.compile_scopes)}")
     if not args.only <= set(STAGES):
         parser.error(f"--only: unknown stage(s) {', '.join(sorted(args.only - set(STAGES)))}; "
                      f"choose from {', '.join(STAGES)}")
@@ -448,6 +488,12 @@ def main() -> None:
             bench_method(args, work, method, split, sids, embeddings, device, results,
                          ("compact", "transformers") if cpu else ("compact", "transformers", "padded"))
             save()
+        for variant in (f"compiled_{scope}" for scope in args.compile_scopes):
+            for method in ("base", "setting") if "train" in args.only else ():
+                torch._dynamo.reset()
+                with fresh_inductor_cache():  # as on a fresh machine: the warm-up holds the whole compile time
+                    bench_method(args, work, method, split, sids, embeddings, device, results, variants=(variant,))
+                save()
         # CUDA graphs last: a capture that fails may leave the device unusable, and costs nothing else then
         if not cpu and "rqvae" in args.only:
             bench_rqvae(cfg, embeddings, split, device, results, 20, graphed=True)

@@ -170,6 +170,7 @@ class TrainerConfig:
     # stop after the epoch that runs past this many minutes; None: no limit
     time_budget_min: float | None = key(lo=0.0, lo_open=True)
     compile: bool | None = key(auto=True)  # torch.compile the training forward; None (`auto`): on a GPU only
+    compile_scope: str = key(choices=("blocks", "model"))  # what compiles as one graph (src/runtime.py)
     # the training step captured as one CUDA graph (one GPU; batches in fixed-width length groups, or
     # padded to one shape where packing_groups is 0); None (`auto`): where one process trains on a GPU
     cuda_graphs: bool | None = key(auto=True)

@@ -64,10 +64,13 @@ class Evaluator:
         return results
 
     @torch.no_grad()
+    @torch.compiler.set_stance("force_eager")
     def evaluate_examples(self, examples: Examples, modes: tuple[str, ...] | None = None
                           ) -> dict[tuple[str, int | None, str, int], float]:
         """Mean metrics of `examples` for each of `modes` (None: all) that the method supports, keyed
-        (mode, hybrid K or None, Recall | NDCG, k)."""
+        (mode, hybrid K or None, Recall | NDCG, k). Eager also where training compiled the model's
+        blocks (`trainer.compile_scope`): they were compiled for training's shapes, and evaluation's
+        would each cost a recompilation."""
         modes = tuple(m for m in self.settings.modes if modes is None or m in modes)
         histograms = {variant: RankHistogram(self.settings.ks, self.data.device) for variant in self._variants(modes)}
         was_training = self.model.training

@@ -7,7 +7,10 @@ from torch import nn
 
 class ResidualMLP(nn.Module):
     """Input dropout, then blocks Linear → LayerNorm → ReLU → Dropout, each plus a bias-free linear
-    path from its input, then a linear output layer."""
+    path from its input, then a linear output layer. A compile block (`trainer.compile_scope=blocks`):
+    LIGER's text projection."""
+
+    compile_block = True
 
     def __init__(self, in_dim: int, hidden: tuple[int, ...], out_dim: int, dropout: float, ln_eps: float = 1e-5):
         super().__init__()

@@ -35,13 +35,13 @@ def seed_everything(seed: int) -> None:
 COMPILE_BACKEND = "inductor"  # tests swap in "aot_eager": the same tracing and autograd, no code generation
 
 
-def compile_model(model: torch.nn.Module, dynamic: bool = True) -> None:
-    """Compile `model`'s forward (and so its backward) in place. `dynamic`: for shapes that change from
-    batch to batch (packed batches), one graph with dynamic sizes instead of a recompilation per batch
-    (duck sizing off, since sizes that happen to be equal in one batch, the length groups' sizes, must
-    not become a guard); else for the one shape of the first call (a step captured as a CUDA graph:
-    its batches are all padded alike), specialised to it. The parameter names, and so the
-    checkpoints, stay as they are."""
+def compile_model(model: torch.nn.Module, dynamic: bool = True, scope: str = "model") -> None:
+    """Compile `model`'s forward (and so its backward) in place, as a whole (`scope` "model") or block by
+    block ("blocks": `compiled_units`). `dynamic`: for shapes that change from batch to batch (packed
+    batches), graphs with dynamic sizes instead of a recompilation per batch (duck sizing off, since
+    sizes that happen to be equal in one batch, the length groups' sizes, must not become a guard);
+    else for the one shape of the first call (a step captured as a CUDA graph: its batches are all
+    padded alike), specialised to it. The parameter names, and so the checkpoints, stay as they are."""
     import torch._inductor.config as inductor_config
     import torch.fx.experimental._config as fx_config
 
@@ -51,9 +51,30 @@ def compile_model(model: torch.nn.Module, dynamic: bool = True) -> None:
     # only chooses tilings, so turning it off changes no result.
     if hasattr(inductor_config.triton, "coalesce_tiling_analysis"):
         inductor_config.triton.coalesce_tiling_analysis = False
-    model.compile(backend=COMPILE_BACKEND, dynamic=dynamic)
+    for unit in compiled_units(model, scope):
+        unit.compile(backend=COMPILE_BACKEND, dynamic=dynamic)
+
+
+def compiled_units(model: torch.nn.Module, scope: str) -> list[torch.nn.Module]:
+    """The modules `compile_model` compiles: the model ("model"), or ("blocks") the outermost of its
+    modules whose class sets `compile_block = True` (the model itself where it has none). Blocks of one
+    class share their code, so each kind of block compiles once per shape and the others reuse it
+    (PyTorch's "regional compilation"), in a fraction of the whole model's compile time (README,
+    "Compilation and CUDA graphs")."""
+    if scope not in ("model", "blocks"):
+        raise ValueError(f"compile scope must be 'model' or 'blocks', got {scope!r}")
+    if scope == "model" or getattr(model, "compile_block", False):
+        return [model]
+    blocks, inside = [], []
+    for name, module in model.named_modules():
+        if getattr(module, "compile_block", False) and not any(name.startswith(f"{b}.") for b in inside):
+            blocks.append(module)
+            inside.append(name)
+    return blocks or [model]
 
 
 def uncompile_model(model: torch.nn.Module) -> None:
-    """Undo `compile_model`: the forward runs eager again (where compiling failed)."""
-    model._compiled_call_impl = None
+    """Undo `compile_model`, whatever its scope: the forward runs eager again (where compiling failed)."""
+    for module in model.modules():
+        if module._compiled_call_impl is not None:
+            module._compiled_call_impl = None

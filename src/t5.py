@@ -114,7 +114,10 @@ class Attention(nn.Module):
 
 class PreNormResidual(nn.Module):
     """x + dropout(sublayer(layer_norm(x), ...)), the sublayer kept under `transformers`' attribute
-    name (`SelfAttention`, `EncDecAttention` or `DenseReluDense`), so the state dicts match."""
+    name (`SelfAttention`, `EncDecAttention` or `DenseReluDense`), so the state dicts match. A compile
+    block (`trainer.compile_scope=blocks`): norm, casts, dropout and residual fused around the products."""
+
+    compile_block = True
 
     def __init__(self, cfg: T5Config, name: str, sublayer: nn.Module):
         super().__init__()

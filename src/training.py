@@ -105,7 +105,7 @@ class Trainer:
         # `auto` compiles on a GPU, but not a graphed step (opt-in: compiled for its one padded shape)
         self.compiled = cfg.compile if cfg.compile is not None else self.device.type == "cuda" and not graphs
         if self.compiled:
-            compile_model(model, dynamic=not graphs)
+            compile_model(model, dynamic=not graphs, scope=cfg.compile_scope)
         self.compile_pending = self.compiled  # compiling happens at the first step (which may fail)
         self.compile_error: str | None = None  # why compiling failed, where it did (training went on eager)
         self.net = self._data_parallel(model) if processes.enabled else model

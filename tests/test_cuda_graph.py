@@ -133,12 +133,13 @@ def test_a_failed_capture_leaves_training_eager_with_a_warning(capsys):
     assert "capturing the training step as a CUDA graph failed" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("scope", ["model", "blocks"])
 @pytest.mark.parametrize("layout", ["padded", "fixed_width"])
-def test_a_compiled_graphed_step_compiles_once_for_its_shape_and_runs_other_shapes_eager(monkeypatch, layout):
-    """`trainer.compile=true` with `cuda_graphs`: compiled without dynamic shapes, the warm-up compiles
-    the forward for the full batch (padded, or in fixed-width length groups), the capture reuses that
-    compilation, and the smaller batch runs eagerly (`force_eager`) instead of compiling a second time;
-    every batch's loss is its eager loss."""
+def test_a_compiled_graphed_step_compiles_once_for_its_shape_and_runs_other_shapes_eager(monkeypatch, layout, scope):
+    """`trainer.compile=true` with `cuda_graphs`: compiled without dynamic shapes (the whole model, or
+    block by block), the warm-up compiles the forward for the full batch (padded, or in fixed-width
+    length groups), the capture reuses that compilation, and the smaller batch runs eagerly
+    (`force_eager`) instead of compiling a second time; every batch's loss is its eager loss."""
     import src.runtime as runtime
 
     compiled_graphs = []
@@ -158,19 +159,25 @@ def test_a_compiled_graphed_step_compiles_once_for_its_shape_and_runs_other_shap
     with torch.no_grad():
         eager_losses = [float(model(batch).loss) for batch in inputs]
     monkeypatch.setattr(runtime, "COMPILE_BACKEND", counting_backend)
-    runtime.compile_model(model, dynamic=False)
+    torch._dynamo.reset()
+    runtime.compile_model(model, dynamic=False, scope=scope)
     try:
-        losses = []
+        losses, compiled_after = [], []
         graphed = Recorded(lambda batch, weight: losses.append(model(batch).loss.item()) or torch.zeros(4),
                            torch.optim.AdamW(model.parameters()), torch.device("cuda"), batch_size=4, warmup=1)
         for batch in inputs:
             graphed(batch, 1.0)
+            compiled_after.append(len(compiled_graphs))
     finally:
         runtime.uncompile_model(model)
         torch._dynamo.reset()
     assert graphed.calls == [("warm-up", 4), ("capture", 4), ("replay", 4), ("replay", 4)]
-    assert len(compiled_graphs) == 1  # the full batch's shape alone: no recompilation for the smaller one
-    assert all(isinstance(d, int) for shapes in compiled_graphs[0] for d in shapes)  # static sizes
+    # the full batch's shape alone, at the warm-up: no recompilation for the smaller batch. Block by block,
+    # one graph for each kind of block and shape: the encoder's self-attention and feed-forward, the
+    # decoder's self-, cross-attention and feed-forward, LIGER's text projection of the history's items
+    # and of every item
+    assert compiled_after == [1 if scope == "model" else 7] * len(sizes)
+    assert all(isinstance(d, int) for graph in compiled_graphs for shape in graph for d in shape)  # static sizes
     assert losses == pytest.approx(eager_losses, rel=1e-5)
 
 

@@ -423,10 +423,12 @@ def test_beam_decoder_over_a_packed_batch_equals_the_padded_one():
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_compiled_forward_and_backward_equal_eager_in_one_graph(monkeypatch):
+@pytest.mark.parametrize("scope", ["model", "blocks"])
+def test_compiled_forward_and_backward_equal_eager_without_recompiling(monkeypatch, scope):
     """`trainer.compile` (here with the aot_eager backend: the same tracing and autograd as inductor,
-    no code generation): packed batches of changing shapes run through one graph, no recompilation,
-    with eager's losses and gradients."""
+    no code generation): packed batches of changing shapes run with eager's losses and gradients and
+    no recompilation after the first batch; the whole model as one graph, or (`compile_scope=blocks`)
+    each kind of block compiled once and shared by the blocks of its kind."""
     import torch._dynamo
     from torch._dynamo.utils import counters
 
@@ -436,17 +438,43 @@ def test_compiled_forward_and_backward_equal_eager_in_one_graph(monkeypatch):
     compiled, _, _, _ = tiny(("method=setting",))
     torch._dynamo.reset()
     counters.clear()
-    runtime.compile_model(compiled)
+    runtime.compile_model(compiled, scope=scope)
     import torch._inductor.config as inductor_config
     assert inductor_config.triton.coalesce_tiling_analysis is False  # failed on dynamic shapes (torch 2.11)
     examples = data.train_examples()
     g = torch.Generator().manual_seed(3)
+    graphs = []
     for size in (9, 13, 6, 11):  # other batch sizes, other lengths
         batch = data.batch(examples.subset(torch.randperm(len(examples), generator=g)[:size]), 3)
         assert_same_losses_and_gradients((eager, batch), (compiled, batch))
-    assert counters["stats"]["unique_graphs"] == 1
+        graphs.append(counters["stats"]["unique_graphs"])
+    blocks = runtime.compiled_units(compiled, scope)
+    if scope == "model":
+        assert blocks == [compiled] and graphs == [1] * 4
+    else:
+        # encoder self-attention and feed-forward, decoder self-, cross-attention and feed-forward, and
+        # the text projection (of the history's items and of every item: one graph, dynamic sizes): 6
+        # graphs for 11 blocks
+        assert len(blocks) == 11 and graphs == [6] * 4
     assert list(compiled.state_dict()) == list(eager.state_dict())  # checkpoints keep their names
+    runtime.uncompile_model(compiled)
+    assert all(m._compiled_call_impl is None for m in compiled.modules())
     torch._dynamo.reset()
+
+
+def test_compile_blocks_are_the_outermost_modules_marked_as_blocks():
+    """`compile_scope=blocks` compiles each T5 sublayer and LIGER's text projection, not the modules
+    inside them; a model without blocks compiles whole; an unknown scope is refused."""
+    from src import runtime
+    from src.layers import ResidualMLP
+    from src.t5 import PreNormResidual
+    model, _, _, _ = tiny(("method=setting",))
+    blocks = runtime.compiled_units(model, "blocks")
+    assert blocks == [m for m in model.modules() if isinstance(m, (PreNormResidual, ResidualMLP))]
+    plain = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    assert runtime.compiled_units(plain, "blocks") == [plain]
+    with pytest.raises(ValueError, match="compile scope must be 'model' or 'blocks', got 'layers'"):
+        runtime.compiled_units(model, "layers")
 
 
 @pytest.mark.parametrize("method", ["base", "setting"])

@@ -257,7 +257,7 @@ def test_a_compiler_failure_leaves_training_eager_with_a_warning(tmp_path, monke
     eager, to the result of a run that never compiled."""
     import src.training as training
 
-    def failing_compile(model, dynamic=True):
+    def failing_compile(model, dynamic=True, scope="model"):
         def broken(*args, **kwargs):
             raise RuntimeError("InductorError: AssertionError (simulated)")
         model._compiled_call_impl = broken
@@ -269,6 +269,34 @@ def test_a_compiler_failure_leaves_training_eager_with_a_warning(tmp_path, monke
     assert not failed.trainer.compiled and failed.trainer.compile_error.startswith("RuntimeError")
     eager = experiment(tmp_path / "eager", "dataset.TIGER.trainer.steps=6").trainer.fit()
     assert result.steps == eager.steps == 6 and result.last_losses == pytest.approx(eager.last_losses)
+
+
+def test_validation_runs_the_blocks_compiled_for_training_as_written(tmp_path, monkeypatch):
+    """`compile_scope=blocks` (the default) compiles the sublayers that evaluation runs too. Compiled for
+    training's shapes, they would recompile for each of evaluation's (batch sizes, beams); evaluation runs
+    them eagerly instead, and its metrics are an uncompiled model's."""
+    import src.runtime as runtime
+
+    graphs = []
+
+    def counting_backend(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    monkeypatch.setattr(runtime, "COMPILE_BACKEND", counting_backend)
+    torch._dynamo.reset()
+    exp = experiment(tmp_path / "compiled", "dataset.TIGER.trainer.compile=true")
+    assert exp.trainer.compiled and exp.trainer.cfg.compile_scope == "blocks"
+    chunk = next(iter(exp.data.shuffled(exp.trainer.examples, exp.trainer.batch_size, torch.Generator().manual_seed(0))))
+    try:
+        exp.trainer.train_step(chunk)
+        compiled_for_training = len(graphs)
+        metrics = exp.evaluator.evaluate("val")
+    finally:
+        runtime.uncompile_model(exp.model)
+        torch._dynamo.reset()
+    assert compiled_for_training > 0 and len(graphs) == compiled_for_training
+    assert metrics == exp.evaluator.evaluate("val")  # the same model, never compiled now
 
 
 def test_a_checkpoint_of_a_gpu_run_with_cuda_graphs_resumes_on_a_cpu(tmp_path):
@@ -442,6 +470,65 @@ def test_the_benchmark_reports_a_graphs_replays_and_the_positions_its_batches_co
     assert trainer.how_steps_ran() == {"train/compiled": 0, "train/graph_replays": trainer.step.replays,
                                        "train/graph_eager_steps": trainer.step.eager_steps}
     assert results["train_graph_eager_steps_liger_graphed"] == trainer.step.eager_steps >= 3  # the warm-up
+
+
+def test_the_benchmark_times_the_packed_step_compiled_with_each_scope(tmp_path, monkeypatch):
+    """`--compile-scopes`: the compact step compiled (whatever the device: `compile=true`, no graph), block
+    by block or whole, timed under its own name, with whether it ran compiled and its warm-up (the compile
+    time); timed here block by block, with a backend that counts the graphs it compiles."""
+    import argparse
+
+    import src.runtime as runtime
+
+    graphs = []
+
+    def counting_backend(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    benchmark = benchmark_script()
+    args = argparse.Namespace(tiny=True, no_compile=True, eval_batch_size=None, data=None, raw=str(tmp_path))
+    for scope in ("blocks", "model"):
+        trainer_cfg = benchmark.config(args, tmp_path, "setting", f"compiled_{scope}").model.trainer
+        assert (trainer_cfg.compile, trainer_cfg.compile_scope, trainer_cfg.cuda_graphs) == (True, scope, False)
+    monkeypatch.setattr(runtime, "COMPILE_BACKEND", counting_backend)
+    torch._dynamo.reset()
+    exp = experiment(tmp_path, "dataset.TIGER.trainer.compile=true")
+    args = argparse.Namespace(steps=2, warmup=1, out=str(tmp_path / "bench.json"), baseline_rss_mb=None)
+    results = {}
+    try:
+        benchmark.bench_training({"compiled_blocks": exp}, "liger", exp.trainer.batch_size, args,
+                                 torch.device("cpu"), results)
+    finally:
+        runtime.uncompile_model(exp.model)
+        torch._dynamo.reset()
+    # the blocks compiled, though the benchmark counted the step's FLOPs through them first (under a
+    # dispatch mode, after which dynamo would never compile them)
+    assert results["train_compiled_liger_compiled_blocks"] is True and len(graphs) > 0
+    assert "train_compile_error_liger_compiled_blocks" not in results
+    assert results["train_ms_liger_compiled_blocks"] > 0 and results["train_warmup_s_liger_compiled_blocks"] > 0
+    assert math.isfinite(results["loss_liger_compiled_blocks"])
+
+
+def test_the_benchmarks_gpu_profile_traces_kernels_to_the_operators_that_launched_them():
+    """A GPU profile's `ops`: aten operators by name and input shapes, ranked by their own kernels' time,
+    with calls and kernels counted; operators that launched nothing (and a graph's replay, whose kernels
+    no operator launches) are left out."""
+    from types import SimpleNamespace as Event
+
+    from torch.autograd.profiler_util import Kernel
+
+    def event(name, shapes, *durations):
+        return Event(name=name, input_shapes=shapes, kernels=[Kernel("k", 0, d) for d in durations])
+
+    events = [event("aten::mm", [[4, 8], [8, 2]], 30.0), event("aten::mm", [[4, 8], [8, 2]], 50.0),
+              event("aten::mm", [[9, 9], [9, 9]], 40.0), event("aten::copy_", [[4], [4]], 5.0, 6.0),
+              event("aten::view", [[4]]), event("cudaGraphLaunch", [], 500.0)]
+    ops = benchmark_script().kernels_by_operator(events, top=2)
+    assert ops == [{"name": "aten::mm", "shapes": "[[4, 8], [8, 2]]", "count": 2, "launches": 2, "ms": 0.08},
+                   {"name": "aten::mm", "shapes": "[[9, 9], [9, 9]]", "count": 1, "launches": 1, "ms": 0.04}]
+    assert benchmark_script().kernels_by_operator(events, top=5)[-1] == {
+        "name": "aten::copy_", "shapes": "[[4], [4]]", "count": 1, "launches": 2, "ms": 0.011}
 
 
 def test_the_benchmark_records_a_failed_capture_and_no_graphed_time(tmp_path, monkeypatch):
