@@ -287,9 +287,10 @@ def test_validation_runs_the_blocks_compiled_for_training_as_written(tmp_path, m
     torch._dynamo.reset()
     exp = experiment(tmp_path / "compiled", "dataset.TIGER.trainer.compile=true")
     assert exp.trainer.compiled and exp.trainer.cfg.compile_scope == "blocks"
-    chunk = next(iter(exp.data.shuffled(exp.trainer.examples, exp.trainer.batch_size, torch.Generator().manual_seed(0))))
+    trainer = exp.trainer
+    chunk = next(iter(exp.data.shuffled(trainer.examples, trainer.batch_size, torch.Generator().manual_seed(0))))
     try:
-        exp.trainer.train_step(chunk)
+        trainer.train_step(chunk)
         compiled_for_training = len(graphs)
         metrics = exp.evaluator.evaluate("val")
     finally:
