@@ -300,12 +300,15 @@ class PackedLayout:
     can be captured as a CUDA graph (`trainer.cuda_graphs`).
 
     rows, positions: (T,) each stream token's sequence and its position within it (to gather a padded
-    (B, S) tensor's entries: `x[rows, positions]`); last: (B,) each sequence's last real token.
+    (B, S) tensor's entries: `x[rows, positions]`); last: (B,) each sequence's last real token; gather
+    (packed only): (Σ n_g·L_g,) every group's `gather`, flattened one after another (the groups' are its
+    views), so that all groups are padded by one `index_select`.
     """
     groups: tuple[LengthGroup, ...]
     rows: torch.Tensor
     positions: torch.Tensor
     last: torch.Tensor
+    gather: torch.Tensor | None = None
 
     @property
     def max_length(self) -> int:
@@ -338,22 +341,23 @@ class PackedLayout:
     def _packed(cls, lengths: torch.Tensor, bounds: list[int], device: torch.device) -> PackedLayout:
         offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
         n, total = len(lengths), int(offsets[-1])
-        host = [torch.repeat_interleave(torch.arange(n), lengths),                         # rows
-                torch.arange(total) - torch.repeat_interleave(offsets[:-1], lengths),      # positions
-                offsets[1:] - 1]                                                           # last
+        gathers, reals = [], []
         for start, stop in zip(bounds[:-1], bounds[1:]):
             width = int(lengths[start])
             real = torch.arange(width) < lengths[start:stop, None]                         # (n_g, L_g)
-            host += [torch.where(real, offsets[start:stop, None] + torch.arange(width), total),
-                     real.flatten().nonzero().squeeze(1)]
+            gathers.append(torch.where(real, offsets[start:stop, None] + torch.arange(width), total))
+            reals.append(real.flatten().nonzero().squeeze(1))
+        host = [torch.repeat_interleave(torch.arange(n), lengths),                         # rows
+                torch.arange(total) - torch.repeat_interleave(offsets[:-1], lengths),      # positions
+                offsets[1:] - 1,                                                           # last
+                torch.cat([g.flatten() for g in gathers]), *reals]                         # gather, reals
         # one host-to-device copy for all the index tensors
-        flat = to_device_async(torch.cat([t.flatten() for t in host]), device)
-        parts = list(flat.split([t.numel() for t in host]))
-        groups = []
-        for gather_host, gather, real in zip(host[3::2], parts[3::2], parts[4::2]):
-            gather = gather.view(gather_host.shape)
-            groups.append(LengthGroup(key_padding_bias(gather != total), gather, real))
-        return cls(tuple(groups), *parts[:3])
+        rows, positions, last, gather, *reals = to_device_async(torch.cat(host), device).split(
+            [t.numel() for t in host])
+        groups = tuple(LengthGroup(key_padding_bias(view != total), view, real)
+                       for view, real in zip((part.view(g.shape) for part, g in
+                                              zip(gather.split([g.numel() for g in gathers]), gathers)), reals))
+        return cls(groups, rows, positions, last, gather)
 
     @classmethod
     def _fixed_width(cls, lengths: torch.Tensor, bounds: list[int], widths: list[int],
@@ -380,15 +384,19 @@ class PackedLayout:
 
     def padded(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Per group (n_g, L_g, C): its sequences' tokens of a stream x (T, C), zeros (packed) or the
-        stream's padding tokens (fixed-width) on padding."""
-        if self.fixed_width:  # each group is a contiguous block of the stream: views, no copy
-            return [x[start:start + n * width].view(n, width, x.shape[-1])
-                    for start, n, width in (g.span for g in self.groups)]
+        stream's padding tokens (fixed-width) on padding. One operation for all groups, whose backward
+        is a cat (and an index_add): a slice or a gather per group would write a zero gradient of the
+        whole stream per group, and add them up."""
+        if self.fixed_width:  # the groups tile the stream in order: views of one split, no copy
+            spans = [g.span for g in self.groups]
+            parts = x.split([n * width for _, n, width in spans])
+            return [part.view(n, width, x.shape[-1]) for part, (_, n, width) in zip(parts, spans)]
         stream = F.pad(x, (0, 0, 0, 1))  # the zero row that padding positions point at
         # index_select, not stream[gather]: its backward is one index_add, where indexing's sorts the
         # indices and sums the padding positions' many repeats of row T serially (on an H200: 25 of a
         # TIGER step's 36 ms of GPU time)
-        return [stream.index_select(0, g.gather.flatten()).view(*g.gather.shape, x.shape[-1]) for g in self.groups]
+        parts = stream.index_select(0, self.gather).split([g.gather.numel() for g in self.groups])
+        return [part.view(*g.gather.shape, x.shape[-1]) for part, g in zip(parts, self.groups)]
 
     def unpad(self, x: torch.Tensor, group: LengthGroup) -> torch.Tensor:
         """(T_g, C): the group's padded (n_g, L_g, C) as stream tokens."""

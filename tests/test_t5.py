@@ -154,6 +154,42 @@ def test_packed_groups_cover_each_token_once_and_pad_with_zeros():
     assert torch.equal(torch.cat(seen), stream[:, 0])                              # back in stream order
 
 
+@pytest.mark.parametrize("widths", [None, [11, 7, 3]])
+def test_padding_every_group_is_one_operation_whose_backward_is_a_few_kernels(widths):
+    """`PackedLayout.padded` pads all groups at once: one `index_select` (packed) or one split (fixed
+    width), whose backward is a `cat` (and one `index_add`), whatever the number of groups. A slice or a
+    gather per group would write a zero gradient of the whole stream for each group and add them up (with
+    4 groups, about ten kernels more for each use in a graphed step on a GPU). The groups still get their
+    own tokens (the tests above)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    layout = PackedLayout.from_lengths(LENGTHS, 3, CPU, widths=widths)
+    tokens = sum(g.span[1] * g.span[2] for g in layout.groups) if widths else int(LENGTHS.sum())
+    stream = torch.randn(tokens, 4, requires_grad=True)
+    forward, backward = Ops(), Ops()
+    with forward:
+        parts = layout.padded(stream)
+    loss = sum((part * torch.arange(part.numel()).view(part.shape)).sum() for part in parts)
+    with backward:
+        torch.autograd.grad(loss, stream, retain_graph=True)
+    moved = {"index_select", "index_add", "cat", "slice_backward", "copy_", "index", "index_put"}
+    if widths is None:
+        assert [n for n in forward.names if n in moved] == ["index_select"]
+        assert [n for n in backward.names if n in moved] == ["cat", "index_add"]
+    else:
+        assert [n for n in forward.names if n in moved] == []  # views of the stream
+        assert [n for n in backward.names if n in moved] == ["cat"]
+
+
 @pytest.mark.parametrize("groups, extra", [(1, 0), (2, 1), (3, 2), (6, 0)])
 def test_a_fixed_width_layout_equals_the_padded_computation_on_real_tokens(groups, extra):
     """Fixed-width groups (a graphed step's layout): each sequence takes its group's width in the stream,
