@@ -354,9 +354,8 @@ class PackedLayout:
         # one host-to-device copy for all the index tensors
         rows, positions, last, gather, *reals = to_device_async(torch.cat(host), device).split(
             [t.numel() for t in host])
-        groups = tuple(LengthGroup(key_padding_bias(view != total), view, real)
-                       for view, real in zip((part.view(g.shape) for part, g in
-                                              zip(gather.split([g.numel() for g in gathers]), gathers)), reals))
+        views = [part.view(g.shape) for part, g in zip(gather.split([g.numel() for g in gathers]), gathers)]
+        groups = tuple(LengthGroup(key_padding_bias(view != total), view, real) for view, real in zip(views, reals))
         return cls(groups, rows, positions, last, gather)
 
     @classmethod
