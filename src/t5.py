@@ -93,10 +93,10 @@ class Attention(nn.Module):
         with the group's bias (n_g, h, L_g, L_g)."""
         qkv = F.linear(x, torch.cat([self.q.weight, self.k.weight, self.v.weight]))          # (T, 3·h·d_kv)
         outs = []
-        for group, padded, bias in zip(layout.groups, layout.padded(qkv), biases):
+        for padded, bias in zip(layout.padded(qkv), biases):
             q, k, v = (self.split(part) for part in padded.chunk(3, dim=-1))
-            outs.append(layout.unpad(self.attend(q, k, v, bias), group))
-        return self.o(torch.cat(outs))
+            outs.append(self.attend(q, k, v, bias))
+        return self.o(layout.unpad(outs))
 
     def packed_cross(self, x: torch.Tensor, source: torch.Tensor, layout: PackedLayout,
                      key_biases: list[torch.Tensor]) -> torch.Tensor:
@@ -282,7 +282,6 @@ class LengthGroup:
     key_bias: torch.Tensor               # (n_g, 1, 1, L_g) float32: 0 on real keys, float32's minimum on padding
     gather: torch.Tensor | None = None   # (n_g, L_g) each padded position's token in the stream; T (a zero row)
                                          # for padding. None in a fixed-width layout
-    real: torch.Tensor | None = None     # (T_g,) each real token's flat index in the padded (n_g·L_g) layout
     span: tuple[int, int, int] | None = None  # fixed width: (start, n_g, L_g), the group is stream[start:start+n_g·L_g]
 
 
@@ -300,15 +299,17 @@ class PackedLayout:
     can be captured as a CUDA graph (`trainer.cuda_graphs`).
 
     rows, positions: (T,) each stream token's sequence and its position within it (to gather a padded
-    (B, S) tensor's entries: `x[rows, positions]`); last: (B,) each sequence's last real token; gather
-    (packed only): (Σ n_g·L_g,) every group's `gather`, flattened one after another (the groups' are its
-    views), so that all groups are padded by one `index_select`.
+    (B, S) tensor's entries: `x[rows, positions]`); last: (B,) each sequence's last real token. Packed
+    only: gather (Σ n_g·L_g,) every group's `gather`, flattened one after another (the groups' are its
+    views), so that one `index_select` pads all groups; real (T,) each stream token's index in the groups'
+    padded positions, flattened one after another, so that one `index_select` unpads them.
     """
     groups: tuple[LengthGroup, ...]
     rows: torch.Tensor
     positions: torch.Tensor
     last: torch.Tensor
     gather: torch.Tensor | None = None
+    real: torch.Tensor | None = None
 
     @property
     def max_length(self) -> int:
@@ -341,22 +342,22 @@ class PackedLayout:
     def _packed(cls, lengths: torch.Tensor, bounds: list[int], device: torch.device) -> PackedLayout:
         offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
         n, total = len(lengths), int(offsets[-1])
-        gathers, reals = [], []
+        gathers = []
         for start, stop in zip(bounds[:-1], bounds[1:]):
             width = int(lengths[start])
             real = torch.arange(width) < lengths[start:stop, None]                         # (n_g, L_g)
             gathers.append(torch.where(real, offsets[start:stop, None] + torch.arange(width), total))
-            reals.append(real.flatten().nonzero().squeeze(1))
+        flat_gather = torch.cat([g.flatten() for g in gathers])
         host = [torch.repeat_interleave(torch.arange(n), lengths),                         # rows
                 torch.arange(total) - torch.repeat_interleave(offsets[:-1], lengths),      # positions
                 offsets[1:] - 1,                                                           # last
-                torch.cat([g.flatten() for g in gathers]), *reals]                         # gather, reals
+                flat_gather, (flat_gather != total).nonzero().squeeze(1)]                  # gather, real
         # one host-to-device copy for all the index tensors
-        rows, positions, last, gather, *reals = to_device_async(torch.cat(host), device).split(
+        rows, positions, last, gather, real = to_device_async(torch.cat(host), device).split(
             [t.numel() for t in host])
         views = [part.view(g.shape) for part, g in zip(gather.split([g.numel() for g in gathers]), gathers)]
-        groups = tuple(LengthGroup(key_padding_bias(view != total), view, real) for view, real in zip(views, reals))
-        return cls(groups, rows, positions, last, gather)
+        groups = tuple(LengthGroup(key_padding_bias(view != total), view) for view in views)
+        return cls(groups, rows, positions, last, gather, real)
 
     @classmethod
     def _fixed_width(cls, lengths: torch.Tensor, bounds: list[int], widths: list[int],
@@ -397,10 +398,11 @@ class PackedLayout:
         parts = stream.index_select(0, self.gather).split([g.gather.numel() for g in self.groups])
         return [part.view(*g.gather.shape, x.shape[-1]) for part, g in zip(parts, self.groups)]
 
-    def unpad(self, x: torch.Tensor, group: LengthGroup) -> torch.Tensor:
-        """(T_g, C): the group's padded (n_g, L_g, C) as stream tokens."""
-        flat = x.reshape(-1, x.shape[-1])
-        return flat if group.real is None else flat.index_select(0, group.real)
+    def unpad(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        """(T, C): the groups' padded (n_g, L_g, C), as `padded` gives them, as one stream, by one
+        operation (and its backward by one)."""
+        flat = torch.cat([x.reshape(-1, x.shape[-1]) for x in xs])
+        return flat if self.real is None else flat.index_select(0, self.real)
 
     def self_biases(self, relative: torch.Tensor) -> list[torch.Tensor]:
         """Per group (n_g, h, L_g, L_g) float32: the relative position bias (1, h, L, L) of the longest

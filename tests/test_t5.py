@@ -144,14 +144,13 @@ def test_packed_groups_cover_each_token_once_and_pad_with_zeros():
     layout = PackedLayout.from_lengths(LENGTHS, 3, torch.device("cpu"))
     assert layout.group_sizes == [2, 2, 2] and layout.max_length == 11
     stream = torch.arange(1, int(LENGTHS.sum()) + 1, dtype=torch.float32)[:, None]
-    seen, rows = [], LENGTHS.split(layout.group_sizes)
-    for group, padded, lengths in zip(layout.groups, layout.padded(stream), rows):
+    groups = layout.padded(stream)
+    for group, padded, lengths in zip(layout.groups, groups, LENGTHS.split(layout.group_sizes)):
         assert padded.shape[:2] == (len(lengths), int(lengths[0]))               # (n_g, the group's longest)
         real = padded[..., 0] > 0
         assert torch.equal(real.sum(1), lengths)                                  # padding is zero
         assert torch.equal(group.key_bias[:, 0, 0] == 0, real)
-        seen.append(layout.unpad(padded, group)[:, 0])
-    assert torch.equal(torch.cat(seen), stream[:, 0])                              # back in stream order
+    assert torch.equal(layout.unpad(groups), stream)                               # back in stream order
 
 
 @pytest.mark.parametrize("widths", [None, [11, 7, 3]])
@@ -159,8 +158,8 @@ def test_padding_every_group_is_one_operation_whose_backward_is_a_few_kernels(wi
     """`PackedLayout.padded` pads all groups at once: one `index_select` (packed) or one split (fixed
     width), whose backward is a `cat` (and one `index_add`), whatever the number of groups. A slice or a
     gather per group would write a zero gradient of the whole stream for each group and add them up (with
-    4 groups, about ten kernels more for each use in a graphed step on a GPU). The groups still get their
-    own tokens (the tests above)."""
+    4 groups, about ten kernels more for each use in a graphed step on a GPU). `unpad`, back to the
+    stream, is one operation too. The groups still get their own tokens (the tests above)."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class Ops(TorchDispatchMode):
@@ -175,19 +174,26 @@ def test_padding_every_group_is_one_operation_whose_backward_is_a_few_kernels(wi
     layout = PackedLayout.from_lengths(LENGTHS, 3, CPU, widths=widths)
     tokens = sum(g.span[1] * g.span[2] for g in layout.groups) if widths else int(LENGTHS.sum())
     stream = torch.randn(tokens, 4, requires_grad=True)
-    forward, backward = Ops(), Ops()
+    forward, backward, unpad_forward, unpad_backward = Ops(), Ops(), Ops(), Ops()
     with forward:
         parts = layout.padded(stream)
     loss = sum((part * torch.arange(part.numel()).view(part.shape)).sum() for part in parts)
     with backward:
         torch.autograd.grad(loss, stream, retain_graph=True)
+    with unpad_forward:  # and back: one operation too
+        restored = layout.unpad(parts)
+    with unpad_backward:
+        torch.autograd.grad((restored * torch.arange(restored.numel()).view(restored.shape)).sum(), stream)
     moved = {"index_select", "index_add", "cat", "slice_backward", "copy_", "index", "index_put"}
+    assert [n for n in unpad_forward.names if n in moved] == ["cat", *(["index_select"] if widths is None else [])]
     if widths is None:
         assert [n for n in forward.names if n in moved] == ["index_select"]
         assert [n for n in backward.names if n in moved] == ["cat", "index_add"]
+        assert [n for n in unpad_backward.names if n in moved] == ["index_add", "cat", "index_add"]
     else:
         assert [n for n in forward.names if n in moved] == []  # views of the stream
         assert [n for n in backward.names if n in moved] == ["cat"]
+        assert [n for n in unpad_backward.names if n in moved] == ["cat"]
 
 
 @pytest.mark.parametrize("groups, extra", [(1, 0), (2, 1), (3, 2), (6, 0)])
