@@ -173,18 +173,34 @@ class Stack(nn.Module):
         self.block = nn.ModuleList(Block(cfg, decoder, first=i == 0) for i in range(n))
         self.final_layer_norm = RMSNorm(cfg.d_model, cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.dropout)
+        # each position pair's bucket (and in the decoder, whether the key comes after the query) for
+        # sequences of up to max_distance positions: a step takes their top-left (L, L) block instead of
+        # computing it (about twenty kernels a stack)
+        cpu, n = torch.device("cpu"), cfg.max_distance
+        self.register_buffer("relative_buckets", self.buckets(n, cpu), persistent=False)
+        self.register_buffer("future", self.future_keys(n, cpu) if decoder else None, persistent=False)
+
+    def buckets(self, length: int, device: torch.device) -> torch.Tensor:
+        """(L, L) T5's relative position bucket of each (query, key) pair of a sequence of `length`."""
+        position = torch.arange(length, device=device)
+        return relative_position_bucket(position[None, :] - position[:, None], not self.is_decoder,
+                                        self.cfg.num_buckets, self.cfg.max_distance)
+
+    @staticmethod
+    def future_keys(length: int, device: torch.device) -> torch.Tensor:
+        """(L, L) bool: True where the key comes after the query (masked in the decoder)."""
+        return torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
 
     def self_bias(self, length: int, device: torch.device) -> torch.Tensor:
         """(1, h, L, L) float32 self-attention bias: the first block's relative position bias (shared
         by all blocks), and in the decoder the causal mask."""
-        position = torch.arange(length, device=device)
-        buckets = relative_position_bucket(position[None, :] - position[:, None], not self.is_decoder,
-                                           self.cfg.num_buckets, self.cfg.max_distance)
+        stored = length <= len(self.relative_buckets)
+        buckets = self.relative_buckets[:length, :length] if stored else self.buckets(length, device)
         table = self.block[0].layer[0].SelfAttention.relative_attention_bias
         bias = table(buckets).permute(2, 0, 1)[None].float()
         if self.is_decoder:
-            causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()
-            bias = bias.masked_fill(~causal, float("-inf"))
+            future = self.future[:length, :length] if stored else self.future_keys(length, device)
+            bias = bias.masked_fill(future, float("-inf"))
         return bias
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, encoded: torch.Tensor | None = None,

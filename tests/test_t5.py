@@ -84,6 +84,24 @@ def test_relative_position_buckets_equal_transformers(bidirectional):
     assert torch.equal(relative_position_bucket(relative, bidirectional, 32, 128), expected)
 
 
+@pytest.mark.parametrize("length", [1, 7, 128, 150])
+def test_the_stored_relative_buckets_give_the_computed_position_bias(length):
+    """Each stack keeps the buckets (and the decoder its causal mask) of sequences of up to max_distance
+    (128) positions, and a step slices them; the bias equals the one computed from the positions,
+    and a longer sequence computes its own."""
+    model = T5(T5Config(vocab_size=20, d_model=16, d_kv=4, d_ff=32, num_heads=2, encoder_layers=1,
+                        decoder_layers=1))
+    position = torch.arange(length)
+    for stack in (model.encoder, model.decoder):
+        buckets = relative_position_bucket(position[None, :] - position[:, None], not stack.is_decoder, 32, 128)
+        expected = stack.block[0].layer[0].SelfAttention.relative_attention_bias(buckets).permute(2, 0, 1)[None]
+        if stack.is_decoder:
+            expected = expected.masked_fill(position[None, :] > position[:, None], float("-inf"))
+        assert len(stack.relative_buckets) == 128
+        torch.testing.assert_close(stack.self_bias(length, CPU), expected, rtol=0, atol=0)
+    assert "encoder.relative_buckets" not in model.state_dict()  # not saved: checkpoints are unchanged
+
+
 def test_dropout_is_active_in_training_only():
     ours, _ = pair()
     embeds, mask, _, _ = inputs()
