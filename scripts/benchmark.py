@@ -386,6 +386,12 @@ def bench_training(exps: dict, name: str, batch_size: int, args, device: torch.d
             graph_counts(run.trainer, f"{name}{suffix}", results)
         first = next(iter(run.data.shuffled(run.trainer.examples, batch_size, torch.Generator().manual_seed(0))))
         results[f"profile_train_{name}{suffix}"] = profiled(functools.partial(run.trainer.train_step, first), device)
+        if isinstance(run.trainer.step, GraphedStep) and run.trainer.step.static_batch is not None:
+            # the captured step run eagerly on its batch: the same kernels, launched one by one, so that
+            # the profile's `ops` trace them to the operators and shapes that launch them (a replay has none)
+            step = run.trainer.step
+            results[f"profile_train_{name}{suffix}_unrolled"] = profiled(
+                functools.partial(step.step, step.static_batch, 1.0), device)
         save_results(results, args.out, device)
     torch.set_float32_matmul_precision("highest")
     baseline = results.get(f"train_ms_{name}_transformers")

@@ -473,6 +473,24 @@ def test_the_benchmark_reports_a_graphs_replays_and_the_positions_its_batches_co
     assert results["train_graph_eager_steps_liger_graphed"] == trainer.step.eager_steps >= 3  # the warm-up
 
 
+def test_the_benchmark_profiles_a_graphed_step_unrolled_too(tmp_path, monkeypatch):
+    """A graph's replay shows its kernels but no operator that launched them: the benchmark also profiles
+    the captured step run eagerly on the captured batch (`profile_train_*_graphed_unrolled`), where a GPU
+    profile's `ops` trace the kernels to their operators and shapes."""
+    import argparse
+
+    benchmark = benchmark_script()
+    emulate_cuda_graphs_on_the_cpu(monkeypatch)
+    exp = experiment(tmp_path, "dataset.TIGER.trainer.cuda_graphs=true")
+    args = argparse.Namespace(steps=2, warmup=1, out=str(tmp_path / "bench.json"), baseline_rss_mb=None)
+    results = {}
+    benchmark.bench_training({"graphed": exp}, "liger", exp.trainer.batch_size, args, torch.device("cpu"), results)
+    assert results["train_graph_replays_liger_graphed"] > 0
+    unrolled = results["profile_train_liger_graphed_unrolled"]
+    assert "error" not in unrolled and unrolled["launches"] > 100
+    assert any(entry["name"] == "aten::mm" for entry in unrolled["top"])  # operators, not one graph launch
+
+
 def test_the_benchmark_times_the_packed_step_compiled_with_each_scope(tmp_path, monkeypatch):
     """`--compile-scopes`: the compact step compiled (whatever the device: `compile=true`, no graph), block
     by block or whole, timed under its own name, with whether it ran compiled and its warm-up (the compile
