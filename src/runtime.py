@@ -63,14 +63,15 @@ def compiled_units(model: torch.nn.Module, scope: str) -> list[torch.nn.Module]:
     "Compilation and CUDA graphs")."""
     if scope not in ("model", "blocks"):
         raise ValueError(f"compile scope must be 'model' or 'blocks', got {scope!r}")
-    if scope == "model" or getattr(model, "compile_block", False):
-        return [model]
-    blocks, inside = [], []
-    for name, module in model.named_modules():
-        if getattr(module, "compile_block", False) and not any(name.startswith(f"{b}.") for b in inside):
-            blocks.append(module)
-            inside.append(name)
-    return blocks or [model]
+    return [model] if scope == "model" else outermost_blocks(model) or [model]
+
+
+def outermost_blocks(module: torch.nn.Module) -> list[torch.nn.Module]:
+    """The module itself where its class sets `compile_block`, else its children's outermost blocks, each
+    once, in module order."""
+    if getattr(module, "compile_block", False):
+        return [module]
+    return list(dict.fromkeys(block for child in module.children() for block in outermost_blocks(child)))
 
 
 def uncompile_model(model: torch.nn.Module) -> None:
