@@ -28,9 +28,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts" / "device"))
 
 import torch  # noqa: E402
 
+from device_run import RQVAE_MODES  # noqa: E402
 from ID_generation.embeddings import EncoderUnavailableError, encode_texts, load_encoder  # noqa: E402
 from ID_generation.preprocessing import leave_one_out, preprocess  # noqa: E402
 from ID_generation.rqvae.model import RQVAE  # noqa: E402
@@ -43,7 +45,7 @@ from src.errors import first_line  # noqa: E402
 from src.evaluation import autocast  # noqa: E402
 from src.experiment import build_experiment  # noqa: E402
 from src.retrieval import DENSE, GENRET, UNI  # noqa: E402
-from src.runtime import compile_model, resolve_device  # noqa: E402
+from src.runtime import compile_model, float32_matmul_precision, resolve_device  # noqa: E402
 from src.tracking import RunRecorder  # noqa: E402
 
 BEAUTY_SHAPE = GeneratorConfig(seed=0, n_users=22363, n_groups=560, items_per_group=20, cold_items_per_group=1,
@@ -207,32 +209,34 @@ def bench_encoder(data, device: torch.device, results: dict, n: int) -> None:
 
 
 def bench_rqvae(cfg, embeddings, split, device: torch.device, results: dict, epochs: int,
-                graphed: bool = False, compiled: bool = False) -> None:
-    """Seconds per RQ-VAE epoch (published sizes): `rqvae_s_per_epoch`, or with `graphed` (GPU) the
-    epoch replayed from a CUDA graph, `rqvae_s_per_epoch_graphed` (its warm-up, the capture
-    included, `rqvae_graph_warmup_s`; a failure, `rqvae_graph_error`), with `compiled` too the model
-    compiled for its batch shapes first (`dataset.RQ-VAE.compile`): the same keys with `compiled_graph`
-    for `graph` (the warm-up includes compiling). One epoch of each is profiled (`profile_rqvae*`)."""
+                graphed: bool = False, compiled: bool = False, precision: str = "highest") -> None:
+    """Seconds per RQ-VAE epoch (published sizes), `rqvae_s_per_epoch{suffix}` with the suffix of its mode
+    (`RQVAE_MODES`, scripts/device/device_run.py): eager; with `graphed` (GPU) the epoch replayed from a
+    CUDA graph (`_graphed`); with `compiled` too, the model compiled for its batch shapes first
+    (`dataset.RQ-VAE.compile`, `_compiled_graphed`); with `precision` "high", TF32 products (`_tf32`).
+    A graphed mode's warm-up (three eager epochs, the capture, any compiling) is `rqvae_warmup_s{suffix}`,
+    its failure `rqvae_error{suffix}`. One epoch of each is profiled (`profile_rqvae{suffix}`)."""
+    suffix = RQVAE_MODES[(graphed, compiled, precision)]
     r = cfg.rqvae
     x = embeddings[torch.as_tensor(split.seen_items - 1)].to(device)
     model = RQVAE(x.shape[1], r.hidden_dim, r.latent_dim, r.num_layers, r.code_book_size, r.dropout).to(device)
     opt = make_optimizer(model, r)
-    if not graphed:
-        epoch = functools.partial(train_epoch, model, opt, x, r.batch_size, r.beta)
-        timed(epoch, 1, device)  # warm-up
-        results["rqvae_s_per_epoch"] = statistics.median(timed(epoch, epochs, device))
-        results["profile_rqvae"] = profiled(epoch, device)
-        return
-    kind = "compiled_graph" if compiled else "graph"  # keys rqvae_{kind}_warmup_s, rqvae_s_per_epoch_{kind}ed
-    try:
-        if compiled:
-            compile_model(model, dynamic=False)
-        epoch = GraphedEpochs(model, opt, x, r.batch_size, r.beta)
-        results[f"rqvae_{kind}_warmup_s"] = sum(timed(epoch, 4, device))  # three eager epochs, then the capture
-        results[f"rqvae_s_per_epoch_{kind}ed"] = statistics.median(timed(epoch, epochs, device))
-        results[f"profile_rqvae_{kind}ed"] = profiled(epoch, device)  # one replay: the graph's kernels
-    except Exception as exc:  # noqa: BLE001  a graph that fails is a finding, recorded
-        results[f"rqvae_{kind}_error"] = recorded_failure("CUDA graph", exc)
+    with float32_matmul_precision(precision):
+        if not graphed:
+            epoch = functools.partial(train_epoch, model, opt, x, r.batch_size, r.beta)
+            timed(epoch, 1, device)  # warm-up
+            results[f"rqvae_s_per_epoch{suffix}"] = statistics.median(timed(epoch, epochs, device))
+            results[f"profile_rqvae{suffix}"] = profiled(epoch, device)
+            return
+        try:
+            if compiled:
+                compile_model(model, dynamic=False)
+            epoch = GraphedEpochs(model, opt, x, r.batch_size, r.beta)
+            results[f"rqvae_warmup_s{suffix}"] = sum(timed(epoch, 4, device))  # three eager epochs, then the capture
+            results[f"rqvae_s_per_epoch{suffix}"] = statistics.median(timed(epoch, epochs, device))
+            results[f"profile_rqvae{suffix}"] = profiled(epoch, device)  # one replay: the graph's kernels
+        except Exception as exc:  # noqa: BLE001  a graph that fails is a finding, recorded
+            results[f"rqvae_error{suffix}"] = recorded_failure("CUDA graph", exc)
 
 
 # the variants timed side by side: the compact T5 (as a run trains it), `transformers`' (published),
@@ -449,7 +453,7 @@ def main() -> None:
     parser.add_argument("--compile-graphed", action="store_true",
                         help="on a GPU, also time the graphed step compiled for its one shape (trainer.compile=true "
                              "with cuda_graphs), last: `train_ms_*_compiled_graphed`, and the graphed RQ-VAE epoch "
-                             "compiled (RQ-VAE.compile=true): `rqvae_s_per_epoch_compiled_graphed`")
+                             "compiled (RQ-VAE.compile=true): `rqvae_s_per_epoch_compiled_graphed` (and `_tf32`)")
     parser.add_argument("--compile-scopes", type=lambda text: text.split(","), default=[],
                         help="also time the compact (packed) step compiled with each comma-separated "
                              "trainer.compile_scope (blocks, model), on any device, its compile time in the "
@@ -501,8 +505,8 @@ def main() -> None:
                     bench_method(args, work, method, split, sids, embeddings, device, results, variants=(variant,))
                 save()
         # CUDA graphs last: a capture that fails may leave the device unusable, and costs nothing else then
-        if not cpu and "rqvae" in args.only:
-            bench_rqvae(cfg, embeddings, split, device, results, 20, graphed=True)
+        for precision in ("highest", "high") if not cpu and "rqvae" in args.only else ():
+            bench_rqvae(cfg, embeddings, split, device, results, 20, graphed=True, precision=precision)
             save()
         # both methods' graphed steps before either compiles, so that a long compilation costs no other figure
         for variant in ("graphed", "graphed_padded", "graphed_tf32",
@@ -511,8 +515,9 @@ def main() -> None:
                 bench_method(args, work, method, split, sids, embeddings, device, results, variants=(variant,))
                 save()
                 gc.collect()  # the trainer and its graph hold each other: free the graph's memory pool now
-        if not cpu and "rqvae" in args.only and args.compile_graphed:  # compiled last of all
-            bench_rqvae(cfg, embeddings, split, device, results, 20, graphed=True, compiled=True)
+        for precision in ("highest", "high") if not cpu and "rqvae" in args.only and args.compile_graphed else ():
+            bench_rqvae(cfg, embeddings, split, device, results, 20, graphed=True, compiled=True,  # last of all
+                        precision=precision)
             save()
     width = max(map(len, results))
     print("\n".join(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}"

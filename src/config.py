@@ -32,6 +32,9 @@ STEAM_FEATURES = ("title", "genre", "specs", "tags", "price", "publisher")
 OFFLINE_ENCODER = "all-MiniLM-L6-v2"
 TEXT_CLEANINGS = ("published", "tidy")  # see ID_generation/preprocessing/text.py
 RQVAE_OPTIMIZERS = ("AdamW", "Adam")    # see OPTIMIZERS in ID_generation/rqvae/training.py
+# torch.set_float32_matmul_precision: highest (full float32, as published) | high (TF32 on a GPU's
+# tensor cores) | medium
+FLOAT32_MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 # Keys of the published configs that nothing here reads, refused with the reason (a silently
 # ignored setting would suggest it changes the run).
@@ -135,6 +138,8 @@ class RQVAEConfig:
     eval_every: int = key(lo=1)
     cuda_graphs: bool = key()  # GPU: epochs replayed from one CUDA graph (ID_generation/rqvae/training.py)
     compile: bool = key()  # the model's forward compiled for each batch shape (torch.compile, dynamic=False)
+    # the float32 products of training and coding (src/runtime.py, float32_matmul_precision)
+    float32_matmul_precision: str = key(choices=FLOAT32_MATMUL_PRECISIONS)
     cache_dir: Path
 
 
@@ -174,7 +179,7 @@ class TrainerConfig:
     # the training step captured as one CUDA graph (one GPU; batches in fixed-width length groups, or
     # padded to one shape where packing_groups is 0); None (`auto`): where one process trains on a GPU
     cuda_graphs: bool | None = key(auto=True)
-    float32_matmul_precision: str = key(choices=("highest", "high", "medium"))  # float32 products (run.py)
+    float32_matmul_precision: str = key(choices=FLOAT32_MATMUL_PRECISIONS)  # float32 products (run.py)
 
 
 @dataclass(frozen=True)

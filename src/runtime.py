@@ -1,7 +1,9 @@
-"""Process-wide setup: the device, the random seeds, compilation."""
+"""Process-wide setup: the device, the random seeds, the float32 products' precision, compilation."""
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -30,6 +32,18 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def float32_matmul_precision(precision: str) -> Iterator[None]:
+    """`torch.set_float32_matmul_precision(precision)` inside the block (it is process-wide), the
+    previous precision restored after it."""
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
 
 
 COMPILE_BACKEND = "inductor"  # tests swap in "aot_eager": the same tracing and autograd, no code generation

@@ -73,7 +73,8 @@ def test_dry_run_metrics_are_the_runs_with_the_plan(dry_run):
     assert "uni_in_test/Gen20_Recall@10" not in json.loads((dry_run / "tiger_metrics.json").read_text())
 
 
-RQVAE = {"epochs": 1, "cuda_graphs": False, "compile": False}
+FLOAT32 = {"float32_matmul_precision": "highest"}  # the published RQ-VAE's products
+RQVAE = {"epochs": 1, "cuda_graphs": False, "compile": False, **FLOAT32}
 GPU_BENCH = {train_ms_key("tiger"): 20.0, train_ms_key("liger"): 30.0, "rqvae_s_per_epoch": 0.02,
              "tiger_eval_beam10_seqs_per_s": 20000.0, "liger_eval_uni_seqs_per_s": 5000.0,
              "users": 22363, "train_examples": 114104}
@@ -97,7 +98,7 @@ def test_plan_without_a_benchmark_uses_slow_guesses(tmp_path):
     device = profiles(tmp_path)["device"]
     assert 0 < training_plan({}, 300.0, device)["steps"] < training_plan(GPU_BENCH, 300.0, device)["steps"]
     # 60 s at the guessed 50 ms an epoch
-    assert rqvae_plan({}, device) == {"epochs": 1200, "cuda_graphs": False, "compile": False}
+    assert rqvae_plan({}, device) == {"epochs": 1200, "cuda_graphs": False, "compile": False, **FLOAT32}
     assert train_ms_key("liger") in ("train_ms_liger", "train_ms_liger_transformers")
     assert rqvae_plan({"rqvae_s_per_epoch": 0.001}, device)["epochs"] == 8000  # the published count, no more
 
@@ -107,25 +108,52 @@ def test_rqvae_replays_a_cuda_graph_where_the_benchmark_timed_it_faster(tmp_path
 
     device = profiles(tmp_path)["device"]
     graphed = rqvae_plan({"rqvae_s_per_epoch": 0.06, "rqvae_s_per_epoch_graphed": 0.005}, device)
-    assert graphed == {"epochs": 8000, "cuda_graphs": True, "compile": False}  # 60 s at 5 ms: all the published epochs
+    # 60 s at 5 ms: all the published epochs
+    assert graphed == {"epochs": 8000, "cuda_graphs": True, "compile": False, **FLOAT32}
     assert rqvae_plan({"rqvae_s_per_epoch": 0.06, "rqvae_s_per_epoch_graphed": 0.07}, device) == {
-        "epochs": 1000, "cuda_graphs": False, "compile": False}
+        "epochs": 1000, "cuda_graphs": False, "compile": False, **FLOAT32}
     # compiled and graphed, its compile time taken from the 60 s: where it fits more epochs, or the same
     # epochs sooner
     slow = {"rqvae_s_per_epoch": 0.06, "rqvae_s_per_epoch_graphed": 0.01}  # 6,000 epochs in 60 s
-    compiled = {**slow, "rqvae_s_per_epoch_compiled_graphed": 0.002, "rqvae_compiled_graph_warmup_s": 50.0}
-    assert rqvae_plan(compiled, device) == {"epochs": 6000, "cuda_graphs": True, "compile": False}  # 10 s left: 5,000
-    assert rqvae_plan({**compiled, "rqvae_compiled_graph_warmup_s": 10.0}, device) == {
-        "epochs": 8000, "cuda_graphs": True, "compile": True}
+    compiled = {**slow, "rqvae_s_per_epoch_compiled_graphed": 0.002, "rqvae_warmup_s_compiled_graphed": 50.0}
+    # compiled: 10 s left, 5,000 epochs
+    assert rqvae_plan(compiled, device) == {"epochs": 6000, "cuda_graphs": True, "compile": False, **FLOAT32}
+    assert rqvae_plan({**compiled, "rqvae_warmup_s_compiled_graphed": 10.0}, device) == {
+        "epochs": 8000, "cuda_graphs": True, "compile": True, **FLOAT32}
     fast = {**compiled, "rqvae_s_per_epoch_graphed": 0.004}  # 8,000 epochs both ways: 32 s graphed
-    assert rqvae_plan({**fast, "rqvae_compiled_graph_warmup_s": 20.0}, device)["compile"] is False  # 16 s + 20 s
-    assert rqvae_plan({**fast, "rqvae_compiled_graph_warmup_s": 10.0}, device)["compile"] is True  # 16 s + 10 s
+    assert rqvae_plan({**fast, "rqvae_warmup_s_compiled_graphed": 20.0}, device)["compile"] is False  # 16 s + 20 s
+    assert rqvae_plan({**fast, "rqvae_warmup_s_compiled_graphed": 10.0}, device)["compile"] is True  # 16 s + 10 s
     # after a graphed or compiled RQ-VAE failed: eager epochs, whatever the graphs' figures
-    assert rqvae_plan(fast, device, eager_only=True) == {"epochs": 1000, "cuda_graphs": False, "compile": False}
+    assert rqvae_plan(fast, device, eager_only=True) == {"epochs": 1000, "cuda_graphs": False, "compile": False,
+                                                         **FLOAT32}
     # the runs ask for the RQ-VAE the preparation cached, or they would train it again
     prepared = run_overrides(device, tmp_path, "liger", graphed, None)
     run = run_overrides(device, tmp_path, "tiger", graphed, training_plan({}, 300.0, device))
     assert "dataset.RQ-VAE.cuda_graphs=true" in prepared and "dataset.RQ-VAE.cuda_graphs=true" in run
+    assert [o for o in prepared if "RQ-VAE" in o] == [o for o in run if "RQ-VAE" in o]
+
+
+def test_rqvae_takes_tf32_products_only_where_they_fit_more_epochs(tmp_path):
+    """TF32 (`dataset.RQ-VAE.float32_matmul_precision=high`) changes the codes by rounding: the plan keeps
+    the published full float32 wherever that reaches as many epochs, and takes TF32, graphed or compiled,
+    only where it fits more; the runs then ask for the RQ-VAE with those products, as the preparation
+    cached it."""
+    from device_run import run_overrides
+
+    device = profiles(tmp_path)["device"]
+    both_fit = {"rqvae_s_per_epoch": 0.06, "rqvae_s_per_epoch_graphed": 0.007, "rqvae_s_per_epoch_graphed_tf32": 0.004}
+    assert rqvae_plan(both_fit, device) == {"epochs": 8000, "cuda_graphs": True, "compile": False, **FLOAT32}
+    tf32 = {**both_fit, "rqvae_s_per_epoch_graphed": 0.013}  # float32: 4,615 epochs in 60 s
+    plan = rqvae_plan(tf32, device)
+    assert plan == {"epochs": 8000, "cuda_graphs": True, "compile": False, "float32_matmul_precision": "high"}
+    compiled = {**tf32, "rqvae_s_per_epoch_graphed_tf32": 0.009, "rqvae_s_per_epoch_compiled_graphed_tf32": 0.003,
+                "rqvae_warmup_s_compiled_graphed_tf32": 20.0}
+    assert rqvae_plan(compiled, device) == {**plan, "compile": True}
+    assert rqvae_plan(compiled, device, eager_only=True) == {"epochs": 1000, "cuda_graphs": False, "compile": False,
+                                                             **FLOAT32}
+    prepared = run_overrides(device, tmp_path, "liger", plan, None)
+    run = run_overrides(device, tmp_path, "tiger", plan, training_plan({}, 300.0, device))
+    assert "dataset.RQ-VAE.float32_matmul_precision=high" in prepared
     assert [o for o in prepared if "RQ-VAE" in o] == [o for o in run if "RQ-VAE" in o]
 
 
@@ -227,7 +255,7 @@ def test_a_graph_whose_smoke_check_failed_or_never_ran_is_never_chosen_for_being
     assert not {"train_ms_tiger_graphed", "train_ms_liger_graphed", "rqvae_s_per_epoch_graphed"} & kept.keys()
     assert kept[train_ms_key("liger")] == bench[train_ms_key("liger")]  # the eager figures stay
     # the compiled RQ-VAE needs its own check (the smoke check's --compile)
-    compiled_rqvae = {**bench, "rqvae_s_per_epoch_compiled_graphed": 0.001, "rqvae_compiled_graph_warmup_s": 5.0}
+    compiled_rqvae = {**bench, "rqvae_s_per_epoch_compiled_graphed": 0.001, "rqvae_warmup_s_compiled_graphed": 5.0}
     assert rqvae_plan(compiled_rqvae, device)["compile"]
     kept, why = vouched_for(compiled_rqvae, passed)
     assert not rqvae_plan(kept, device)["compile"] and rqvae_plan(kept, device)["cuda_graphs"]
@@ -310,7 +338,7 @@ def test_report_counts_only_vouched_figures_against_the_targets(tmp_path):
     from report import Call, fastest_step_ms, rqvae_seconds, targets_table
 
     bench = {"train_ms_tiger": 50.0, "train_ms_tiger_graphed": 5.0, "train_ms_tiger_transformers": 1.0,
-             "rqvae_s_per_epoch": 0.05, "rqvae_s_per_epoch_graphed": 0.004, "rqvae_graph_warmup_s": 2.0}
+             "rqvae_s_per_epoch": 0.05, "rqvae_s_per_epoch_graphed": 0.004, "rqvae_warmup_s_graphed": 2.0}
     assert fastest_step_ms(bench, "tiger") == (5.0, "graphed")  # the baseline is not this path
     assert fastest_step_ms(bench, "liger") == (None, "-")
     assert rqvae_seconds(bench) == (pytest.approx(8000 * 0.004 + 2.0), "graphed")

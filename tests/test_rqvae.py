@@ -21,7 +21,8 @@ CPU = torch.device("cpu")
 def small_config(tmp_path: Path, **overrides) -> RQVAEConfig:
     values = dict(optimizer="AdamW", weight_decay=0.1, batch_size=128, epochs=40, lr=1e-3, beta=0.25, input_dim=None,
                   hidden_dim=(64, 32), latent_dim=16, num_layers=3, dropout=0.1, code_book_size=16, val_ratio=0.05,
-                  eval_every=10, cuda_graphs=False, compile=False, cache_dir=tmp_path / "ids")
+                  eval_every=10, cuda_graphs=False, compile=False, float32_matmul_precision="highest",
+                  cache_dir=tmp_path / "ids")
     return RQVAEConfig(**{**values, **overrides})
 
 
@@ -227,9 +228,32 @@ def test_eager_rqvae_keeps_the_cache_key_of_caches_written_before_cuda_graphs_ex
 
     x, seen, cfg = torch.ones(6, 4), np.arange(1, 6), small_config(tmp_path)
     earlier = {k: v for k, v in dataclasses.asdict(cfg).items()
-               if k not in (*stage.NOT_IN_KEY, "cuda_graphs", "compile")}
+               if k not in (*stage.NOT_IN_KEY, "cuda_graphs", "compile", "float32_matmul_precision")}
     key = stage.fingerprint(stage.RQVAE_VERSION, stage.digest(x), stage.digest(seen), earlier, 0)
     assert cache_path(x, seen, cfg, 0, "t").name == f"t_0_{key[:16]}.pt"
+
+
+def test_the_rqvae_precision_holds_while_it_trains_and_codes_and_has_its_own_cache_key(tmp_path, monkeypatch):
+    """`dataset.RQ-VAE.float32_matmul_precision`: set for the RQ-VAE's training, its checks and the coding of
+    every item (a coded item must see the products its codebooks were learnt with), and the process's
+    precision restored after; TF32 codes differ by rounding, so they have a cache file of their own."""
+    precisions = []
+    codes = RQVAE.codes
+
+    def recording_codes(self, x, *args, **kwargs):
+        precisions.append(torch.get_float32_matmul_precision())
+        return codes(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(RQVAE, "codes", recording_codes)
+    x, _ = clustered(n=60, dim=12)
+    seen, cfg = np.arange(1, 55), small_config(tmp_path, epochs=2, eval_every=1, float32_matmul_precision="high")
+    before = torch.get_float32_matmul_precision()
+    assert before == "highest"
+    semantic_ids_stage(x, seen, cfg, 0, CPU, tag="t")
+    assert len(precisions) == 5 and set(precisions) == {"high"}  # 2 checks × (train, val), then every item
+    assert torch.get_float32_matmul_precision() == before
+    published = dataclasses.replace(cfg, float32_matmul_precision="highest")
+    assert cache_path(x, seen, cfg, 0, "t") != cache_path(x, seen, published, 0, "t")
 
 
 def test_a_compiled_rqvae_trains_as_the_eager_one_compiling_once_per_batch_shape(tmp_path, monkeypatch):

@@ -550,6 +550,51 @@ def test_the_benchmarks_gpu_profile_traces_kernels_to_the_operators_that_launche
         "name": "aten::copy_", "shapes": "[[4], [4]]", "count": 1, "launches": 2, "ms": 0.011}
 
 
+def test_the_benchmark_times_the_rqvae_graph_in_each_precision_under_the_keys_the_gpu_plan_reads(tmp_path,
+                                                                                                 monkeypatch):
+    """The graphed RQ-VAE epoch timed in full float32 and with TF32 products (the graph emulated: its epochs
+    run eager on the CPU), each under the precision it names, the process's restored after; the GPU run's
+    plan finds both figures (`rqvae_timings`)."""
+    import functools
+    import types
+
+    import numpy as np
+
+    from ID_generation.rqvae.training import train_epoch
+    from src.config import RQVAEConfig
+
+    benchmark = benchmark_script()
+    from device_run import rqvae_timings  # on the path the benchmark put it on
+
+    precisions = []
+
+    class EagerEpochs:  # GraphedEpochs' epochs, without the graph a CPU cannot capture
+        def __init__(self, model, optimizer, x, batch_size, beta):
+            self.epoch = functools.partial(train_epoch, model, optimizer, x, batch_size, beta, graph_safe=True)
+
+        def __call__(self):
+            precisions.append(torch.get_float32_matmul_precision())
+            return self.epoch()
+
+    monkeypatch.setattr(benchmark, "GraphedEpochs", EagerEpochs)
+    rqvae = RQVAEConfig(optimizer="AdamW", weight_decay=0.1, batch_size=32, epochs=1, lr=1e-3, beta=0.25,
+                        input_dim=None, hidden_dim=(16,), latent_dim=8, num_layers=2, dropout=0.1, code_book_size=8,
+                        val_ratio=0.1,
+                        eval_every=1, cuda_graphs=True, compile=False, float32_matmul_precision="highest",
+                        cache_dir=tmp_path)
+    cfg, split = types.SimpleNamespace(rqvae=rqvae), types.SimpleNamespace(seen_items=np.arange(1, 81))
+    results = {}
+    for precision in ("highest", "high"):
+        benchmark.bench_rqvae(cfg, torch.randn(90, 24), split, torch.device("cpu"), results, 2, graphed=True,
+                              precision=precision)
+    assert torch.get_float32_matmul_precision() == "highest"
+    assert precisions == ["highest"] * 7 + ["high"] * 7  # 4 warm-up epochs, 2 timed, 1 profiled
+    for suffix in ("_graphed", "_graphed_tf32"):
+        assert results[f"rqvae_s_per_epoch{suffix}"] > 0 and results[f"rqvae_warmup_s{suffix}"] > 0
+        assert results[f"profile_rqvae{suffix}"]["launches"] > 0
+    assert rqvae_timings(results).keys() == {(True, False, "highest"), (True, False, "high")}
+
+
 def test_the_benchmark_records_a_failed_capture_and_no_graphed_time(tmp_path, monkeypatch):
     """A graphed variant whose capture failed trains on eagerly: the benchmark records why, not its eager
     step time under the graph's name (which the GPU run's plan would read as the graph's speed)."""

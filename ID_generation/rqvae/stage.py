@@ -18,6 +18,7 @@ from tqdm import tqdm
 from src.cache import digest, fingerprint, load_verified, safe_name, verified_write
 from src.config import DataConfig, RQVAEConfig
 from src.errors import DataError
+from src.runtime import float32_matmul_precision
 
 from ..semantic_ids import SemanticIds, quality_report
 from .training import train_rqvae
@@ -51,8 +52,9 @@ def semantic_ids_tag(data: DataConfig) -> str:
 def cache_path(embeddings: torch.Tensor, seen_items: np.ndarray, cfg: RQVAEConfig, seed: int, tag: str) -> Path:
     """`{cache_dir}/{tag}_{seed}_{key}.pt`, the key covering everything that determines the codes."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IN_KEY}
-    for option in ("cuda_graphs", "compile"):  # off, they keep the key caches had before the options existed
-        if not settings[option]:
+    # at their defaults (the published behaviour), these keep the key caches had before they existed
+    for option, default in (("cuda_graphs", False), ("compile", False), ("float32_matmul_precision", "highest")):
+        if settings[option] == default:
             del settings[option]
     key = fingerprint(RQVAE_VERSION, digest(embeddings), digest(np.asarray(seen_items)), settings, seed)
     return cfg.cache_dir / f"{safe_name(tag)}_{seed}_{key[:16]}.pt"
@@ -79,9 +81,10 @@ def semantic_ids_stage(embeddings: torch.Tensor, seen_items: np.ndarray, cfg: RQ
         raise DataError(f"the semantic IDs these settings and embeddings give are not in their cache ({path}); "
                         "run the run's command again (it recomputes only what is missing), then ask again")
     x = embeddings.to(device)
-    trained = train_rqvae(x[torch.as_tensor(np.asarray(seen_items) - 1, device=device)], cfg, seed,
-                          on_check=lambda logs: _report_check(logs, on_check))
-    codes = trained.model.codes(x).cpu()
+    with float32_matmul_precision(cfg.float32_matmul_precision):  # training and coding alike
+        trained = train_rqvae(x[torch.as_tensor(np.asarray(seen_items) - 1, device=device)], cfg, seed,
+                              on_check=lambda logs: _report_check(logs, on_check))
+        codes = trained.model.codes(x).cpu()
     recon = trained.final.get("val_recon_loss", trained.final["train_recon_loss"])
     with verified_write(path, "wb") as handle:
         torch.save({"codes": codes, "recon_loss": recon, "history": trained.history,

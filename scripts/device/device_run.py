@@ -147,39 +147,46 @@ def rate(bench: dict, key: str, fallback: str | None = None) -> float:
     return float(value) if isinstance(value, (int, float)) and value > 0 else FALLBACK[fallback or key]
 
 
-# The RQ-VAE's ways to train, (cuda_graphs, compile), by the benchmark's name for them: its keys are
-# rqvae_s_per_epoch{_kind + "ed"} and rqvae_{kind}_warmup_s
-RQVAE_MODES = {(False, False): "", (True, False): "graph", (True, True): "compiled_graph"}
+# The RQ-VAE's ways to train, (cuda_graphs, compile, float32_matmul_precision), by the suffix of the
+# benchmark's keys for them: rqvae_s_per_epoch{suffix} and rqvae_warmup_s{suffix} (the seconds before the
+# first timed epoch: eager epochs, the capture and compiling)
+PUBLISHED_PRECISION = "highest"
+RQVAE_MODES = {(False, False, PUBLISHED_PRECISION): "", (True, False, PUBLISHED_PRECISION): "_graphed",
+               (True, False, "high"): "_graphed_tf32", (True, True, PUBLISHED_PRECISION): "_compiled_graphed",
+               (True, True, "high"): "_compiled_graphed_tf32"}
+EAGER_RQVAE = (False, False, PUBLISHED_PRECISION)
 
 
-def rqvae_timings(bench: dict) -> dict[tuple[bool, bool], tuple[float, float]]:
-    """(cuda_graphs, compile) → (seconds an epoch, seconds before the first: the warm-up, capture and
-    compile) of each RQ-VAE mode the benchmark timed."""
+def rqvae_timings(bench: dict) -> dict[tuple[bool, bool, str], tuple[float, float]]:
+    """(cuda_graphs, compile, float32_matmul_precision) → (seconds an epoch, seconds before the first: the
+    warm-up, capture and compile) of each RQ-VAE mode the benchmark timed."""
     timings = {}
-    for mode, kind in RQVAE_MODES.items():
-        seconds = bench.get(f"rqvae_s_per_epoch_{kind}ed" if kind else "rqvae_s_per_epoch")
+    for mode, suffix in RQVAE_MODES.items():
+        seconds = bench.get(f"rqvae_s_per_epoch{suffix}")
         if isinstance(seconds, (int, float)) and seconds > 0:
-            timings[mode] = (float(seconds), float(bench.get(f"rqvae_{kind}_warmup_s") or 0) if kind else 0.0)
+            timings[mode] = (float(seconds), float(bench.get(f"rqvae_warmup_s{suffix}") or 0) if suffix else 0.0)
     return timings
 
 
 def rqvae_plan(bench: dict, profile: Profile, eager_only: bool = False) -> dict:
-    """How the RQ-VAE trains: eager, replayed from a CUDA graph, or compiled and then replayed, the
-    fastest the benchmark timed (a compiled one with its compile time taken from the budget), and as
-    many epochs as fit in its budget, at most the profile's (published: 8,000). eager_only: eager epochs
-    (after a graphed or compiled RQ-VAE failed)."""
-    options = {(False, False): (rate(bench, "rqvae_s_per_epoch"), 0.0), **({} if eager_only else rqvae_timings(bench))}
+    """How the RQ-VAE trains: eager, replayed from a CUDA graph, or compiled and then replayed, in full
+    float32 (published) or with TF32 products, as many epochs as fit in its budget, at most the
+    profile's (published: 8,000), a compiled one's compile time taken from the budget. The most epochs
+    win; of those, full float32 where it reaches them, then the fastest; a tie keeps the plainer.
+    eager_only: eager epochs (after a graphed or compiled RQ-VAE failed)."""
+    options = {EAGER_RQVAE: (rate(bench, "rqvae_s_per_epoch"), 0.0), **({} if eager_only else rqvae_timings(bench))}
 
-    def epochs(mode: tuple[bool, bool]) -> int:
+    def epochs(mode: tuple[bool, bool, str]) -> int:
         seconds, first = options[mode]
         return max(1, min(profile.rqvae_epochs, int((profile.rqvae_budget_s - first) / seconds)))
 
-    def seconds(mode: tuple[bool, bool]) -> float:
+    def seconds(mode: tuple[bool, bool, str]) -> float:
         return options[mode][0] * epochs(mode) + options[mode][1]
 
-    # the most epochs, and of those the fastest; a tie keeps the plainer
-    graphs, compile_ = max(options, key=lambda mode: (epochs(mode), -seconds(mode)))
-    return {"epochs": epochs((graphs, compile_)), "cuda_graphs": graphs, "compile": compile_}
+    graphs, compile_, precision = max(
+        options, key=lambda mode: (epochs(mode), mode[2] == PUBLISHED_PRECISION, -seconds(mode)))
+    return {"epochs": epochs((graphs, compile_, precision)), "cuda_graphs": graphs, "compile": compile_,
+            "float32_matmul_precision": precision}
 
 
 # The benchmark's graphed figures, by the smoke check that vouches for them
@@ -187,8 +194,8 @@ GRAPH_CHECKS = {
     "cuda_graph": [f"train_ms_{name}{suffix}" for suffix in ("_graphed", "_graphed_padded", "_graphed_tf32")
                    for name in METHODS],
     "compiled_cuda_graph": [f"train_ms_{name}_compiled_graphed" for name in METHODS],
-    "rqvae_cuda_graph": ["rqvae_s_per_epoch_graphed"],
-    "compiled_rqvae_cuda_graph": ["rqvae_s_per_epoch_compiled_graphed"]}
+    "rqvae_cuda_graph": ["rqvae_s_per_epoch_graphed", "rqvae_s_per_epoch_graphed_tf32"],
+    "compiled_rqvae_cuda_graph": ["rqvae_s_per_epoch_compiled_graphed", "rqvae_s_per_epoch_compiled_graphed_tf32"]}
 
 
 def vouched_for(bench: dict, smoke: dict | None) -> tuple[dict, list[str]]:
@@ -318,6 +325,7 @@ def run_overrides(profile: Profile, work: Path, name: str, rqvae: dict, plan: di
                  f"output_path={work}/{name}", f"dataset.RQ-VAE.epochs={rqvae['epochs']}",
                  f"dataset.RQ-VAE.cuda_graphs={str(rqvae['cuda_graphs']).lower()}",
                  f"dataset.RQ-VAE.compile={str(rqvae['compile']).lower()}",
+                 f"dataset.RQ-VAE.float32_matmul_precision={rqvae['float32_matmul_precision']}",
                  f"dataset.TIGER.trainer.eval_batch_size={profile.eval_batch_size}"]
     if plan is None:
         return [*overrides, "stop_after=semantic_ids"]
@@ -419,8 +427,7 @@ def main() -> None:
         prepare = [py, "run.py", *run_overrides(profile, work, "liger", rqvae, None)]
         code, more = run_boxed(prepare, min(profile.rqvae_budget_s * 2 + 90, left()), out / "device.log", env)
         wall += more
-    record("prepare", code, wall, rqvae_epochs=rqvae["epochs"], rqvae_cuda_graphs=rqvae["cuda_graphs"],
-           rqvae_compile=rqvae["compile"])
+    record("prepare", code, wall, **{f"rqvae_{k}": v for k, v in rqvae.items()})
     plan = training_plan(bench, left(), profile)
     summary["plan"] = plan
     log(f"plan: {json.dumps(plan)}")
@@ -433,8 +440,7 @@ def main() -> None:
         record(name, code, time.monotonic() - began)
         metrics_path = work / name / "metrics.json"
         metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {"error": "no metrics.json"}
-        metrics["device_run"] = {**plan, "rqvae_epochs": rqvae["epochs"], "rqvae_cuda_graphs": rqvae["cuda_graphs"],
-                                 "rqvae_compile": rqvae["compile"],
+        metrics["device_run"] = {**plan, **{f"rqvae_{k}": v for k, v in rqvae.items()},
                                  "published_rqvae_epochs": PUBLISHED_RQVAE_EPOCHS,
                                  "status": summary["steps"][name]["status"],
                                  "plan_from": summary["options"]["plan_from"],  # whose figures planned it

@@ -36,6 +36,11 @@ K, HYBRID_K = 10, 20
 RQVAE_LABELS = {(False, False): "eager", (True, False): "graphed", (True, True): "compiled, graphed"}
 
 
+def rqvae_label(cuda_graphs: bool, compile_: bool, precision: str) -> str:
+    """How an RQ-VAE trained, in words: "graphed", "compiled, graphed, TF32", ..."""
+    return RQVAE_LABELS[(bool(cuda_graphs), bool(compile_))] + (", TF32" if precision == "high" else "")
+
+
 @dataclass(frozen=True)
 class Call:
     """What one call left in its OUT_DIR ({} for a file it did not write)."""
@@ -88,9 +93,9 @@ def steps_table(call: Call) -> str:
     for step, s in call.summary.get("steps", {}).items():
         note = ""
         if step == "prepare":
-            note = (f"RQ-VAE {number(s.get('rqvae_epochs'), 0)} of {PUBLISHED_RQVAE_EPOCHS:,} epochs"
-                    + (", graphed" if s.get("rqvae_cuda_graphs") else "")
-                    + (", compiled" if s.get("rqvae_compile") else ""))
+            note = (f"RQ-VAE {number(s.get('rqvae_epochs'), 0)} of {PUBLISHED_RQVAE_EPOCHS:,} epochs, "
+                    + rqvae_label(s.get("rqvae_cuda_graphs"), s.get("rqvae_compile"),
+                                  s.get("rqvae_float32_matmul_precision", "highest")))
         elif step in METHODS:
             m = call.metrics[step]
             note = (f"{m.get('train/steps', '-')} steps in {number(m.get('time/train'))} s, "
@@ -132,7 +137,7 @@ def fastest_step_ms(bench: dict, name: str) -> tuple[float | None, str]:
 
 def rqvae_seconds(bench: dict) -> tuple[float | None, str]:
     """Seconds of the published 8,000 RQ-VAE epochs, the fastest way measured (warm-up included)."""
-    totals = {RQVAE_LABELS[mode]: PUBLISHED_RQVAE_EPOCHS * epoch + first
+    totals = {rqvae_label(*mode): PUBLISHED_RQVAE_EPOCHS * epoch + first
               for mode, (epoch, first) in rqvae_timings(bench).items()}
     if not totals:
         return None, "-"
