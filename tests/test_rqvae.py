@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ID_generation.rqvae import training
-from ID_generation.rqvae.model import EMACodebook, RQVAE, random_order
+from ID_generation.rqvae.model import EMACodebooks, ResidualQuantizer, RQVAE, random_order
 from ID_generation.rqvae.stage import cache_path, semantic_ids_stage
 from ID_generation.rqvae.training import make_optimizer, train_rqvae, within_cluster_cosine
 from src.config import RQVAE_OPTIMIZERS, RQVAEConfig
@@ -60,19 +60,20 @@ def test_same_seed_same_codes_other_seed_other_codes(tmp_path):
 
 
 def test_unused_codes_are_restarted_at_batch_vectors():
-    book = EMACodebook(size=8, dim=4)
-    book.weight.fill_(100.0)  # every code far from the data: only one can win
-    book.sum_ema.copy_(book.weight)
+    quantizer = ResidualQuantizer(rq_levels=1, size=8, dim=4)
+    books = quantizer.codebooks
+    books.weight.fill_(100.0)  # every code far from the data: only one can win
+    books.sum_ema.copy_(books.weight)
     x = torch.randn(32, 4)
-    book.train()
-    book(x)
-    assert (book.count_ema >= 1).all()  # dead codes were reset
-    distances = torch.cdist(book.weight, x).min(dim=1).values
+    quantizer.train()
+    quantizer(x)
+    assert (books.count_ema >= 1).all()  # dead codes were reset
+    distances = torch.cdist(books.weight[0], x).min(dim=1).values
     assert (distances < 1.0).sum() >= 7  # and now sit at (noisy copies of) batch vectors
-    codes_before = book.nearest(x)
-    book.eval()
-    book(x)
-    assert torch.equal(book.nearest(x), codes_before)  # no update outside training
+    codes_before = quantizer(x)[2]
+    quantizer.eval()
+    assert torch.equal(quantizer(x)[2], codes_before)  # no update outside training
+    assert torch.equal(quantizer(x)[2], codes_before)
 
 
 def test_within_cluster_cosine_matches_brute_force():
@@ -170,47 +171,76 @@ def test_semantic_id_cache_is_keyed_by_the_optimizer(tmp_path):
     assert cache_path(x, seen, cfg, 0, "t") != cache_path(x, seen, dataclasses.replace(cfg, optimizer="Adam"), 0, "t")
 
 
-def reference_update(book: EMACodebook, x: torch.Tensor, codes: torch.Tensor) -> None:
-    """The codebook update as first written, counting with torch.bincount (which waits for a GPU)."""
-    counts = torch.bincount(codes, minlength=book.size).to(x.dtype)
-    sums = torch.zeros_like(book.sum_ema).index_add_(0, codes, x)
-    book.count_ema.mul_(book.decay).add_(counts, alpha=1 - book.decay)
-    book.sum_ema.mul_(book.decay).add_(sums, alpha=1 - book.decay)
-    used = (book.count_ema >= 1).unsqueeze(1)
-    book.sum_ema.copy_(torch.where(used, book.sum_ema, book._random_vectors(x)))
-    book.count_ema.copy_(torch.where(used.squeeze(1), book.count_ema, torch.ones_like(book.count_ema)))
-    total = book.count_ema.sum()
-    smoothed = total * (book.count_ema + book.eps) / (total + book.size * book.eps)
-    book.weight.copy_(book.sum_ema / smoothed.unsqueeze(1))
+class OneCodebook:
+    """One level's codebook as first written, on its own: the reference for `EMACodebooks`."""
+
+    def __init__(self, weight: torch.Tensor, decay: float = 0.99, eps: float = 1e-5):
+        self.weight, self.sum_ema, self.count_ema = weight.clone(), weight.clone(), torch.zeros(len(weight))
+        self.size, self.decay, self.eps = len(weight), decay, eps
+
+    def nearest(self, x: torch.Tensor) -> torch.Tensor:
+        distances = torch.addmm(x.pow(2).sum(1, keepdim=True) + self.weight.pow(2).sum(1), x, self.weight.t(),
+                                alpha=-2.0)
+        return distances.argmin(dim=1)
+
+    def random_vectors(self, x: torch.Tensor) -> torch.Tensor:
+        if len(x) < self.size:
+            x = x.repeat(-(-self.size // len(x)), 1)
+            x = x + torch.rand_like(x) * (0.01 / x.shape[1] ** 0.5)
+        return x[torch.randperm(len(x))[: self.size]]
+
+    def update(self, x: torch.Tensor, codes: torch.Tensor) -> None:
+        """Counting with torch.bincount (which waits for a GPU)."""
+        counts = torch.bincount(codes, minlength=self.size).to(x.dtype)
+        sums = torch.zeros_like(self.sum_ema).index_add_(0, codes, x)
+        self.count_ema.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.sum_ema.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+        used = (self.count_ema >= 1).unsqueeze(1)
+        self.sum_ema.copy_(torch.where(used, self.sum_ema, self.random_vectors(x)))
+        self.count_ema.copy_(torch.where(used.squeeze(1), self.count_ema, torch.ones_like(self.count_ema)))
+        total = self.count_ema.sum()
+        smoothed = total * (self.count_ema + self.eps) / (total + self.size * self.eps)
+        self.weight.copy_(self.sum_ema / smoothed.unsqueeze(1))
 
 
-def test_codebook_update_without_bincount_equals_the_bincount_one():
-    """Counting with an index_add (no host synchronisation, capturable in a CUDA graph) leaves every
-    buffer as torch.bincount's counts did, dead-code restarts included; the cache key stays."""
+@pytest.mark.parametrize("batch", [40, 5])  # 5 rows: restarts tile the batch with noise
+def test_all_levels_updated_at_once_equal_each_level_updated_alone_by_bincount(batch):
+    """The quantizer looks up every level's codes, then updates all codebooks in one set of operations,
+    counting with an index_add (no host synchronisation, capturable in a CUDA graph): every buffer, the
+    codes and the dead-code restarts equal those of one level at a time with torch.bincount's counts,
+    drawing the same random numbers in the same order (so the semantic-ID cache key stays)."""
     torch.manual_seed(0)
-    book, reference = EMACodebook(size=16, dim=4), EMACodebook(size=16, dim=4)
-    reference.load_state_dict(book.state_dict())
+    quantizer = ResidualQuantizer(rq_levels=3, size=16, dim=4)
+    books = quantizer.codebooks
+    references = [OneCodebook(weight) for weight in books.weight]
+    quantizer.train()
     for step in range(6):
-        x = torch.randn(40, 4) * (1 + step)
-        codes = book.nearest(x)
+        z = torch.randn(batch, 4) * (1 + step)
         torch.manual_seed(step)
-        book._update(x, codes)
+        _, _, codes = quantizer(z)
         torch.manual_seed(step)
-        reference_update(reference, x, codes)
-        for name, buffer in book.state_dict().items():
-            assert torch.equal(buffer, reference.state_dict()[name]), (step, name)
+        residual, expected = z, []
+        for reference in references:
+            code = reference.nearest(residual)
+            expected.append(code)
+            quantised = reference.weight[code]
+            reference.update(residual, code)
+            residual = residual - quantised
+        assert torch.equal(codes, torch.stack(expected, dim=1)), step
+        for name in ("weight", "sum_ema", "count_ema"):
+            assert torch.equal(getattr(books, name), torch.stack([getattr(r, name) for r in references])), (step, name)
 
 
 def test_graph_safe_random_order_is_a_permutation():
     for n in (1, 7, 300):
         for graph_safe in (False, True):
             assert torch.equal(random_order(n, CPU, graph_safe).sort().values, torch.arange(n))
-    book = EMACodebook(size=8, dim=4)
+    books = EMACodebooks(levels=2, size=8, dim=4)
     RQVAE(4, (8,), 4, 2, 8, 0.0).use_graph_safe_random()  # another model's codebooks: untouched
-    assert not book.graph_safe
+    assert not books.graph_safe
     model = RQVAE(4, (8,), 4, 2, 8, 0.0)
     model.use_graph_safe_random()
-    assert all(level.graph_safe for level in model.quantizer.levels)
+    assert model.quantizer.codebooks.graph_safe
 
 
 def test_rqvae_cuda_graphs_need_a_gpu_and_have_their_own_cache_key(tmp_path):

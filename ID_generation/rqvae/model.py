@@ -22,59 +22,65 @@ def random_order(n: int, device: torch.device, graph_safe: bool = False) -> torc
     return torch.rand(n, device=device).argsort() if graph_safe else torch.randperm(n, device=device)
 
 
-class EMACodebook(nn.Module):
-    """One quantisation level: nearest-code lookup; in training, EMA updates of code counts and
-    sums, then every code whose EMA count fell below 1 is restarted at a random batch vector.
+class EMACodebooks(nn.Module):
+    """The codebooks of all quantisation levels, (levels, size, dim): nearest-code lookup in one level at a
+    time; in training, once every level has looked up its codes, EMA updates of all levels' code counts
+    and sums, then every code whose EMA count fell below 1 restarted at a random vector of its level's
+    batch, all levels in one set of operations (a third of the kernels of a level at a time, with the
+    same values and the same random draws).
 
     Everything stays on the device: no host synchronisation per step (the counts are an index_add,
     not `torch.bincount`, which waits for the device to size its output). `graph_safe`: random
     draws that a CUDA graph can replay (`random_order`).
     """
 
-    def __init__(self, size: int, dim: int, decay: float = 0.99, eps: float = 1e-5):
+    def __init__(self, levels: int, size: int, dim: int, decay: float = 0.99, eps: float = 1e-5):
         super().__init__()
-        self.size, self.decay, self.eps = size, decay, eps
+        self.levels, self.size, self.decay, self.eps = levels, size, decay, eps
         self.graph_safe = False
-        weight = torch.randn(size, dim)  # as nn.Embedding's default initialisation
+        weight = torch.randn(levels, size, dim)  # as nn.Embedding's default initialisation, level by level
         self.register_buffer("weight", weight)
-        self.register_buffer("count_ema", torch.zeros(size))
+        self.register_buffer("count_ema", torch.zeros(levels, size))
         self.register_buffer("sum_ema", weight.clone())
 
-    def nearest(self, x: torch.Tensor) -> torch.Tensor:
-        """(B,) index of the closest code (squared Euclidean distance) for x (B, dim)."""
-        distances = torch.addmm(x.pow(2).sum(1, keepdim=True) + self.weight.pow(2).sum(1), x, self.weight.t(),
+    def squared_norms(self) -> torch.Tensor:
+        """(levels, size) each code's squared length, for `nearest`."""
+        return self.weight.pow(2).sum(-1)
+
+    def nearest(self, x: torch.Tensor, level: int, squared_norms: torch.Tensor) -> torch.Tensor:
+        """(B,) index of the closest code of `level` (squared Euclidean distance) for x (B, dim)."""
+        distances = torch.addmm(x.pow(2).sum(1, keepdim=True) + squared_norms[level], x, self.weight[level].t(),
                                 alpha=-2.0)
         return distances.argmin(dim=1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(quantised x (B, dim), codes (B,)); codes are looked up before this step's update."""
-        codes = self.nearest(x)
-        quantised = self.weight[codes]
-        if self.training:
-            self._update(x, codes)
-        return quantised, codes
-
     @torch.no_grad()
-    def _update(self, x: torch.Tensor, codes: torch.Tensor) -> None:
-        counts = torch.zeros(self.size, dtype=x.dtype, device=x.device).index_add_(
-            0, codes, torch.ones_like(codes, dtype=x.dtype))  # exact integers, as bincount's
-        sums = torch.zeros_like(self.sum_ema).index_add_(0, codes, x)
-        self.count_ema.mul_(self.decay).add_(counts, alpha=1 - self.decay)
-        self.sum_ema.mul_(self.decay).add_(sums, alpha=1 - self.decay)
-        used = (self.count_ema >= 1).unsqueeze(1)
+    def update(self, x: torch.Tensor, codes: torch.Tensor) -> None:
+        """The EMA update of every level from its inputs x (levels, B, dim) and their codes (levels, B)."""
+        levels, size = self.levels, self.size
+        rows = (codes + torch.arange(levels, device=codes.device)[:, None] * size).flatten()  # (levels·B,)
+        counts = torch.zeros(levels * size, dtype=x.dtype, device=x.device).index_add_(
+            0, rows, torch.ones_like(rows, dtype=x.dtype))  # exact integers, as bincount's
+        sums = torch.zeros(levels * size, x.shape[-1], dtype=x.dtype, device=x.device).index_add_(
+            0, rows, x.flatten(0, 1))
+        self.count_ema.mul_(self.decay).add_(counts.view(levels, size), alpha=1 - self.decay)
+        self.sum_ema.mul_(self.decay).add_(sums.view(levels, size, -1), alpha=1 - self.decay)
+        used = (self.count_ema >= 1).unsqueeze(-1)
         self.sum_ema.copy_(torch.where(used, self.sum_ema, self._random_vectors(x)))
-        self.count_ema.copy_(torch.where(used.squeeze(1), self.count_ema, torch.ones_like(self.count_ema)))
-        total = self.count_ema.sum()
-        smoothed = total * (self.count_ema + self.eps) / (total + self.size * self.eps)
-        self.weight.copy_(self.sum_ema / smoothed.unsqueeze(1))
+        self.count_ema.copy_(torch.where(used.squeeze(-1), self.count_ema, torch.ones_like(self.count_ema)))
+        total = self.count_ema.sum(1, keepdim=True)
+        smoothed = total * (self.count_ema + self.eps) / (total + size * self.eps)
+        self.weight.copy_(self.sum_ema / smoothed.unsqueeze(-1))
 
     def _random_vectors(self, x: torch.Tensor) -> torch.Tensor:
-        """`size` random rows of x (tiled with small noise when the batch is smaller than the codebook)."""
-        if len(x) < self.size:
-            repeats = -(-self.size // len(x))
-            x = x.repeat(repeats, 1)
-            x = x + torch.rand_like(x) * (0.01 / x.shape[1] ** 0.5)
-        return x[random_order(len(x), x.device, self.graph_safe)[: self.size]]
+        """(levels, size, dim): per level, `size` random rows of its x (levels, B, dim), tiled with small
+        noise when the batch is smaller than the codebook; drawn level after level."""
+        picked = []
+        for rows in x:
+            if len(rows) < self.size:
+                rows = rows.repeat(-(-self.size // len(rows)), 1)
+                rows = rows + torch.rand_like(rows) * (0.01 / rows.shape[1] ** 0.5)
+            picked.append(rows[random_order(len(rows), rows.device, self.graph_safe)[: self.size]])
+        return torch.stack(picked)
 
 
 class ResidualQuantizer(nn.Module):
@@ -82,23 +88,32 @@ class ResidualQuantizer(nn.Module):
 
     def __init__(self, rq_levels: int, size: int, dim: int, decay: float = 0.99):
         super().__init__()
-        self.levels = nn.ModuleList(EMACodebook(size, dim, decay) for _ in range(rq_levels))
+        self.codebooks = EMACodebooks(rq_levels, size, dim, decay)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(straight-through quantised z (B, dim), commitment loss (), codes (B, rq_levels)).
 
         The commitment loss is the mean over levels of the squared error of the cumulative
-        quantisation up to that level.
+        quantisation up to that level. Every level looks its codes up before any codebook is updated
+        (a level's update never touched another level's codes, so this is the order of one level at a
+        time).
         """
+        books = self.codebooks
         residual, cumulative = z.detach(), torch.zeros_like(z)
-        codes, errors = [], []
-        for level in self.levels:
-            quantised, code = level(residual)
+        norms = books.squared_norms()
+        inputs, codes, errors = [], [], []
+        for level in range(books.levels):
+            code = books.nearest(residual, level, norms)
+            quantised = books.weight[level][code]
+            inputs.append(residual)
+            codes.append(code)
             residual = residual - quantised
             cumulative = cumulative + quantised
-            codes.append(code)
             errors.append((z - cumulative.detach()).pow(2).mean())
-        return z + (cumulative - z).detach(), torch.stack(errors).mean(), torch.stack(codes, dim=1)
+        codes = torch.stack(codes)                                                         # (rq_levels, B)
+        if self.training:
+            books.update(torch.stack(inputs), codes)
+        return z + (cumulative - z).detach(), torch.stack(errors).mean(), codes.t()
 
 
 @dataclass(frozen=True)
@@ -124,7 +139,7 @@ class RQVAE(nn.Module):
     def use_graph_safe_random(self) -> None:
         """Draw the codebooks' restart vectors as a CUDA graph can replay them (`random_order`)."""
         for module in self.modules():
-            if isinstance(module, EMACodebook):
+            if isinstance(module, EMACodebooks):
                 module.graph_safe = True
 
     def forward(self, x: torch.Tensor) -> RQVAEOutput:
