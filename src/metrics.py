@@ -32,9 +32,11 @@ class RankHistogram:
         self.counts = torch.zeros(max(ks) + 1, dtype=torch.long, device=device)
 
     def add(self, candidates: torch.Tensor, targets: torch.Tensor) -> None:
-        """Count a batch: candidates (B, C) ranked item ids, targets (B,)."""
+        """Count a batch: candidates (B, C) ranked item ids, targets (B,). An index_add, not
+        `torch.bincount`, which makes the host wait for a GPU (to size its output) after every batch."""
         ranks = hit_ranks(candidates, targets)
-        self.counts += torch.bincount(ranks.masked_fill(ranks >= len(self.counts), 0), minlength=len(self.counts))
+        ranks = ranks.masked_fill(ranks >= len(self.counts), 0)
+        self.counts.index_add_(0, ranks, torch.ones_like(ranks))
 
     @property
     def count(self) -> int:

@@ -1,4 +1,5 @@
-"""Shared fixtures: paths to the read-only Beauty files and small config builders."""
+"""Shared fixtures: paths to the read-only Beauty files, small config builders, and the operations that
+would make the host wait for a GPU."""
 from __future__ import annotations
 
 import os
@@ -42,3 +43,29 @@ def small_generated(tmp_path, *extra: str) -> tuple[str, ...]:
             f"output_path={tmp_path}/run", "dataset.generator.n_users=300", "dataset.generator.n_groups=4",
             "dataset.generator.items_per_group=8", "dataset.generator.cold_items_per_group=1",
             "logging.mode=disabled", *extra)
+
+
+# Operations that make the host wait for a GPU: a value read back, or an output sized by the data.
+HOST_WAITS = frozenset({"_local_scalar_dense", "nonzero", "bincount", "unique_dim", "_unique2", "masked_select",
+                        "is_nonzero", "equal"})
+
+
+def host_waits(fn) -> tuple[set[str], object]:
+    """(the operations of HOST_WAITS that fn() called, its result), recorded at the dispatcher, so that a
+    CPU test shows what would synchronise a GPU; raises if fn called no operation at all."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Recorder(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops: set[str] = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.add(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    with Recorder() as recorder:
+        result = fn()
+    if not recorder.ops:
+        raise AssertionError("no operation was recorded")
+    return recorder.ops & HOST_WAITS, result

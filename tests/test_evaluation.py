@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from conftest import host_waits
 from src.evaluation import EvalSettings, Evaluator, top_items
 from test_model import tiny
 
@@ -51,6 +52,30 @@ def test_dense_and_hybrid_match_brute_force():
     for k in (3, 6):
         assert math.isclose(got[f"uni_in_test/Gen{k}_Recall@10"], mean(uni[k], 0), abs_tol=1e-6)
         assert math.isclose(got[f"uni_in_test/Gen{k}_NDCG@10"], mean(uni[k], 1), abs_tol=1e-6)
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_an_evaluation_batch_never_makes_the_host_wait_for_the_device(packed):
+    """Once a batch is laid out (from host-side lengths), its encoder pass, beam search, dense and hybrid
+    rankings and metric counts run without a host synchronisation, so a GPU evaluates batch after batch
+    without idling while the host catches up (the counts were a `bincount`, a wait per ranking)."""
+    from src.metrics import RankHistogram
+
+    model, data, sids, _ = tiny()
+    evaluator = Evaluator(model, data, sids, settings(), torch.tensor([3, 7, 11]))
+    batch = data.batch(data.eval_examples("test", cold=False), model.packing_groups if packed else 0)
+    assert (batch.layout is not None) == packed
+    vectors = model.item_vectors()
+    histogram = RankHistogram((10,))
+
+    def evaluate_batch():
+        with torch.no_grad():
+            for _, ranking in evaluator.rankings(batch, ("genret", "dense", "uni"), vectors, 10):
+                histogram.add(ranking.items, batch.targets)
+
+    waits, _ = host_waits(evaluate_batch)
+    assert not waits, waits
+    assert histogram.count == 4 * len(batch)  # genret, dense, uni at 3 and 6 generated
 
 
 def test_hybrid_pool_is_generated_items_plus_cold_items_without_misses():

@@ -231,6 +231,24 @@ def test_all_levels_updated_at_once_equal_each_level_updated_alone_by_bincount(b
             assert torch.equal(getattr(books, name), torch.stack([getattr(r, name) for r in references])), (step, name)
 
 
+@pytest.mark.parametrize("graph_safe", [False, True])
+def test_an_rqvae_epoch_never_makes_the_host_wait_for_the_device(graph_safe):
+    """A whole epoch (batches, codebook updates and restarts, AdamW) runs without a host synchronisation,
+    eager or with the random draws a CUDA graph replays; the losses come back as a device tensor."""
+    from conftest import host_waits
+
+    x, _ = clustered(n=300, dim=12)
+    model = RQVAE(12, (16,), 8, 3, 16, 0.1)
+    if graph_safe:
+        model.use_graph_safe_random()
+    optimizer = make_optimizer(model, small_config(Path(".")))
+    for group in optimizer.param_groups:  # fused, as on a GPU (the CPU's loop reads each step count)
+        group["fused"] = True
+    waits, sums = host_waits(lambda: training.train_epoch(model, optimizer, x, 128, 0.25, graph_safe=graph_safe))
+    assert not waits, waits
+    assert sums.shape == (3,) and torch.isfinite(sums).all()
+
+
 def test_graph_safe_random_order_is_a_permutation():
     for n in (1, 7, 300):
         for graph_safe in (False, True):

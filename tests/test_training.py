@@ -439,6 +439,25 @@ def test_a_compiled_graphed_run_whose_first_batch_runs_eager_still_catches_a_com
     assert "torch.compile failed" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("method", ["base", "setting"])
+def test_a_training_step_never_makes_the_host_wait_for_the_device(tmp_path, method):
+    """Once its batch is laid out (from host-side lengths), a training step (forward, backward, clipping,
+    AdamW) runs without a host synchronisation: a GPU is never idle waiting for the host, and the step can
+    be captured as a CUDA graph."""
+    from conftest import host_waits
+
+    exp = experiment(tmp_path, f"method={method}")
+    trainer = exp.trainer
+    chunk = next(iter(exp.data.shuffled(trainer.examples, trainer.batch_size, torch.Generator().manual_seed(0))))
+    batch = trainer._batch(chunk)
+    assert batch.layout is not None  # packed, the compact T5's default
+    for group in trainer.optimizer.param_groups:  # fused, as on a GPU (the CPU's loop reads each step count)
+        group["fused"] = True
+    waits, parts = host_waits(lambda: trainer._step(batch, 1.0))
+    assert not waits, waits
+    assert parts.shape == (4,) and torch.isfinite(parts).all()
+
+
 def benchmark_script():
     """scripts/benchmark.py as a module (it is a script, not a package)."""
     import importlib.util
