@@ -41,7 +41,8 @@ def small_generated(tmp_path, *extra: str) -> tuple[str, ...]:
     too: nothing is written into the checkout) and the run folder under tmp_path, W&B off; `extra`
     overrides come last and win."""
     return (f"dataset.raw_data_path={tmp_path}/raw", f"dataset.processed_data_path={tmp_path}/processed",
-            f"dataset.RQ-VAE.cache_dir={tmp_path}/ids", f"output_path={tmp_path}/run", "dataset.generator.n_users=300", "dataset.generator.n_groups=4",
+            f"dataset.RQ-VAE.cache_dir={tmp_path}/ids", f"output_path={tmp_path}/run",
+            "dataset.generator.n_users=300", "dataset.generator.n_groups=4",
             "dataset.generator.items_per_group=8", "dataset.generator.cold_items_per_group=1",
             "logging.mode=disabled", *extra)
 
