@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "scripts" / "device"))
 
 import torch  # noqa: E402
 
-from device_run import RQVAE_MODES  # noqa: E402
+from device_run import EAGER_RQVAE, RQVAE_MODES  # noqa: E402
 from ID_generation.embeddings import EncoderUnavailableError, encode_texts, load_encoder  # noqa: E402
 from ID_generation.preprocessing import leave_one_out, preprocess  # noqa: E402
 from ID_generation.rqvae.model import RQVAE  # noqa: E402
@@ -209,14 +209,16 @@ def bench_encoder(data, device: torch.device, results: dict, n: int) -> None:
 
 
 def bench_rqvae(cfg, embeddings, split, device: torch.device, results: dict, epochs: int,
-                graphed: bool = False, compiled: bool = False, precision: str = "highest") -> None:
-    """Seconds per RQ-VAE epoch (published sizes), `rqvae_s_per_epoch{suffix}` with the suffix of its mode
-    (`RQVAE_MODES`, scripts/device/device_run.py): eager; with `graphed` (GPU) the epoch replayed from a
-    CUDA graph (`_graphed`); with `compiled` too, the model compiled for its batch shapes first
-    (`dataset.RQ-VAE.compile`, `_compiled_graphed`); with `precision` "high", TF32 products (`_tf32`).
-    A graphed mode's warm-up (three eager epochs, the capture, any compiling) is `rqvae_warmup_s{suffix}`,
-    its failure `rqvae_error{suffix}`. One epoch of each is profiled (`profile_rqvae{suffix}`)."""
-    suffix = RQVAE_MODES[(graphed, compiled, precision)]
+                mode: tuple[bool, bool, str] = EAGER_RQVAE) -> None:
+    """Seconds per RQ-VAE epoch (published sizes) trained in `mode`, (cuda_graphs, compile,
+    float32_matmul_precision), as `rqvae_s_per_epoch{suffix}` with the mode's suffix (`RQVAE_MODES`,
+    scripts/device/device_run.py): eager; the epoch replayed from a CUDA graph (GPU, `_graphed`); the model
+    also compiled for its batch shapes first (`dataset.RQ-VAE.compile`, `_compiled_graphed`); TF32 products
+    (`_tf32`). A graphed mode's warm-up (three eager epochs, the capture, any compiling) is
+    `rqvae_warmup_s{suffix}`, its failure `rqvae_error{suffix}`. One epoch of each is profiled
+    (`profile_rqvae{suffix}`)."""
+    graphed, compiled, precision = mode
+    suffix = RQVAE_MODES[mode]
     r = cfg.rqvae
     x = embeddings[torch.as_tensor(split.seen_items - 1)].to(device)
     model = RQVAE(x.shape[1], r.hidden_dim, r.latent_dim, r.num_layers, r.code_book_size, r.dropout).to(device)
@@ -505,9 +507,10 @@ def main() -> None:
                     bench_method(args, work, method, split, sids, embeddings, device, results, variants=(variant,))
                 save()
         # CUDA graphs last: a capture that fails may leave the device unusable, and costs nothing else then
-        for precision in ("highest", "high") if not cpu and "rqvae" in args.only else ():
-            bench_rqvae(cfg, embeddings, split, device, results, 20, graphed=True, precision=precision)
-            save()
+        for mode in RQVAE_MODES if not cpu and "rqvae" in args.only else ():
+            if mode[0] and not mode[1]:  # graphed, in each precision
+                bench_rqvae(cfg, embeddings, split, device, results, 20, mode)
+                save()
         # both methods' graphed steps before either compiles, so that a long compilation costs no other figure
         for variant in ("graphed", "graphed_padded", "graphed_tf32",
                         *(["compiled_graphed"] if args.compile_graphed else [])):
@@ -515,10 +518,10 @@ def main() -> None:
                 bench_method(args, work, method, split, sids, embeddings, device, results, variants=(variant,))
                 save()
                 gc.collect()  # the trainer and its graph hold each other: free the graph's memory pool now
-        for precision in ("highest", "high") if not cpu and "rqvae" in args.only and args.compile_graphed else ():
-            bench_rqvae(cfg, embeddings, split, device, results, 20, graphed=True, compiled=True,  # last of all
-                        precision=precision)
-            save()
+        for mode in RQVAE_MODES if not cpu and "rqvae" in args.only and args.compile_graphed else ():
+            if mode[1]:  # compiled (and graphed), in each precision: last of all
+                bench_rqvae(cfg, embeddings, split, device, results, 20, mode)
+                save()
     width = max(map(len, results))
     print("\n".join(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}"
                     for k, v in results.items()))

@@ -91,5 +91,4 @@ def outermost_blocks(module: torch.nn.Module) -> list[torch.nn.Module]:
 def uncompile_model(model: torch.nn.Module) -> None:
     """Undo `compile_model`, whatever its scope: the forward runs eager again (where compiling failed)."""
     for module in model.modules():
-        if module._compiled_call_impl is not None:
-            module._compiled_call_impl = None
+        module._compiled_call_impl = None

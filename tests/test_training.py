@@ -604,8 +604,8 @@ def test_the_benchmark_times_the_rqvae_graph_in_each_precision_under_the_keys_th
     cfg, split = types.SimpleNamespace(rqvae=rqvae), types.SimpleNamespace(seen_items=np.arange(1, 81))
     results = {}
     for precision in ("highest", "high"):
-        benchmark.bench_rqvae(cfg, torch.randn(90, 24), split, torch.device("cpu"), results, 2, graphed=True,
-                              precision=precision)
+        benchmark.bench_rqvae(cfg, torch.randn(90, 24), split, torch.device("cpu"), results, 2,
+                              (True, False, precision))
     assert torch.get_float32_matmul_precision() == "highest"
     assert precisions == ["highest"] * 7 + ["high"] * 7  # 4 warm-up epochs, 2 timed, 1 profiled
     for suffix in ("_graphed", "_graphed_tf32"):

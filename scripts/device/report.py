@@ -22,7 +22,15 @@ sys.path.insert(0, str(REPO / "scripts" / "device"))
 
 from benchmark import VARIANT_SUFFIX  # noqa: E402
 
-from device_run import METHODS, PUBLISHED_RQVAE_EPOCHS, json_object, rqvae_timings, smoke_report, vouched_for  # noqa: E402
+from device_run import (  # noqa: E402
+    METHODS,
+    PUBLISHED_PRECISION,
+    PUBLISHED_RQVAE_EPOCHS,
+    json_object,
+    rqvae_timings,
+    smoke_report,
+    vouched_for,
+)
 from src.retrieval import DENSE, GENRET, UNI, metric_name  # noqa: E402
 
 # The GPU speed issue's targets on one H200 (required; the aims are the whole run in one call)
@@ -38,7 +46,9 @@ RQVAE_LABELS = {(False, False): "eager", (True, False): "graphed", (True, True):
 
 def rqvae_label(cuda_graphs: bool, compile_: bool, precision: str) -> str:
     """How an RQ-VAE trained, in words: "graphed", "compiled, graphed, TF32", ..."""
-    return RQVAE_LABELS[(bool(cuda_graphs), bool(compile_))] + (", TF32" if precision == "high" else "")
+    return RQVAE_LABELS[(bool(cuda_graphs), bool(compile_))] + ("" if precision == PUBLISHED_PRECISION
+                                                                 else ", TF32" if precision == "high"
+                                                                 else f", float32 products {precision}")
 
 
 @dataclass(frozen=True)
@@ -95,7 +105,7 @@ def steps_table(call: Call) -> str:
         if step == "prepare":
             note = (f"RQ-VAE {number(s.get('rqvae_epochs'), 0)} of {PUBLISHED_RQVAE_EPOCHS:,} epochs, "
                     + rqvae_label(s.get("rqvae_cuda_graphs"), s.get("rqvae_compile"),
-                                  s.get("rqvae_float32_matmul_precision", "highest")))
+                                  s.get("rqvae_float32_matmul_precision", PUBLISHED_PRECISION)))
         elif step in METHODS:
             m = call.metrics[step]
             note = (f"{m.get('train/steps', '-')} steps in {number(m.get('time/train'))} s, "
