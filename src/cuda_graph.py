@@ -8,8 +8,10 @@ update replay as one launch. A graph replays fixed shapes at fixed addresses, so
 
 - batches have sizes fixed by the config: padded to one history length (`SequenceData.batch(...,
   history_len=...)`), or in length groups of fixed widths (`group_widths`: sorted by history length,
-  each group padded to a width that held every batch of the run's first epochs); each batch's tensors
-  are copied into the captured batch's before a replay;
+  each group padded to a width that held every batch of the run's first epochs);
+- the graph also builds the batch on the device (gathering histories and tokens, laying out the groups)
+  from the examples' (2, B) index alone: a replay copies that index in and launches, so the host does
+  a few operations a step instead of a batch's hundred-odd (`SequenceData.fixed_batch`);
 - the learning rate the scheduler sets on the host is copied into a device tensor the captured AdamW
   reads (the optimiser's `capturable` mode), so the schedule goes on as in an eager run;
 - a batch of another shape (the epoch's last, smaller one; a batch whose histories exceed the group
@@ -24,13 +26,13 @@ the graph draws its dropout masks from the same generator, but need not draw the
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 
-from src.data import Batch
+from src.data import Batch, BatchPlan, SequenceData
 from src.errors import first_line
+from src.runtime import copy_async, to_device_async
 
 StepFn = Callable[[Batch, float], torch.Tensor]
 
@@ -96,87 +98,66 @@ def release_failed_pool(pool) -> None:
         torch._C._cuda_releasePool(device, pool)
 
 
-def batch_leaves(obj, path: str = "batch") -> Iterator[tuple[str, object]]:
-    """(path, value) of everything a batch holds, its layout's tensors and sizes included."""
-    if dataclasses.is_dataclass(obj):
-        for f in dataclasses.fields(obj):
-            yield from batch_leaves(getattr(obj, f.name), f"{path}.{f.name}")
-    elif isinstance(obj, (tuple, list)):
-        for i, value in enumerate(obj):
-            yield from batch_leaves(value, f"{path}[{i}]")
-    else:
-        yield path, obj
-
-
-def batch_signature(batch: Batch, weight: float) -> tuple:
-    """What a captured step is specific to: every tensor's shape and dtype, every other value of the
-    batch (a fixed-width layout's spans), and the loss weight."""
-    leaves = tuple((path, tuple(v.shape), v.dtype) if isinstance(v, torch.Tensor) else (path, v)
-                   for path, v in batch_leaves(batch))
-    return leaves, weight
-
-
-def graphable(batch: Batch) -> bool:
-    """Whether a batch's sizes are fixed by the batch size and the config (padded to one history length,
-    or a fixed-width layout), not by its histories: the batches a graph is captured for."""
-    return batch.layout is None or batch.layout.fixed_width
-
-
 class GraphedStep:
-    """`step(batch, weight) -> (k,) tensor` replayed from one CUDA graph for batches of `batch_size`
-    examples whose sizes the config fixes (`graphable`), eager for any other batch, and for every batch
-    after a failed capture (`capture_error`). `optimizer` is the AdamW that `step` updates (made
-    capturable when the graph is captured). Counts: `replays`, `eager_steps`."""
+    """`step(plan, weight) -> (k,) tensor`: the training step `step(batch, weight)` on the batch of `plan`,
+    replayed from one CUDA graph for plans of `batch_size` examples whose sizes the config fixes
+    (`BatchPlan.shape`), eager (the batch built by `data`) for any other plan, and for every plan after a
+    failed capture (`capture_error`). The graph also builds the batch, from the plan's (2, B) index
+    alone (`SequenceData.fixed_batch`): a replay copies that index in and launches the graph, nothing
+    else. `optimizer` is the AdamW that `step` updates (made capturable when the graph is captured).
+    Counts: `replays`, `eager_steps`."""
 
-    def __init__(self, step: StepFn, optimizer: torch.optim.Optimizer, device: torch.device, batch_size: int,
-                 warmup: int = 3):
+    def __init__(self, step: StepFn, data: SequenceData, optimizer: torch.optim.Optimizer, device: torch.device,
+                 batch_size: int, warmup: int = 3):
         if device.type != "cuda":
             raise ValueError(f"a CUDA graph needs a CUDA device, got {device}")
-        self.step, self.optimizer, self.device, self.batch_size = step, optimizer, device, batch_size
+        self.step, self.data, self.optimizer, self.device, self.batch_size = step, data, optimizer, device, batch_size
         self.warmup = self.warmup_left = warmup
         self.lrs: list[torch.Tensor] = []  # the learning rate of each parameter group, read by the graph
         self.graph: torch.cuda.CUDAGraph | None = None
         self.signature: tuple | None = None
-        self.static_batch: Batch | None = None
+        self.static_index: torch.Tensor | None = None  # (2, B) the captured batch's index, rewritten before a replay
+        self.static_batch: Batch | None = None  # the batch the graph builds from it (its tensors rewritten by replays)
         self.static_out: torch.Tensor | None = None
         self.held: list[torch.Tensor] = []  # the captured gradients: alive while the graph writes them
         self.replays = self.eager_steps = 0
         self.capture_error: str | None = None  # why capturing failed, where it did (training went on eager)
 
-    def __call__(self, batch: Batch, weight: float) -> torch.Tensor:
-        signature = batch_signature(batch, weight)
+    def __call__(self, plan: BatchPlan, weight: float) -> torch.Tensor:
+        signature = (plan.shape, weight)
         if self.graph is not None and signature == self.signature:
-            return self._replay(batch)
-        if self.graph is None and self.capture_error is None and self.fixed_shape(batch):
+            return self._replay(plan)
+        if self.graph is None and self.capture_error is None and self.fixed_shape(plan):
             if self.warmup_left > 0:
                 self.warmup_left -= 1
-                return self._eager_on_side_stream(batch, weight)
+                return self._eager_on_side_stream(self.data.build(plan), weight)
             try:
-                return self._capture(batch, weight, signature)
+                return self._capture(plan, weight, signature)
             except Exception as exc:  # noqa: BLE001  any capture failure: the step still runs, eagerly
                 self._give_up_capturing(exc)
         self.eager_steps += 1
-        if self.capture_error is not None and self.fixed_shape(batch):
+        batch = self.data.build(plan)
+        if self.capture_error is not None and self.fixed_shape(plan):
             return self.step(batch, weight)  # the shape a compiled model was compiled for: its kernels, eagerly
         with torch.compiler.set_stance("force_eager"):  # a compiled model runs its forward as written
             return self.step(batch, weight)
 
-    def fixed_shape(self, batch: Batch) -> bool:
-        """Whether the batch has the shape the graph is captured for (a compiled model is compiled for
-        it alone): `batch_size` examples, sizes fixed by the config."""
-        return len(batch) == self.batch_size and graphable(batch)
+    def fixed_shape(self, plan: BatchPlan) -> bool:
+        """Whether the plan's batch has the shape the graph is captured for (a compiled model is compiled
+        for it alone): `batch_size` examples, sizes fixed by the config."""
+        return plan.shape is not None and plan.shape.size == self.batch_size
 
     def reset(self) -> None:
         """Forget the graph, so that the next full batches warm up and capture anew: after the optimiser's
         state is replaced (a checkpoint loaded), a graph would go on updating the old state's tensors."""
-        self.graph = self.signature = self.static_batch = self.static_out = None
+        self.graph = self.signature = self.static_index = self.static_batch = self.static_out = None
         self.held, self.lrs, self.warmup_left = [], [], self.warmup
 
     def _give_up_capturing(self, exc: Exception) -> None:
         """After a failed capture (nothing of the step ran: recording runs nothing), every step runs
         eagerly; the reason is kept in `capture_error` and printed."""
         self.capture_error = first_line(exc)
-        self.graph = None
+        self.graph = self.static_index = self.static_batch = None
         for group in self.optimizer.param_groups:
             group["capturable"] = False
         print(f"warning: capturing the training step as a CUDA graph failed ({self.capture_error}); training "
@@ -187,19 +168,28 @@ class GraphedStep:
         self.eager_steps += 1
         return eager_on_side_stream(lambda: self.step(batch, weight), self.device)
 
-    def _capture(self, batch: Batch, weight: float, signature: tuple) -> torch.Tensor:
-        """Capture the step on `batch` (recording runs nothing), then replay it for this batch."""
+    def _capture(self, plan: BatchPlan, weight: float, signature: tuple) -> torch.Tensor:
+        """Capture building the plan's batch from its index and the step on it (recording runs nothing),
+        then replay it for this plan."""
+        self.static_index = to_device_async(plan.index(), self.device)
+        if plan.shape.group_widths is not None:
+            self.data.fixed_parts(plan.shape)  # built here if need be: copying from the host cannot be captured
+
+        def built_and_stepped() -> torch.Tensor:
+            self.static_batch = self.data.fixed_batch(self.static_index, plan.shape)
+            return self.step(self.static_batch, weight)
+
         groups = self.optimizer.param_groups
         host_lrs = [group["lr"] for group in groups]
         self.lrs = [torch.tensor(float(lr), device=self.device) for lr in host_lrs]
         try:
             for group, lr in zip(groups, self.lrs):
                 group["lr"] = lr  # captured: the update reads the learning rate from this tensor
-            graph, out = capture(lambda: self.step(batch, weight), self.optimizer)
+            graph, out = capture(built_and_stepped, self.optimizer)
         finally:
             for group, lr in zip(groups, host_lrs):
                 group["lr"] = lr  # the scheduler, checkpoints and eager steps keep a number
-        self.graph, self.signature, self.static_batch, self.static_out = graph, signature, batch, out
+        self.graph, self.signature, self.static_out = graph, signature, out
         self.held = [p.grad for group in groups for p in group["params"] if p.grad is not None]
         graph.replay()
         self.replays += 1
@@ -209,10 +199,8 @@ class GraphedStep:
         for group, lr in zip(self.optimizer.param_groups, self.lrs):
             lr.fill_(float(group["lr"]))
 
-    def _replay(self, batch: Batch) -> torch.Tensor:
-        for (_, static), (_, value) in zip(batch_leaves(self.static_batch), batch_leaves(batch)):
-            if isinstance(value, torch.Tensor):
-                static.copy_(value, non_blocking=True)
+    def _replay(self, plan: BatchPlan) -> torch.Tensor:
+        copy_async(self.static_index, plan.index())
         self._set_lrs()
         self.graph.replay()
         self.replays += 1

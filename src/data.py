@@ -7,10 +7,16 @@ memory grows with items × width, never with examples × history × width. No Py
 examples. A packed batch (`packing_groups` > 0, for the compact T5) also carries where its real
 tokens lie in one stream (`src/t5.py`, PackedLayout) and its real history items; a fixed-width one
 (`group_widths`, for a step captured as a CUDA graph) pads each length group to a fixed width.
+
+A batch is planned on the host (`plan`: examples in batch order, checks, and where the config fixes
+every size, its `FixedShape`), then built on the device (`build`). A batch of a fixed shape is built
+from its examples' (2, B) index by device operations alone (`fixed_batch`), so that a CUDA graph
+captures building it together with the training step.
 """
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -18,7 +24,7 @@ import torch
 
 from ID_generation.preprocessing.split import Split
 from src.runtime import to_device_async
-from src.t5 import PackedLayout, group_bounds
+from src.t5 import FixedWidthGrid, PackedLayout, check_group_widths, group_bounds
 from src.vocabulary import Vocabulary
 
 
@@ -89,6 +95,36 @@ class Examples:
             yield self.subset(slice(start, start + size))
 
 
+@dataclass(frozen=True)
+class FixedShape:
+    """What fixes every size of a batch, so that it is built on the device from its examples' index alone
+    (`SequenceData.fixed_batch`): `size` examples padded to `history_len` slots, and with `group_widths`
+    in `packing_groups` length groups of those widths (history items)."""
+    size: int
+    history_len: int
+    packing_groups: int = 0
+    group_widths: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """A batch before anything of it reaches the device (`SequenceData.plan`): its examples in batch order
+    (longest history first when packed), its layout's settings, and where the config fixes its sizes (a
+    history length, and group widths where packed), its `shape`: a step captured as a CUDA graph replays
+    for every batch of that shape, building it from `index()` alone."""
+    examples: Examples
+    packing_groups: int
+    history_len: int          # slots of its padded tensors
+    shape: FixedShape | None
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def index(self) -> torch.Tensor:
+        """(2, B) the examples' users and history lengths, on the host."""
+        return torch.stack([self.examples.users, self.examples.target_positions])
+
+
 class SequenceData:
     """The split's sequences on `device`, with the item → tokens table of `vocab`, making batches.
 
@@ -109,6 +145,7 @@ class SequenceData:
         self.token_table = vocab.token_table().to(device)  # (n_items + 1, T), row 0 (no item) = padding
         self.device = device
         self.split = split
+        self._fixed: dict[FixedShape, tuple] = {}  # fixed_parts, by shape
 
     # -- examples of each split -------------------------------------------------------------
 
@@ -159,20 +196,69 @@ class SequenceData:
         `group_widths` (history lengths, one per group, each at least its group's longest) the layout is
         fixed-width: group g's histories padded to group_widths[g] items, so that the batch's sizes depend
         on its size and the widths alone (`Examples.group_longest` says whether its histories fit)."""
+        return self.build(self.plan(examples, packing_groups, history_len, group_widths))
+
+    def plan(self, examples: Examples, packing_groups: int = 0, history_len: int | None = None,
+             group_widths: Sequence[int] | None = None) -> BatchPlan:
+        """The batch `batch` builds from these arguments, before anything reaches the device (see `batch`)."""
         if packing_groups > 0:
             examples = examples.subset(torch.argsort(examples.target_positions, descending=True, stable=True))
         longest = examples.longest_history
         if history_len is not None and history_len < longest:
             raise ValueError(f"history_len={history_len} is shorter than the batch's longest history ({longest})")
-        history_len = longest if history_len is None else history_len
-        if group_widths is not None:  # the padded tensors hold the widest group's slots
-            history_len = max(history_len, *group_widths)
-        index = torch.stack([examples.users, examples.target_positions])              # (2, B): one copy
-        users, lengths = to_device_async(index, self.device)                          # lengths: (B,) histories
-        hist = self.matrix[users, :history_len]                                       # (B, H)
-        hist = torch.where(torch.arange(history_len, device=self.device) < lengths[:, None], hist, 0)
-        return self._laid_out(hist, users, self.matrix[users, lengths], examples.target_positions, packing_groups,
-                              group_widths)
+        if group_widths is not None:
+            if packing_groups <= 0:
+                raise ValueError("group_widths need packing_groups > 0")
+            group_widths = tuple(int(w) for w in group_widths)
+            check_group_widths(examples.group_longest(packing_groups), group_widths, "history")
+            history_len = max(history_len or 0, longest, *group_widths)  # the padded tensors hold the widest
+        fixed = history_len is not None and (packing_groups == 0 or group_widths is not None)
+        shape = FixedShape(len(examples), history_len, packing_groups, group_widths) if fixed else None
+        return BatchPlan(examples, packing_groups, longest if history_len is None else history_len, shape)
+
+    def build(self, plan: BatchPlan) -> Batch:
+        """The batch of `plan`, on the device: its index copied there without waiting, then laid out (a
+        fixed shape by `fixed_batch`, from the index alone)."""
+        index = to_device_async(plan.index(), self.device)                            # (2, B): one copy
+        if plan.shape is not None:
+            return self.fixed_batch(index, plan.shape)
+        users, lengths = index
+        batch = self._laid_out(self._histories(users, lengths, plan.history_len), users, self.matrix[users, lengths])
+        if plan.packing_groups > 0:
+            batch = self._packed(batch, plan.examples.target_positions, plan.packing_groups)
+        return batch
+
+    def fixed_batch(self, index: torch.Tensor, shape: FixedShape) -> Batch:
+        """The batch of `shape` whose examples' index (2, B) (users, history lengths; on the device, in
+        batch order, fitting the shape) is `index`: device operations alone, on sizes the shape fixes, so
+        that a CUDA graph can capture building it with the step (`src/cuda_graph.py`). The parts the shape
+        alone determines are built once (`fixed_parts`, before any capture)."""
+        users, lengths = index
+        batch = self._laid_out(self._histories(users, lengths, shape.history_len), users, self.matrix[users, lengths])
+        if shape.group_widths is None:
+            return batch
+        grid, item_rows, item_slots, item_starts = self.fixed_parts(shape)
+        layout = grid.layout(lengths * self.vocab.tokens_per_item + self.vocab.has_user_tokens)
+        return dataclasses.replace(batch, layout=layout, history_items=batch.history[item_rows, item_slots],
+                                   history_starts=item_starts)
+
+    def fixed_parts(self, shape: FixedShape) -> tuple[FixedWidthGrid, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What a fixed-width `shape` alone determines, on the device, built at its first use: the layout's
+        grid (src/t5.py) and where each row's history slots lie in the history item stream (rows, slots
+        (N,), starts (B,)). Building it copies from the host, which a CUDA graph's capture cannot do."""
+        if shape not in self._fixed:
+            if self.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+                raise RuntimeError(f"the fixed parts of {shape} are built while a CUDA graph is being captured; "
+                                   "build a batch of this shape before capturing")
+            per_item, user = self.vocab.tokens_per_item, self.vocab.has_user_tokens
+            sizes = [b - a for a, b in itertools.pairwise(group_bounds(shape.size, shape.packing_groups))]
+            grid = FixedWidthGrid.of(sizes, [w * per_item + user for w in shape.group_widths], self.device)
+            taken = torch.repeat_interleave(torch.tensor(shape.group_widths), torch.tensor(sizes))  # (B,) slots
+            starts = taken.cumsum(0) - taken
+            rows = torch.repeat_interleave(torch.arange(len(taken)), taken)
+            slots = torch.arange(len(rows)) - starts.repeat_interleave(taken)
+            self._fixed[shape] = (grid, *(to_device_async(t, self.device) for t in (rows, slots, starts)))
+        return self._fixed[shape]
 
     def history_batch(self, history: torch.Tensor, user: int = 0, packing_groups: int = 0) -> Batch:
         """A batch of one input that is no example of the split: `history` (H,) 1-based item ids, oldest
@@ -181,13 +267,17 @@ class SequenceData:
         history = torch.as_tensor(history, dtype=torch.long)
         users = torch.tensor([user], device=self.device)
         no_target = torch.zeros(1, dtype=torch.long, device=self.device)
-        return self._laid_out(history.to(self.device)[None], users, no_target, torch.tensor([len(history)]),
-                              packing_groups)
+        batch = self._laid_out(history.to(self.device)[None], users, no_target)
+        return self._packed(batch, torch.tensor([len(history)]), packing_groups) if packing_groups > 0 else batch
 
-    def _laid_out(self, hist: torch.Tensor, users: torch.Tensor, targets: torch.Tensor, host_lengths: torch.Tensor,
-                  packing_groups: int, group_widths: Sequence[int] | None = None) -> Batch:
-        """The batch of histories hist (B, H) (0 after each history's end; longest first when packed)
-        of `users` (B,) with `targets` (B,); host_lengths: (B,) the history lengths, on the host."""
+    def _histories(self, users: torch.Tensor, lengths: torch.Tensor, history_len: int) -> torch.Tensor:
+        """(B, history_len) the first `lengths` items of each user's sequence, 0 after them."""
+        hist = self.matrix[users, :history_len]
+        return torch.where(torch.arange(history_len, device=self.device) < lengths[:, None], hist, 0)
+
+    def _laid_out(self, hist: torch.Tensor, users: torch.Tensor, targets: torch.Tensor) -> Batch:
+        """The padded batch of histories hist (B, H) (0 after each history's end) of `users` (B,) with
+        `targets` (B,)."""
         history_len, per_item = hist.shape[1], self.vocab.tokens_per_item
         tokens = self.token_table[hist].flatten(1)                                     # (B, T·H)
         items = hist.repeat_interleave(per_item, dim=1)
@@ -200,26 +290,17 @@ class SequenceData:
             zero = torch.zeros_like(user)
             items, slots, levels = (torch.cat([zero, t], 1) for t in (items, slots, levels))
             real = torch.cat([torch.ones_like(user, dtype=torch.bool), real], dim=1)
-        batch = Batch(history=hist, tokens=tokens, mask=real, items=items, slots=slots * real, levels=levels * real,
-                      last=real.sum(dim=1) - 1, labels=self.token_table[targets], targets=targets)
-        return self._packed(batch, host_lengths, packing_groups, group_widths) if packing_groups > 0 else batch
+        return Batch(history=hist, tokens=tokens, mask=real, items=items, slots=slots * real, levels=levels * real,
+                     last=real.sum(dim=1) - 1, labels=self.token_table[targets], targets=targets)
 
-    def _packed(self, batch: Batch, host_lengths: torch.Tensor, groups: int,
-                group_widths: Sequence[int] | None = None) -> Batch:
-        """The batch with its packed layout and its history items as one stream: the real ones, or with
-        `group_widths` each row's first group_widths[g] slots (0 past its history). Sizes come from the
-        history lengths on the host, so nothing waits for the device."""
+    def _packed(self, batch: Batch, host_lengths: torch.Tensor, groups: int) -> Batch:
+        """The batch (sorted longest history first) with its packed layout and its real history items as
+        one stream. Sizes come from the history lengths `host_lengths` (B,) on the host, so nothing waits
+        for the device."""
         per_item, user = self.vocab.tokens_per_item, self.vocab.has_user_tokens
-        token_counts = host_lengths * per_item + user  # histories plus the user token
-        if group_widths is None:
-            layout = PackedLayout.from_lengths(token_counts, groups, self.device)
-            slots_taken = host_lengths
-        else:
-            layout = PackedLayout.from_lengths(token_counts, groups, self.device,
-                                               widths=[w * per_item + user for w in group_widths])
-            slots_taken = torch.repeat_interleave(torch.as_tensor(group_widths), torch.as_tensor(layout.group_sizes))
-        n_items = int(slots_taken.sum())
-        taken = to_device_async(slots_taken, self.device)
+        layout = PackedLayout.from_lengths(host_lengths * per_item + user, groups, self.device)
+        n_items = int(host_lengths.sum())
+        taken = to_device_async(host_lengths, self.device)
         starts = taken.cumsum(0) - taken
         rows = torch.repeat_interleave(torch.arange(len(taken), device=self.device), taken, output_size=n_items)
         slots = torch.arange(n_items, device=self.device) - starts.repeat_interleave(taken, output_size=n_items)

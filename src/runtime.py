@@ -28,6 +28,14 @@ def to_device_async(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     return tensor.to(device, non_blocking=True)
 
 
+def copy_async(target: torch.Tensor, tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` (host) copied into `target` (same shape, on any device) without the host waiting, as
+    `to_device_async` copies."""
+    if target.device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return target.copy_(tensor, non_blocking=True)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)

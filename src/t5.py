@@ -10,6 +10,7 @@ the shared embedding with the decoder output scaled by d_model^-½.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -379,24 +380,8 @@ class PackedLayout:
     def _fixed_width(cls, lengths: torch.Tensor, bounds: list[int], widths: list[int],
                      device: torch.device) -> PackedLayout:
         sizes = [stop - start for start, stop in zip(bounds[:-1], bounds[1:])]
-        if len(widths) != len(sizes):
-            raise ValueError(f"a fixed-width layout of {len(sizes)} groups needs {len(sizes)} widths, got {widths}")
-        for g, (start, width) in enumerate(zip(bounds, widths)):
-            if int(lengths[start]) > width:
-                raise ValueError(f"length group {g}'s longest sequence ({int(lengths[start])}) exceeds its width "
-                                 f"{width}")
-        taken = torch.repeat_interleave(torch.tensor(widths), torch.tensor(sizes))       # (B,) W_g of each row
-        offsets = torch.cat([torch.zeros(1, dtype=torch.long), taken.cumsum(0)])
-        n, total = len(lengths), int(offsets[-1])
-        host = [torch.repeat_interleave(torch.arange(n), taken),                           # rows
-                torch.arange(total) - torch.repeat_interleave(offsets[:-1], taken),        # positions
-                offsets[:-1] + lengths - 1,                                                # last
-                lengths]
-        rows, positions, last, lengths = to_device_async(torch.cat(host), device).split([t.numel() for t in host])
-        groups = tuple(LengthGroup(key_padding_bias(torch.arange(width, device=device) < lengths[start:stop, None]),
-                                   span=(int(offsets[start]), stop - start, width))
-                       for start, stop, width in zip(bounds[:-1], bounds[1:], widths))
-        return cls(groups, rows, positions, last)
+        check_group_widths(lengths[bounds[:-1]].tolist(), widths, "sequence")
+        return FixedWidthGrid.of(sizes, widths, device).layout(to_device_async(lengths, device))
 
     def padded(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Per group (n_g, L_g, C): its sequences' tokens of a stream x (T, C), zeros (packed) or the
@@ -424,6 +409,55 @@ class PackedLayout:
         """Per group (n_g, h, L_g, L_g) float32: the relative position bias (1, h, L, L) of the longest
         sequence, cut to the group's length, with its padding keys masked."""
         return [relative[:, :, :g.key_bias.shape[-1], :g.key_bias.shape[-1]] + g.key_bias for g in self.groups]
+
+
+@dataclass(frozen=True)
+class FixedWidthGrid:
+    """What a fixed-width layout's sizes alone determine (n_g sequences of W_g positions per group), built
+    once on the device; `layout` adds a batch's lengths by device operations alone (no copy from the host),
+    so that a CUDA graph can capture laying out its batch with the step.
+
+    rows, positions: (Σ n_g·W_g,) as PackedLayout's; starts: (B,) each sequence's first stream position;
+    spans: each group's (start, n_g, W_g), as LengthGroup's."""
+    rows: torch.Tensor
+    positions: torch.Tensor
+    starts: torch.Tensor
+    spans: tuple[tuple[int, int, int], ...]
+
+    @classmethod
+    def of(cls, sizes: Sequence[int], widths: Sequence[int], device: torch.device) -> FixedWidthGrid:
+        """The grid of groups of `sizes` sequences (n_g) of `widths` positions (W_g)."""
+        taken = torch.repeat_interleave(torch.tensor(widths), torch.tensor(sizes))        # (B,) W_g of each row
+        offsets = torch.cat([torch.zeros(1, dtype=torch.long), taken.cumsum(0)])
+        host = [torch.repeat_interleave(torch.arange(len(taken)), taken),                  # rows
+                torch.arange(int(offsets[-1])) - torch.repeat_interleave(offsets[:-1], taken),  # positions
+                offsets[:-1]]                                                              # starts
+        rows, positions, starts = to_device_async(torch.cat(host), device).split([t.numel() for t in host])
+        first_rows = [0, *itertools.accumulate(sizes)]
+        spans = tuple((int(offsets[first]), n, w) for first, n, w in zip(first_rows, sizes, widths))
+        return cls(rows, positions, starts, spans)
+
+    def layout(self, lengths: torch.Tensor) -> PackedLayout:
+        """The layout of sequences of `lengths` (B,) (on the device, non-increasing, each at most its
+        group's width; not checked here, as that would read them back)."""
+        groups, first = [], 0
+        for span in self.spans:
+            _, n, width = span
+            real = torch.arange(width, device=lengths.device) < lengths[first:first + n, None]
+            groups.append(LengthGroup(key_padding_bias(real), span=span))
+            first += n
+        return PackedLayout(tuple(groups), self.rows, self.positions, self.starts + lengths - 1)
+
+
+def check_group_widths(longest: Sequence[int], widths: Sequence[int], what: str) -> None:
+    """Raise ValueError unless a fixed-width layout's `widths` (one per group) hold each group's `longest`
+    (its longest `what`)."""
+    if len(widths) != len(longest):
+        raise ValueError(f"a fixed-width layout of {len(longest)} groups needs {len(longest)} widths, "
+                         f"got {list(widths)}")
+    for g, (n, width) in enumerate(zip(longest, widths)):
+        if n > width:
+            raise ValueError(f"length group {g}'s longest {what} ({n}) exceeds its width {width}")
 
 
 def group_bounds(n: int, n_groups: int) -> list[int]:

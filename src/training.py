@@ -31,7 +31,7 @@ from transformers import get_scheduler
 from src.cache import atomic_write
 from src.config import ConfigError, TrainerConfig
 from src.cuda_graph import GraphedStep
-from src.data import Batch, Examples, SequenceData
+from src.data import Batch, BatchPlan, Examples, SequenceData
 from src.distributed import SINGLE, Processes
 from src.errors import CheckpointError, DataError, TrainingDivergedError, first_line
 from src.evaluation import Evaluator, autocast
@@ -113,7 +113,9 @@ class Trainer:
                                            fused=self.device.type == "cuda")
         self.scheduler = get_scheduler(cfg.scheduler, self.optimizer, num_warmup_steps=cfg.warmup_steps,
                                        num_training_steps=cfg.steps)
-        self.step = GraphedStep(self._step, self.optimizer, self.device, batch_size) if graphs else self._step
+        # step(plan, weight): the batch built and the step run eagerly, or both replayed from a CUDA graph
+        self.step = (GraphedStep(self._step, data, self.optimizer, self.device, batch_size) if graphs
+                     else self._built_step)
         self.generator = torch.Generator().manual_seed(seed)  # the batch order: the same in every process
         torch.manual_seed(seed + processes.rank)              # dropout: its own stream per process
         self.n_epochs = math.ceil(cfg.steps / max(1, math.ceil(len(self.examples) / self.batch_size)))
@@ -232,25 +234,29 @@ class Trainer:
         """One optimiser step on `examples` (this process's share of a global batch), the loss scaled by
         `weight`, then the scheduler's step: (4,) loss, semantic-ID loss, dense loss (0 where the method
         has none) and gradient norm, on the device (read without waiting for it)."""
-        batch = self._batch(examples)
+        plan = self._plan(examples)
         # compiling happens at the first step that runs the compiled model: with a graph, the first full
         # batch of the captured shape (another runs eagerly)
-        if self.compile_pending and (not isinstance(self.step, GraphedStep) or self.step.fixed_shape(batch)):
+        if self.compile_pending and (not isinstance(self.step, GraphedStep) or self.step.fixed_shape(plan)):
             self.compile_pending = False
-            parts = self._first_compiled_step(batch, weight)
+            parts = self._first_compiled_step(plan, weight)
         else:
-            parts = self.step(batch, weight)
+            parts = self.step(plan, weight)
         self.scheduler.step()
         return parts
 
-    def _batch(self, examples: Examples) -> Batch:
-        """The batch of a training step: padded or packed as the model takes it; for a graphed step padded
-        to the longest training history, and a full batch in length groups of fixed widths where its
+    def _plan(self, examples: Examples) -> BatchPlan:
+        """The batch of a training step, planned: padded or packed as the model takes it; for a graphed step
+        padded to the longest training history, and a full batch in length groups of fixed widths where its
         histories fit them (another runs eagerly, packed)."""
         widths = self.group_widths if len(examples) == self.batch_size else None
         if widths is not None and any(n > w for n, w in zip(examples.group_longest(self.packing_groups), widths)):
             widths = None
-        return self.data.batch(examples, self.packing_groups, self.history_len, widths)
+        return self.data.plan(examples, self.packing_groups, self.history_len, widths)
+
+    def _built_step(self, plan: BatchPlan, weight: float) -> torch.Tensor:
+        """`_step` on the plan's batch, built (an eager step)."""
+        return self._step(self.data.build(plan), weight)
 
     def _step(self, batch: Batch, weight: float) -> torch.Tensor:
         """Forward under autocast, backward of loss × weight, gradient clipping, AdamW: `train_step`'s
@@ -266,11 +272,11 @@ class Trainer:
                                        for p in (out.loss, out.sid_loss, out.embedding_loss)]),
                           grad_norm.detach()[None]])
 
-    def _first_compiled_step(self, batch: Batch, weight: float) -> torch.Tensor:
+    def _first_compiled_step(self, plan: BatchPlan, weight: float) -> torch.Tensor:
         """The first step of a compiled model, where compiling happens: if the compiler fails (torch
         2.11's inductor did on an H200, after minutes), say so and train eager instead of stopping."""
         try:
-            return self.step(batch, weight)
+            return self.step(plan, weight)
         except Exception as exc:  # noqa: BLE001  any compiler failure; a model error fails again, eager, below
             self.compile_error = first_line(exc)
             print(f"warning: torch.compile failed ({self.compile_error}); training goes on eager. "
@@ -278,7 +284,7 @@ class Trainer:
             uncompile_model(self.model)
             self.compiled = False
             self.optimizer.zero_grad(set_to_none=True)
-            return self.step(batch, weight)
+            return self.step(plan, weight)
 
     def _stop_if_diverged(self, first_bad: torch.Tensor) -> None:
         """Raise TrainingDivergedError naming the first non-finite quantity, its step and the rate."""

@@ -6,13 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from src.cuda_graph import GraphedStep, batch_leaves, batch_signature
+from src.cuda_graph import GraphedStep
 from src.data import SequenceData
 from test_model import tiny
 
 
 class Recorded(GraphedStep):
-    """GraphedStep whose capture, replay and side-stream warm-up only record what they were given."""
+    """GraphedStep whose capture, replay and side-stream warm-up only record what they were given (and
+    run the step eagerly on the batch)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -22,110 +23,141 @@ class Recorded(GraphedStep):
         self.calls.append(("warm-up", len(batch)))
         return self.step(batch, weight)
 
-    def _capture(self, batch, weight, signature):
-        self.calls.append(("capture", len(batch)))
-        self.graph, self.signature, self.static_batch = object(), signature, batch
-        return self.step(batch, weight)
+    def _capture(self, plan, weight, signature):
+        self.calls.append(("capture", len(plan)))
+        self.graph, self.signature, self.static_index = object(), signature, plan.index()
+        self.static_batch = self.data.fixed_batch(self.static_index, plan.shape)
+        return self.step(self.static_batch, weight)
 
-    def _replay(self, batch):
-        self.calls.append(("replay", len(batch)))
-        return self.step(batch, 1.0)
+    def _replay(self, plan):
+        self.calls.append(("replay", len(plan)))
+        return self.step(self.data.build(plan), 1.0)
 
 
-def batches(data: SequenceData, sizes: list[int], history_len: int):
+def recorded(data: SequenceData, step, model, warmup: int = 1) -> Recorded:
+    return Recorded(step, data, torch.optim.AdamW(model.parameters()), torch.device("cuda"), batch_size=4,
+                    warmup=warmup)
+
+
+def plans(data: SequenceData, sizes: list[int], history_len: int):
     examples = data.train_examples()
-    return [data.batch(examples.subset(slice(0, n)), 0, history_len) for n in sizes]
+    return [data.plan(examples.subset(slice(0, n)), 0, history_len) for n in sizes]
 
 
 def test_warm_up_then_one_capture_then_replays_and_other_shapes_eager():
     model, data, _, _ = tiny()
     history_len = data.train_examples().longest_history
     steps = []
-    graphed = Recorded(lambda batch, weight: steps.append(len(batch)) or torch.zeros(4), torch.optim.AdamW(
-        model.parameters()), torch.device("cuda"), batch_size=4, warmup=2)
+    graphed = recorded(data, lambda batch, weight: steps.append(len(batch)) or torch.zeros(4), model, warmup=2)
     sizes = [3, 4, 4, 4, 4, 3, 4]
-    for batch in batches(data, sizes, history_len):
-        graphed(batch, 1.0)
+    for plan in plans(data, sizes, history_len):
+        graphed(plan, 1.0)
     assert graphed.calls == [("warm-up", 4), ("warm-up", 4), ("capture", 4), ("replay", 4), ("replay", 4)]
     assert steps == sizes  # every batch trained once: the smaller ones eagerly
     assert graphed.eager_steps == 2  # the smaller ones (the recorded warm-up does not count here)
 
 
-def test_a_signature_covers_every_shape_and_the_loss_weight():
+def test_a_fixed_shape_covers_every_size_and_the_graph_the_loss_weight_too():
+    """A plan's shape fixes every size of its batch: equal shapes build batches of equal shapes, and a
+    graph replays only for its shape and its loss weight."""
     model, data, _, _ = tiny()
-    history_len = data.train_examples().longest_history
-    a, b, c = batches(data, [4, 4, 3], history_len)
-    assert batch_signature(a, 1.0) == batch_signature(b, 1.0) != batch_signature(c, 1.0)
-    assert batch_signature(a, 1.0) != batch_signature(a, 0.5)
-    longer = data.batch(data.train_examples().subset(slice(0, 4)), 0, history_len + 1)
-    assert batch_signature(longer, 1.0) != batch_signature(a, 1.0)
+    examples = data.train_examples()
+    history_len = examples.longest_history
+    a, b, c = plans(data, [4, 4, 3], history_len)
+    assert a.shape == b.shape != c.shape and a.shape is not None
+    assert [t.shape for t in vars(data.build(a)).values() if isinstance(t, torch.Tensor)] == \
+        [t.shape for t in vars(data.build(b)).values() if isinstance(t, torch.Tensor)]
+    assert data.plan(examples.subset(slice(0, 4)), 0, history_len + 1).shape != a.shape
+    assert data.plan(examples.subset(slice(0, 4))).shape is None  # trimmed to its longest history
+    graphed = recorded(data, lambda batch, weight: torch.zeros(4), model, warmup=0)
+    for plan, weight in [(a, 1.0), (b, 1.0), (b, 0.5)]:
+        graphed(plan, weight)
+    assert graphed.calls == [("capture", 4), ("replay", 4)] and graphed.eager_steps == 1
 
 
 def test_a_graph_needs_a_gpu():
-    model, _, _, _ = tiny()
+    model, data, _, _ = tiny()
     with pytest.raises(ValueError, match="needs a CUDA device"):
-        GraphedStep(lambda batch, weight: torch.zeros(4), torch.optim.AdamW(model.parameters()), torch.device("cpu"),
-                    batch_size=4)
+        GraphedStep(lambda batch, weight: torch.zeros(4), data, torch.optim.AdamW(model.parameters()),
+                    torch.device("cpu"), batch_size=4)
 
 
-def fixed_width_batches(data: SequenceData, starts: list[int], widths: list[int], size: int = 4):
+def fixed_width_plans(data: SequenceData, starts: list[int], widths: list[int], size: int = 4):
     examples = data.train_examples()
-    return [data.batch(examples.subset(slice(a, a + size)), len(widths), examples.longest_history, widths)
+    return [data.plan(examples.subset(slice(a, a + size)), len(widths), examples.longest_history, widths)
             for a in starts]
 
 
 def test_fixed_width_batches_are_captured_and_packed_ones_of_other_sizes_run_eagerly():
-    """Fixed-width batches of other histories share one signature and replay one graph; a packed batch,
+    """Fixed-width batches of other histories share one shape and replay one graph; a packed batch,
     whose sizes follow its histories, is never captured (even as the first full batch) and runs eagerly."""
     model, data, _, _ = tiny()
     examples = data.train_examples()
     widths = [examples.longest_history, examples.longest_history]
-    first, second = fixed_width_batches(data, [0, 4], widths)
-    assert batch_signature(first, 1.0) == batch_signature(second, 1.0)
-    packed = data.batch(examples.subset(slice(0, 4)), 2)
-    assert batch_signature(packed, 1.0) != batch_signature(first, 1.0)
+    first, second = fixed_width_plans(data, [0, 4], widths)
+    assert first.shape == second.shape is not None
+    packed = data.plan(examples.subset(slice(0, 4)), 2)
+    assert packed.shape is None
     steps = []
-    graphed = Recorded(lambda batch, weight: steps.append(len(batch)) or torch.zeros(4), torch.optim.AdamW(
-        model.parameters()), torch.device("cuda"), batch_size=4, warmup=1)
-    for batch in [packed, first, second, packed, first]:
-        graphed(batch, 1.0)
+    graphed = recorded(data, lambda batch, weight: steps.append(len(batch)) or torch.zeros(4), model)
+    for plan in [packed, first, second, packed, first]:
+        graphed(plan, 1.0)
     assert graphed.calls == [("warm-up", 4), ("capture", 4), ("replay", 4)]
     assert graphed.eager_steps == 2 and len(steps) == 5
+    assert graphed.static_batch.layout.fixed_width
 
 
-def test_a_replay_copies_every_tensor_of_the_batch_its_layout_included_into_the_captured_one():
+def test_a_replay_copies_the_plans_index_in_and_launches_the_graph_and_nothing_else():
+    """The graph builds the batch from the captured index: a replay copies the next plan's index into it,
+    sets the learning rates and launches: the host runs a handful of operations, where building the
+    batch outside the graph takes ten times as many."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Operations(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
     model, data, _, _ = tiny()
     examples = data.train_examples()
     widths = examples.subset(slice(0, 8)).group_longest(2)
-    first, second = fixed_width_batches(data, [0, 4], [max(widths)] * 2)
-    assert not torch.equal(first.layout.last, second.layout.last)  # the copy has something to show
-    graphed = GraphedStep(lambda batch, weight: torch.zeros(4), torch.optim.AdamW(model.parameters()),
-                          torch.device("cuda"), batch_size=4)
+    first, second = fixed_width_plans(data, [0, 4], [max(widths)] * 2)
+    assert not torch.equal(first.index(), second.index())  # the copy has something to show
+    optimizer = torch.optim.AdamW(model.parameters())
+    graphed = GraphedStep(lambda batch, weight: torch.zeros(4), data, optimizer, torch.device("cuda"), batch_size=4)
     replayed = []
     graphed.graph = type("Graph", (), {"replay": lambda self: replayed.append(True)})()
-    graphed.static_batch = data.batch(examples.subset(slice(0, 4)), 2, examples.longest_history, [max(widths)] * 2)
-    graphed.static_out = torch.zeros(4)
-    graphed._replay(second)
-    leaves = list(zip(batch_leaves(graphed.static_batch), batch_leaves(second)))
-    assert any(path == "batch.layout.groups[1].key_bias" for (path, _), _ in leaves)
-    for (path, static), (_, value) in leaves:
-        assert torch.equal(static, value) if isinstance(value, torch.Tensor) else static == value, path
+    graphed.static_index, graphed.static_out = first.index(), torch.zeros(4)
+    graphed.lrs = [torch.zeros(()) for _ in optimizer.param_groups]
+    graphed.signature = (second.shape, 1.0)
+    with Operations() as replay:
+        graphed(second, 1.0)
+    assert torch.equal(graphed.static_index, second.index())
     assert replayed == [True] and graphed.replays == 1
+    assert sorted(replay.names) == sorted(["stack", "copy_", "clone", *["fill_"] * len(optimizer.param_groups)])
+    data.build(first)  # the parts its shape alone fixes are built once
+    with Operations() as building:
+        data.build(second)
+    assert len(building.names) > 10 * len(replay.names), building.names
 
 
 def test_a_failed_capture_leaves_training_eager_with_a_warning(capsys):
     class FailingCapture(Recorded):
-        def _capture(self, batch, weight, signature):
+        def _capture(self, plan, weight, signature):
             self.optimizer.param_groups[0]["capturable"] = True  # as a capture sets it before recording
             raise RuntimeError("operation not permitted when stream is capturing")
 
     model, data, _, _ = tiny()
     history_len = data.train_examples().longest_history
     steps = []
-    graphed = FailingCapture(lambda batch, weight: steps.append(len(batch)) or torch.zeros(4), torch.optim.AdamW(
-        model.parameters()), torch.device("cuda"), batch_size=4, warmup=1)
-    for batch in batches(data, [4, 4, 4, 4], history_len):
-        graphed(batch, 1.0)
+    graphed = FailingCapture(lambda batch, weight: steps.append(len(batch)) or torch.zeros(4), data,
+                             torch.optim.AdamW(model.parameters()), torch.device("cuda"), batch_size=4, warmup=1)
+    for plan in plans(data, [4, 4, 4, 4], history_len):
+        graphed(plan, 1.0)
     assert graphed.calls == [("warm-up", 4)]  # one capture tried, then never again
     assert steps == [4, 4, 4, 4] and graphed.eager_steps == 3 and graphed.graph is None
     assert graphed.capture_error == "RuntimeError: operation not permitted when stream is capturing"
@@ -152,21 +184,21 @@ def test_a_compiled_graphed_step_compiles_once_for_its_shape_and_runs_other_shap
     history_len = data.train_examples().longest_history
     sizes = [4, 4, 4, 3, 4]
     if layout == "padded":
-        inputs = batches(data, sizes, history_len)
+        inputs = plans(data, sizes, history_len)
     else:
         examples = data.train_examples()
-        inputs = [data.batch(examples.subset(slice(0, n)), 2, history_len, [history_len] * 2) for n in sizes]
+        inputs = [data.plan(examples.subset(slice(0, n)), 2, history_len, [history_len] * 2) for n in sizes]
     with torch.no_grad():
-        eager_losses = [float(model(batch).loss) for batch in inputs]
+        eager_losses = [float(model(data.build(plan)).loss) for plan in inputs]
     monkeypatch.setattr(runtime, "COMPILE_BACKEND", counting_backend)
     torch._dynamo.reset()
     runtime.compile_model(model, dynamic=False, scope=scope)
     try:
         losses, compiled_after = [], []
-        graphed = Recorded(lambda batch, weight: losses.append(model(batch).loss.item()) or torch.zeros(4),
-                           torch.optim.AdamW(model.parameters()), torch.device("cuda"), batch_size=4, warmup=1)
-        for batch in inputs:
-            graphed(batch, 1.0)
+        graphed = recorded(data, lambda batch, weight: losses.append(model(batch).loss.item()) or torch.zeros(4),
+                           model)
+        for plan in inputs:
+            graphed(plan, 1.0)
             compiled_after.append(len(compiled_graphs))
     finally:
         runtime.uncompile_model(model)
@@ -288,11 +320,10 @@ def test_after_a_failed_capture_full_batches_run_the_compiled_kernels_and_others
     monkeypatch.setattr(torch.compiler, "set_stance", Stance)
     model, data, _, _ = tiny()
     history_len = data.train_examples().longest_history
-    graphed = Recorded(lambda batch, weight: torch.zeros(4), torch.optim.AdamW(model.parameters()),
-                       torch.device("cuda"), batch_size=4, warmup=1)
+    graphed = recorded(data, lambda batch, weight: torch.zeros(4), model)
     graphed.capture_error = "RuntimeError: failed"
-    for batch in batches(data, [4, 3, 4], history_len):
-        graphed(batch, 1.0)
+    for plan in plans(data, [4, 3, 4], history_len):
+        graphed(plan, 1.0)
     assert stances == ["force_eager"] and graphed.eager_steps == 3 and graphed.calls == []
 
 
@@ -300,12 +331,12 @@ def test_reset_forgets_the_graph_and_warms_up_again():
     """After a checkpoint replaces the optimiser's state, the next full batches warm up and capture anew."""
     model, data, _, _ = tiny()
     history_len = data.train_examples().longest_history
-    graphed = Recorded(lambda batch, weight: torch.zeros(4), torch.optim.AdamW(model.parameters()),
-                       torch.device("cuda"), batch_size=4, warmup=1)
-    for batch in batches(data, [4, 4, 4], history_len):
-        graphed(batch, 1.0)
+    graphed = recorded(data, lambda batch, weight: torch.zeros(4), model)
+    for plan in plans(data, [4, 4, 4], history_len):
+        graphed(plan, 1.0)
     graphed.reset()
-    assert graphed.graph is None and graphed.static_batch is None and graphed.warmup_left == 1
-    for batch in batches(data, [4, 4], history_len):
-        graphed(batch, 1.0)
+    assert graphed.graph is None and graphed.static_batch is None and graphed.static_index is None
+    assert graphed.warmup_left == 1
+    for plan in plans(data, [4, 4], history_len):
+        graphed(plan, 1.0)
     assert graphed.calls == [("warm-up", 4), ("capture", 4), ("replay", 4), ("warm-up", 4), ("capture", 4)]

@@ -380,6 +380,20 @@ def test_a_fixed_width_batch_gives_the_padded_losses_and_gradients(method):
     assert_same_losses_and_gradients((model, data.batch(examples)), (model, fixed))
 
 
+def test_a_batch_plan_refuses_group_widths_its_histories_exceed_before_anything_reaches_the_device():
+    _, data, _, _ = tiny()
+    examples = data.train_examples()
+    longest = examples.group_longest(3)
+    with pytest.raises(ValueError, match=f"length group 1's longest history .{longest[1]}. exceeds its width"):
+        data.plan(examples, 3, group_widths=[longest[0], longest[1] - 1, longest[2]])
+    with pytest.raises(ValueError, match="of 3 groups needs 3 widths"):
+        data.plan(examples, 3, group_widths=longest[:2])
+    with pytest.raises(ValueError, match="group_widths need packing_groups"):
+        data.plan(examples, 0, group_widths=longest)
+    plan = data.plan(examples, 3, group_widths=longest)
+    assert plan.shape.group_widths == tuple(longest) and plan.history_len == longest[0]
+
+
 def test_group_widths_are_each_groups_longest_over_the_full_batches_of_the_first_epochs():
     _, data, _, _ = tiny()
     examples = data.train_examples()

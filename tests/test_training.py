@@ -322,9 +322,7 @@ def test_a_checkpoint_of_a_gpu_run_with_cuda_graphs_resumes_on_a_cpu(tmp_path):
 def test_a_graphed_steps_batches_are_fixed_width_where_their_histories_fit(tmp_path):
     """`trainer.cuda_graphs` with a packing model (a GPU run; its batches are built alike on a CPU): the
     group widths come from the run's own batch order without drawing from it, every full batch of the
-    first epoch then has one signature, and a batch that exceeds the widths is packed as usual."""
-    from src.cuda_graph import batch_signature, graphable
-
+    first epoch then has one fixed shape, and a batch that exceeds the widths is packed as usual."""
     trainer = experiment(tmp_path).trainer
     before = trainer.generator.get_state()
     widths = trainer._group_widths()
@@ -333,20 +331,21 @@ def test_a_graphed_steps_batches_are_fixed_width_where_their_histories_fit(tmp_p
     trainer.history_len, trainer.group_widths = trainer.examples.longest_history, widths
     full = [chunk for chunk in trainer.data.shuffled(trainer.examples, trainer.batch_size, trainer.generator)
             if len(chunk) == trainer.batch_size]
-    batches = [trainer._batch(chunk) for chunk in full]
-    assert len(batches) > 1 and all(graphable(b) and b.layout.fixed_width for b in batches)
-    assert len({batch_signature(b, 1.0) for b in batches}) == 1
-    small = trainer._batch(full[0].subset(slice(0, 2)))  # fewer examples than groups: packed, as eager
-    assert small.layout is not None and not graphable(small) and len(small) == 2
+    plans = [trainer._plan(chunk) for chunk in full]
+    assert len(plans) > 1 and len({plan.shape for plan in plans}) == 1 and plans[0].shape is not None
+    assert all(trainer.data.build(plan).layout.fixed_width for plan in plans[:2])
+    small = trainer._plan(full[0].subset(slice(0, 2)))  # fewer examples than groups: packed, as eager
+    assert small.shape is None and not trainer.data.build(small).layout.fixed_width and len(small) == 2
     trainer.group_widths = [1] * len(widths)
-    batch = trainer._batch(full[0])
-    assert batch.layout is not None and not graphable(batch)
+    plan = trainer._plan(full[0])
+    assert plan.shape is None and not trainer.data.build(plan).layout.fixed_width
 
 
 def emulate_cuda_graphs_on_the_cpu(monkeypatch) -> None:
     """`trainer.cuda_graphs` on the CPU, with a graph's one property that matters to the trainer: a replay
-    runs the captured step on the captured batch's tensors, which each replay overwrites in place (a
-    tensor the replay forgot to copy would keep its captured values)."""
+    runs what was captured (building the batch from the captured index, and the step on it) on the
+    captured tensors, which each replay overwrites in place (an input the replay forgot to copy would
+    keep its captured values)."""
     import src.cuda_graph as cuda_graph
 
     class Replayed:
@@ -358,8 +357,8 @@ def emulate_cuda_graphs_on_the_cpu(monkeypatch) -> None:
 
     init = cuda_graph.GraphedStep.__init__
 
-    def cpu_init(self, step, optimizer, device, *args, **kwargs):
-        init(self, step, optimizer, torch.device("cuda"), *args, **kwargs)
+    def cpu_init(self, step, data, optimizer, device, *args, **kwargs):
+        init(self, step, data, optimizer, torch.device("cuda"), *args, **kwargs)
         self.device = device
 
     monkeypatch.setattr(Trainer, "_uses_cuda_graphs", lambda self: self.cfg.cuda_graphs)
@@ -449,7 +448,7 @@ def test_a_training_step_never_makes_the_host_wait_for_the_device(tmp_path, meth
     exp = experiment(tmp_path, f"method={method}")
     trainer = exp.trainer
     chunk = next(iter(exp.data.shuffled(trainer.examples, trainer.batch_size, torch.Generator().manual_seed(0))))
-    batch = trainer._batch(chunk)
+    batch = trainer.data.build(trainer._plan(chunk))
     assert batch.layout is not None  # packed, the compact T5's default
     for group in trainer.optimizer.param_groups:  # fused, as on a GPU (the CPU's loop reads each step count)
         group["fused"] = True
