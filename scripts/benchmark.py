@@ -325,6 +325,22 @@ def train_step_seconds(exp, batch_size: int, args, device: torch.device) -> tupl
             timed(lambda: trainer.train_step(next(chunks)), args.steps, device))
 
 
+def host_step_seconds(exp, batch_size: int, args, device: torch.device) -> list[float]:
+    """Seconds the host spends in each of `args.steps` training steps when nothing waits for the device
+    between them (as in a run): for a replayed step, planning its batch, copying its index in and launching
+    the graph. Below the step's device time (`train_ms_*`), the host never starves the device."""
+    trainer = exp.trainer
+    chunks = iter(exp.data.shuffled(trainer.examples, batch_size, torch.Generator().manual_seed(1)))
+    sync(device)
+    seconds = []
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        trainer.train_step(next(chunks))
+        seconds.append(time.perf_counter() - start)
+    sync(device)
+    return seconds
+
+
 def bench_method(args, work, method: str, split, sids, embeddings, device, results: dict,
                  variants: tuple[str, ...] = ("compact", "transformers")) -> None:
     """Training step and evaluation of `variants` (VARIANT_SUFFIX) side by side, on the same weights,
@@ -389,6 +405,8 @@ def bench_training(exps: dict, name: str, batch_size: int, args, device: torch.d
         results[f"train_tokens_per_s_{name}{suffix}"] = tokens / step_s
         results[f"train_tflops_{name}{suffix}"] = flops / step_s / 1e12
         if isinstance(run.trainer.step, GraphedStep):  # how many of its steps replayed, and the shapes
+            results[f"train_host_ms_{name}{suffix}"] = statistics.median(
+                host_step_seconds(run, batch_size, args, device)) * 1000
             graph_counts(run.trainer, f"{name}{suffix}", results)
         first = next(iter(run.data.shuffled(run.trainer.examples, batch_size, torch.Generator().manual_seed(0))))
         results[f"profile_train_{name}{suffix}"] = profiled(functools.partial(run.trainer.train_step, first), device)

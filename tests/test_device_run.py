@@ -353,3 +353,12 @@ def test_report_counts_only_vouched_figures_against_the_targets(tmp_path):
     assert any(r.startswith("| TIGER training step") and "50.00 ms (compact) | not met (8.3× the target)" in r
                for r in rows)
     assert any(r.startswith("| RQ-VAE") and "400.0 s (eager;" in r for r in rows)
+
+
+def test_report_shows_the_hosts_part_of_a_graphed_step_beside_its_time():
+    from report import step_variants_table
+
+    text = step_variants_table({"train_ms_tiger": 50.0, "train_ms_liger": 60.0, "train_ms_tiger_graphed": 5.0,
+                                "train_ms_liger_graphed": 6.0, "train_host_ms_tiger_graphed": 0.25})
+    assert "| compact | 50.00 | 60.00 |" in text
+    assert "| graphed | 5.00 (host 0.25) | 6.00 |" in text

@@ -494,7 +494,8 @@ def test_the_benchmark_reports_a_graphs_replays_and_the_positions_its_batches_co
 def test_the_benchmark_profiles_a_graphed_step_unrolled_too(tmp_path, monkeypatch):
     """A graph's replay shows its kernels but no operator that launched them: the benchmark also profiles
     the captured step run eagerly on the captured batch (`profile_train_*_graphed_unrolled`), where a GPU
-    profile's `ops` trace the kernels to their operators and shapes."""
+    profile's `ops` trace the kernels to their operators and shapes; and it times the host's part of a
+    graphed step (`train_host_ms_*`)."""
     import argparse
 
     benchmark = benchmark_script()
@@ -504,6 +505,7 @@ def test_the_benchmark_profiles_a_graphed_step_unrolled_too(tmp_path, monkeypatc
     results = {}
     benchmark.bench_training({"graphed": exp}, "liger", exp.trainer.batch_size, args, torch.device("cpu"), results)
     assert results["train_graph_replays_liger_graphed"] > 0
+    assert results["train_host_ms_liger_graphed"] > 0  # the host's part of a step (here the emulated replay's too)
     unrolled = results["profile_train_liger_graphed_unrolled"]
     assert "error" not in unrolled and unrolled["launches"] > 100
     assert any(entry["name"] == "aten::mm" for entry in unrolled["top"])  # operators, not one graph launch

@@ -188,11 +188,17 @@ def targets_table(call: Call) -> str:
 
 
 def step_variants_table(bench: dict) -> str:
+    """The step time of each variant; for a graphed one also the host's part of a step (`train_host_ms_*`)."""
+    def cell(name: str, suffix: str) -> str:
+        host = bench.get(f"train_host_ms_{name}{suffix}")
+        host_part = f" (host {number(host, 2)})" if isinstance(host, (int, float)) else ""
+        return number(bench.get(f"train_ms_{name}{suffix}"), 2) + host_part
+
     rows = []
     for variant, suffix in VARIANT_SUFFIX.items():
         times = [bench.get(f"train_ms_{name}{suffix}") for name in METHODS]
         if any(isinstance(t, (int, float)) for t in times):
-            rows.append([variant, *(number(t, 2) for t in times)])
+            rows.append([variant, *(cell(name, suffix) for name in METHODS)])
     errors = {k: v for k, v in bench.items() if "error" in k}
     text = table(["training step (ms)", *(name.upper() for name in METHODS)], rows) if rows else ""
     return text + "".join(f"\n- `{k}`: {v}" for k, v in errors.items())
