@@ -10,8 +10,9 @@ update replay as one launch. A graph replays fixed shapes at fixed addresses, so
   history_len=...)`), or in length groups of fixed widths (`group_widths`: sorted by history length,
   each group padded to a width that held every batch of the run's first epochs);
 - the graph also builds the batch on the device (gathering histories and tokens, laying out the groups)
-  from the examples' (2, B) index alone: a replay copies that index in and launches, so the host does
-  a few operations a step instead of a batch's hundred-odd (`SequenceData.fixed_batch`);
+  from the examples' (2, B) index alone (`SequenceData.fixed_batch`): a replay copies that index in and
+  launches, where the host would otherwise build each batch (on Beauty 72 operator calls) and copy its
+  18 tensors into the captured ones;
 - the learning rate the scheduler sets on the host is copied into a device tensor the captured AdamW
   reads (the optimiser's `capturable` mode), so the schedule goes on as in an eager run;
 - a batch of another shape (the epoch's last, smaller one; a batch whose histories exceed the group
@@ -103,8 +104,8 @@ class GraphedStep:
     replayed from one CUDA graph for plans of `batch_size` examples whose sizes the config fixes
     (`BatchPlan.shape`), eager (the batch built by `data`) for any other plan, and for every plan after a
     failed capture (`capture_error`). The graph also builds the batch, from the plan's (2, B) index
-    alone (`SequenceData.fixed_batch`): a replay copies that index in and launches the graph, nothing
-    else. `optimizer` is the AdamW that `step` updates (made capturable when the graph is captured).
+    alone (`SequenceData.fixed_batch`): a replay copies that index in, sets the learning rate and
+    launches the graph. `optimizer` is the AdamW that `step` updates (made capturable when the graph is captured).
     Counts: `replays`, `eager_steps`."""
 
     def __init__(self, step: StepFn, data: SequenceData, optimizer: torch.optim.Optimizer, device: torch.device,
