@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from src.cuda_graph import GraphedStep
 from src.data import SequenceData
@@ -111,8 +113,6 @@ def test_a_replay_copies_the_plans_index_in_and_launches_the_graph_and_nothing_e
     """The graph builds the batch from the captured index: a replay copies the next plan's index into it,
     sets the learning rates and launches: the host runs a handful of operations, where building the
     batch outside the graph takes ten times as many."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
     class Operations(TorchDispatchMode):
         def __init__(self):
             super().__init__()
@@ -340,3 +340,47 @@ def test_reset_forgets_the_graph_and_warms_up_again():
     for plan in plans(data, [4, 4], history_len):
         graphed(plan, 1.0)
     assert graphed.calls == [("warm-up", 4), ("capture", 4), ("replay", 4), ("warm-up", 4), ("capture", 4)]
+
+
+class HostTensors(TorchDispatchMode):
+    """Records the operators that take a tensor on the CPU."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        tensors = [a for a in tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
+        if any(t.device.type == "cpu" for t in tensors):
+            self.ops.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("packing_groups", [3, 0])
+@pytest.mark.parametrize("user_tokens", [0, 2000])
+def test_a_fixed_shape_batch_is_built_from_its_index_by_device_operations_alone(packing_groups, user_tokens):
+    """What a graph captures of the batch: on the meta device (shapes, no values), building it from its
+    index must not touch a host tensor (a copy from the host cannot be captured) nor read a value back (a
+    host wait fails a capture); and the meta batch has the shapes of the batch built on the CPU."""
+    from src.vocabulary import Vocabulary
+
+    _, data, vocab, split = tiny()
+    vocab = Vocabulary(vocab.item_codes, vocab.level_sizes, user_tokens)
+    cpu, meta = SequenceData(split, vocab, torch.device("cpu")), SequenceData(split, vocab, torch.device("meta"))
+    examples = data.train_examples().subset(slice(0, 7))
+    widths = examples.group_longest(packing_groups) if packing_groups else None
+    plan = cpu.plan(examples, packing_groups, examples.longest_history + 1, widths)
+    assert plan.shape is not None
+    meta.fixed_parts(plan.shape) if widths else None  # built once, before any capture (it copies from the host)
+    index = plan.index().to("meta")
+    with HostTensors() as host:
+        built = meta.fixed_batch(index, plan.shape)
+    assert host.ops == []  # not even a copy to the device
+    expected = cpu.build(plan)
+    for name, value in vars(expected).items():
+        if isinstance(value, torch.Tensor):
+            assert getattr(built, name).device.type == "meta" and getattr(built, name).shape == value.shape, name
+    assert (built.layout is None) == (expected.layout is None) == (packing_groups == 0)
+    if widths:
+        assert [g.span for g in built.layout.groups] == [g.span for g in expected.layout.groups]
+        assert built.layout.last.shape == expected.layout.last.shape and built.layout.last.device.type == "meta"
