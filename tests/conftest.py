@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from torch.utils._python_dispatch import TorchDispatchMode
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_RAW = Path(os.environ.get("LIGER_SHARED_RAW", REPO.parent / "shared" / "data" / "raw"))
@@ -52,22 +53,26 @@ HOST_WAITS = frozenset({"_local_scalar_dense", "nonzero", "bincount", "unique_di
                         "is_nonzero", "equal"})
 
 
+class RecordedOperations(TorchDispatchMode):
+    """The operators called while it is entered, by name in call order (`names`), recorded at the
+    dispatcher; with `keep`, only the calls whose (args, kwargs) it accepts."""
+
+    def __init__(self, keep=None):
+        super().__init__()
+        self.names: list[str] = []
+        self.keep = keep
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if self.keep is None or self.keep(args, kwargs):
+            self.names.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
 def host_waits(fn) -> tuple[set[str], object]:
     """(the operations of HOST_WAITS that fn() called, its result), recorded at the dispatcher, so that a
     CPU test shows what would synchronise a GPU; raises if fn called no operation at all."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Recorder(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.ops: set[str] = set()
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.ops.add(func.overloadpacket.__name__)
-            return func(*args, **(kwargs or {}))
-
-    with Recorder() as recorder:
+    with RecordedOperations() as recorder:
         result = fn()
-    if not recorder.ops:
+    if not recorder.names:
         raise AssertionError("no operation was recorded")
-    return recorder.ops & HOST_WAITS, result
+    return set(recorder.names) & HOST_WAITS, result

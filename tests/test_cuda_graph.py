@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from conftest import RecordedOperations
 from src.cuda_graph import GraphedStep
 from src.data import SequenceData
 from test_model import tiny
@@ -113,15 +113,6 @@ def test_a_replay_copies_the_plans_index_in_and_launches_the_graph_and_nothing_e
     """The graph builds the batch from the captured index: a replay copies the next plan's index into it,
     sets the learning rates and launches: the host runs a handful of operations, where building the
     batch outside the graph takes ten times as many."""
-    class Operations(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.names = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.names.append(func.overloadpacket.__name__)
-            return func(*args, **(kwargs or {}))
-
     model, data, _, _ = tiny()
     examples = data.train_examples()
     widths = examples.subset(slice(0, 8)).group_longest(2)
@@ -134,13 +125,13 @@ def test_a_replay_copies_the_plans_index_in_and_launches_the_graph_and_nothing_e
     graphed.static_index, graphed.static_out = first.index(), torch.zeros(4)
     graphed.lrs = [torch.zeros(()) for _ in optimizer.param_groups]
     graphed.signature = (second.shape, 1.0)
-    with Operations() as replay:
+    with RecordedOperations() as replay:
         graphed(second, 1.0)
     assert torch.equal(graphed.static_index, second.index())
     assert replayed == [True] and graphed.replays == 1
     assert sorted(replay.names) == sorted(["stack", "copy_", "clone", *["fill_"] * len(optimizer.param_groups)])
     data.build(first)  # the parts its shape alone fixes are built once
-    with Operations() as building:
+    with RecordedOperations() as building:
         data.build(second)
     assert len(building.names) > 10 * len(replay.names), building.names
 
@@ -342,18 +333,9 @@ def test_reset_forgets_the_graph_and_warms_up_again():
     assert graphed.calls == [("warm-up", 4), ("capture", 4), ("replay", 4), ("warm-up", 4), ("capture", 4)]
 
 
-class HostTensors(TorchDispatchMode):
-    """Records the operators that take a tensor on the CPU."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        tensors = [a for a in tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
-        if any(t.device.type == "cpu" for t in tensors):
-            self.ops.append(func.overloadpacket.__name__)
-        return func(*args, **(kwargs or {}))
+def on_the_host(args, kwargs) -> bool:
+    """Whether an operator's call takes a tensor on the CPU."""
+    return any(isinstance(a, torch.Tensor) and a.device.type == "cpu" for a in tree_leaves((args, kwargs)))
 
 
 @pytest.mark.parametrize("packing_groups", [3, 0])
@@ -373,9 +355,9 @@ def test_a_fixed_shape_batch_is_built_from_its_index_by_device_operations_alone(
     assert plan.shape is not None
     meta.fixed_parts(plan.shape) if widths else None  # built once, before any capture (it copies from the host)
     index = plan.index().to("meta")
-    with HostTensors() as host:
+    with RecordedOperations(keep=on_the_host) as host:
         built = meta.fixed_batch(index, plan.shape)
-    assert host.ops == []  # not even a copy to the device
+    assert host.names == []  # not even a copy to the device
     expected = cpu.build(plan)
     for name, value in vars(expected).items():
         if isinstance(value, torch.Tensor):

@@ -178,16 +178,7 @@ def test_padding_every_group_is_one_operation_whose_backward_is_a_few_kernels(wi
     gather per group would write a zero gradient of the whole stream for each group and add them up (with
     4 groups, about ten kernels more for each use in a graphed step on a GPU). `unpad`, back to the
     stream, is one operation too. The groups still get their own tokens (the tests above)."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Ops(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.names = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.names.append(func.overloadpacket.__name__)
-            return func(*args, **(kwargs or {}))
+    from conftest import RecordedOperations as Ops
 
     layout = PackedLayout.from_lengths(LENGTHS, 3, CPU, widths=widths)
     tokens = sum(g.span[1] * g.span[2] for g in layout.groups) if widths else int(LENGTHS.sum())
