@@ -81,8 +81,8 @@ def compiled_units(model: torch.nn.Module, scope: str) -> list[torch.nn.Module]:
     """The modules `compile_model` compiles: the model ("model"), or ("blocks") the outermost of its
     modules whose class sets `compile_block = True` (the model itself where it has none). Blocks of one
     class share their code, so each kind of block compiles once per shape and the others reuse it
-    (PyTorch's "regional compilation"), in a fraction of the whole model's compile time (README,
-    "Compilation and CUDA graphs")."""
+    (PyTorch's "regional compilation"), in a fraction of the whole model's compile time
+    (docs/speed.md)."""
     if scope not in ("model", "blocks"):
         raise ValueError(f"compile scope must be 'model' or 'blocks', got {scope!r}")
     return [model] if scope == "model" else outermost_blocks(model) or [model]
