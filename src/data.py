@@ -145,7 +145,7 @@ class SequenceData:
         self.token_table = vocab.token_table().to(device)  # (n_items + 1, T), row 0 (no item) = padding
         self.device = device
         self.split = split
-        self._fixed: dict[FixedShape, tuple] = {}  # fixed_parts, by shape
+        self._fixed: dict[FixedShape, tuple[FixedWidthGrid, FixedWidthGrid]] = {}  # fixed_parts, by shape
 
     # -- examples of each split -------------------------------------------------------------
 
@@ -237,27 +237,25 @@ class SequenceData:
         batch = self._laid_out(self._histories(users, lengths, shape.history_len), users, self.matrix[users, lengths])
         if shape.group_widths is None:
             return batch
-        grid, item_rows, item_slots, item_starts = self.fixed_parts(shape)
-        layout = grid.layout(lengths * self.vocab.tokens_per_item + self.vocab.has_user_tokens)
-        return dataclasses.replace(batch, layout=layout, history_items=batch.history[item_rows, item_slots],
-                                   history_starts=item_starts)
+        tokens, items = self.fixed_parts(shape)
+        layout = tokens.layout(lengths * self.vocab.tokens_per_item + self.vocab.has_user_tokens)
+        return dataclasses.replace(batch, layout=layout, history_items=batch.history[items.rows, items.positions],
+                                   history_starts=items.starts)
 
-    def fixed_parts(self, shape: FixedShape) -> tuple[FixedWidthGrid, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """What a fixed-width `shape` alone determines, on the device, built at its first use: the layout's
-        grid (src/t5.py) and where each row's history slots lie in the history item stream (rows, slots
-        (N,), starts (B,)). Building it copies from the host, which a CUDA graph's capture cannot do."""
+    def fixed_parts(self, shape: FixedShape) -> tuple[FixedWidthGrid, FixedWidthGrid]:
+        """What a fixed-width `shape` alone determines, on the device, built at its first use: the grid of
+        the encoder tokens' layout and that of the history item stream (each row's first W_g slots; its
+        `positions` are the slots), src/t5.py. Building them copies from the host, which a CUDA graph's
+        capture cannot do."""
         if shape not in self._fixed:
             if self.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
                 raise RuntimeError(f"the fixed parts of {shape} are built while a CUDA graph is being captured; "
                                    "build a batch of this shape before capturing")
             per_item, user = self.vocab.tokens_per_item, self.vocab.has_user_tokens
             sizes = [b - a for a, b in itertools.pairwise(group_bounds(shape.size, shape.packing_groups))]
-            grid = FixedWidthGrid.of(sizes, [w * per_item + user for w in shape.group_widths], self.device)
-            taken = torch.repeat_interleave(torch.tensor(shape.group_widths), torch.tensor(sizes))  # (B,) slots
-            starts = taken.cumsum(0) - taken
-            rows = torch.repeat_interleave(torch.arange(len(taken)), taken)
-            slots = torch.arange(len(rows)) - starts.repeat_interleave(taken)
-            self._fixed[shape] = (grid, *(to_device_async(t, self.device) for t in (rows, slots, starts)))
+            self._fixed[shape] = (FixedWidthGrid.of(sizes, [w * per_item + user for w in shape.group_widths],
+                                                    self.device),
+                                  FixedWidthGrid.of(sizes, shape.group_widths, self.device))
         return self._fixed[shape]
 
     def history_batch(self, history: torch.Tensor, user: int = 0, packing_groups: int = 0) -> Batch:
