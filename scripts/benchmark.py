@@ -31,8 +31,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts" / "device"))
 
 import torch  # noqa: E402
+from planning import EAGER_RQVAE, RQVAE_MODES  # noqa: E402
 
-from device_run import EAGER_RQVAE, RQVAE_MODES  # noqa: E402
 from ID_generation.embeddings import EncoderUnavailableError, encode_texts, load_encoder  # noqa: E402
 from ID_generation.preprocessing import leave_one_out, preprocess  # noqa: E402
 from ID_generation.rqvae.model import RQVAE  # noqa: E402
@@ -80,6 +80,9 @@ def timed(fn, repeats: int, device: torch.device) -> list[float]:
     return out
 
 
+PROFILING = {"on": True}  # --quick: no profiles (each costs a run of the profiled call)
+
+
 def profiled(fn, device: torch.device, top: int = 16) -> dict:
     """Where one call of fn spends its time (torch.profiler), to tell launch-bound from compute-bound:
     `wall_ms`, `busy_ms` (on a GPU the kernels' time, on a CPU the operators' self time), `launches`
@@ -88,6 +91,8 @@ def profiled(fn, device: torch.device, top: int = 16) -> dict:
     time, by input shapes (`shapes`), with their kernels' `launches`, so a kernel is traced to the code
     that launched it (none for a CUDA graph's replay, whose kernels no operator launches). The
     profiler's own overhead inflates `wall_ms`. A profiler failure is recorded as `error`."""
+    if not PROFILING["on"]:
+        return {"skipped": "--quick"}
     try:
         return profile_of(fn, device, top)
     except Exception as exc:  # noqa: BLE001  a diagnostic: it never costs a measured figure
@@ -254,6 +259,7 @@ VARIANT_SUFFIX = {"compact": "", "transformers": "_transformers", "padded": "_pa
 GRAPHED = ("graphed", "graphed_padded", "graphed_tf32", "compiled_graphed")
 COMPILED = ("compiled_graphed", "compiled_blocks", "compiled_model")  # compiled whatever the device
 STAGES = ("encoder", "rqvae", "train", "eval")
+METHODS = {"tiger": "base", "liger": "setting"}  # the benchmark's models: the method config each times
 
 
 def fresh_inductor_cache():
@@ -313,16 +319,24 @@ def graph_counts(trainer, key: str, results: dict) -> None:
         results[f"train_group_widths_{key}"] = list(trainer.group_widths)
 
 
+def epochs_of_batches(exp, batch_size: int, generator: torch.Generator):
+    """The training batches, epoch after epoch (a small dataset runs out before the timed steps do)."""
+    while True:
+        yield from exp.data.shuffled(exp.trainer.examples, batch_size, generator)
+
+
 def train_step_seconds(exp, batch_size: int, args, device: torch.device) -> tuple[float, list[float]]:
     """(seconds of the warm-up steps, which include compiling or capturing a CUDA graph, seconds of each
     timed training step after them): the run's own step (`Trainer.train_step`: the batch, forward,
     backward, clipping, AdamW, the scheduler)."""
     trainer = exp.trainer
-    chunks = iter(exp.data.shuffled(trainer.examples, batch_size, torch.Generator().manual_seed(0)))
+    chunks = epochs_of_batches(exp, batch_size, torch.Generator().manual_seed(0))
     # a CUDA graph is captured after its eager warm-up steps: those count as warm-up here
     warmup = args.warmup + (trainer.step.warmup_left + 1 if isinstance(trainer.step, GraphedStep) else 0)
-    return (sum(timed(lambda: trainer.train_step(next(chunks)), warmup, device)),
-            timed(lambda: trainer.train_step(next(chunks)), args.steps, device))
+    warmup_s = sum(timed(lambda: trainer.train_step(next(chunks)), warmup, device))
+    if args.start_at is not None:  # timed at the same moment as another benchmark's steps (two runs at once)
+        time.sleep(max(0.0, args.start_at - time.time()))
+    return warmup_s, timed(lambda: trainer.train_step(next(chunks)), args.steps, device)
 
 
 def host_step_seconds(exp, batch_size: int, args, device: torch.device) -> list[float]:
@@ -478,6 +492,18 @@ def main() -> None:
                         help="also time the compact (packed) step compiled with each comma-separated "
                              "trainer.compile_scope (blocks, model), on any device, its compile time in the "
                              "warm-up: `train_ms_*_compiled_{scope}`, `train_warmup_s_*_compiled_{scope}`")
+    parser.add_argument("--variants", type=lambda text: text.split(","), default=list(VARIANT_SUFFIX),
+                        help="comma-separated training variants to time (default: every one this device runs; "
+                             "evaluation is timed on the compact and transformers variants named); "
+                             f"of {','.join(VARIANT_SUFFIX)}")
+    parser.add_argument("--methods", type=lambda text: text.split(","), default=["tiger", "liger"],
+                        help="comma-separated models to time, of tiger,liger (default both)")
+    parser.add_argument("--start-at", type=float, default=None, metavar="UNIX_TIME",
+                        help="after the warm-up, wait until this moment to time the training steps (and time 200): "
+                             "two benchmarks started together time their steps side by side")
+    parser.add_argument("--quick", action="store_true",
+                        help="what a GPU call's plan needs, within a minute: 10 timed steps, 1,024 evaluation "
+                             "sequences, no profiles")
     parser.add_argument("--only", type=lambda text: set(text.split(",")), default=set(STAGES),
                         help=f"comma-separated stages to measure, of {','.join(STAGES)} (default: all; "
                              "preprocessing always runs)")
@@ -488,12 +514,22 @@ def main() -> None:
     if not args.only <= set(STAGES):
         parser.error(f"--only: unknown stage(s) {', '.join(sorted(args.only - set(STAGES)))}; "
                      f"choose from {', '.join(STAGES)}")
+    for name, given, known in (("--variants", args.variants, VARIANT_SUFFIX), ("--methods", args.methods, METHODS)):
+        if not set(given) <= set(known):
+            parser.error(f"{name}: unknown {', '.join(sorted(set(given) - set(known)))}; choose from {','.join(known)}")
+    methods = [METHODS[name] for name in args.methods]
     device = resolve_device(0)
     cpu = device.type == "cpu"
     args.data = args.data or ("beauty" if (Path(args.raw) / "amazon" / "reviews_Beauty_5.json.gz").exists()
                               else "generated")
     args.steps, args.warmup = (3, 1) if args.tiny else (5, 2) if cpu else (30, 5)
+    if args.start_at is not None:
+        args.steps = 200
     args.eval_examples = 64 if args.tiny else 256 if cpu else 4096
+    if args.quick:  # what a plan needs, soon: fewer repeats and examples, no profiles
+        args.steps, args.warmup, args.eval_examples = min(args.steps, 10), min(args.warmup, 2), min(args.eval_examples,
+                                                                                                     1024)
+        PROFILING["on"] = False
     results = {"device": torch.cuda.get_device_name(device) if not cpu else platform.processor() or "cpu",
                "torch": torch.__version__, "data": "tiny" if args.tiny else args.data,
                "date": time.strftime("%Y-%m-%d")}
@@ -514,12 +550,13 @@ def main() -> None:
         codebook = cfg.rqvae.code_book_size
         codes = torch.randint(0, codebook, (len(data.item_texts), 3), generator=inputs).numpy()
         sids = SemanticIds.from_rqvae_codes(codes, codebook)
-        for method in ("base", "setting") if args.only & {"train", "eval"} else ():
-            bench_method(args, work, method, split, sids, embeddings, device, results,
-                         ("compact", "transformers") if cpu else ("compact", "transformers", "padded"))
+        eager = [v for v in (("compact", "transformers") if cpu else ("compact", "transformers", "padded"))
+                 if v in args.variants]
+        for method in methods if args.only & {"train", "eval"} and eager else ():
+            bench_method(args, work, method, split, sids, embeddings, device, results, tuple(eager))
             save()
         for variant in (f"compiled_{scope}" for scope in args.compile_scopes):
-            for method in ("base", "setting") if "train" in args.only else ():
+            for method in methods if "train" in args.only else ():
                 torch._dynamo.reset()
                 with fresh_inductor_cache():  # as on a fresh machine: the warm-up holds the whole compile time
                     bench_method(args, work, method, split, sids, embeddings, device, results, variants=(variant,))
@@ -532,7 +569,7 @@ def main() -> None:
         # both methods' graphed steps before either compiles, so that a long compilation costs no other figure
         for variant in ("graphed", "graphed_padded", "graphed_tf32",
                         *(["compiled_graphed"] if args.compile_graphed else [])):
-            for method in ("base", "setting") if not cpu and "train" in args.only else ():
+            for method in methods if not cpu and "train" in args.only and variant in args.variants else ():
                 bench_method(args, work, method, split, sids, embeddings, device, results, variants=(variant,))
                 save()
                 gc.collect()  # the trainer and its graph hold each other: free the graph's memory pool now

@@ -141,6 +141,10 @@ class RQVAEConfig:
     # the float32 products of training and coding (src/runtime.py, float32_matmul_precision)
     float32_matmul_precision: str = key(choices=FLOAT32_MATMUL_PRECISIONS)
     cache_dir: Path
+    # the semantic IDs in one portable file (ID_generation/rqvae/codes_file.py), a relative path taken from
+    # the folder the run starts in (as cache_dir): read, without training, where it exists; written after
+    # the stage where it does not. None: the cache alone
+    codes_file: Path | None
 
 
 @dataclass(frozen=True)

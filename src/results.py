@@ -204,7 +204,8 @@ def override_text(value: Any) -> str:
 
 def _ignored(key: str) -> bool:
     last = key.rsplit(".", 1)[-1]
-    return key in IGNORED_SETTINGS or key.startswith(IGNORED_SECTIONS) or last.endswith("_path") or last == "cache_dir"
+    return (key in IGNORED_SETTINGS or key.startswith(IGNORED_SECTIONS) or last.endswith("_path")
+            or last in ("cache_dir", "codes_file"))
 
 
 def group_runs(runs: Sequence[Run]) -> list[Group]:

@@ -184,12 +184,21 @@ class Trainer:
                            sum(self.validation_s) / len(self.validation_s) if self.validation_s else None)
 
     def how_steps_ran(self) -> dict[str, int | str]:
-        """For the run's metrics: whether the model ran compiled (and why not, where compiling failed), and
+        """For the run's metrics: the schedule planned (steps, warm-up, scheduler, peak rate), how the steps
+        ran (`train/step_mode`), whether the model ran compiled (and why not, where compiling failed), and
         with `cuda_graphs` this process's replayed and eager steps (and why capturing failed, where it did)."""
-        ran: dict[str, int | str] = {"train/compiled": int(self.compiled)}
+        graphed = isinstance(self.step, GraphedStep)
+        mode = ("compiled_graphs" if self.compiled else "cuda_graphs") if graphed else \
+            "compiled" if self.compiled else "eager"
+        ran: dict[str, int | str] = {
+            "train/steps_planned": self.cfg.steps, "train/warmup_steps": self.cfg.warmup_steps,
+            "train/scheduler": self.cfg.scheduler, "train/peak_lr": self.cfg.lr,
+            # how the step ran: eager, compiled, cuda_graphs or compiled_graphs; _padded: on padded batches
+            "train/step_mode": mode + ("_padded" if self.packing_groups == 0 else ""),
+            "train/compiled": int(self.compiled)}
         if self.compile_error:
             ran["train/compile_error"] = self.compile_error
-        if isinstance(self.step, GraphedStep):
+        if graphed:
             ran.update({"train/graph_replays": self.step.replays, "train/graph_eager_steps": self.step.eager_steps})
             if self.step.capture_error:
                 ran["train/capture_error"] = self.step.capture_error

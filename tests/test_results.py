@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import REPO
+from conftest import REPO, compose
 from src.errors import DataError
 from src.plots import write_plots
 from src.results import (
@@ -253,14 +253,65 @@ def test_paper_appends_the_published_rows_of_the_runs_datasets(results):
     table = with_published(paper_table(group_runs(find_runs([root]))), read_published())
     grid = paper_grid(table, MARKDOWN)
     published = {row[0]: row[1:] for row in grid.rows if "published" in row[0]}
-    assert list(published) == ["TIGER (published: Rajput et al. 2023)"]
+    assert list(published) == ["TIGER (published: Rajput et al. 2023)", "TIGER (published: Yang et al. 2024)",
+                               "LIGER (published: Yang et al. 2024)"]
     # Beauty and Toys columns: in-set (over all users, marked) filled, cold-start empty
     assert published["TIGER (published: Rajput et al. 2023)"] == ("0.0648†", "0.0384†", "—", "—",
                                                                   "0.0712†", "0.0432†", "—", "—")
     assert any("†" in note for note in grid.notes)
     shipped = read_published()
-    assert set(shipped["dataset"]) == {"Amazon_Beauty", "Amazon_Sports_and_Outdoors", "Amazon_Toys_and_Games"}
-    assert "2411.18814" in PUBLISHED.read_text()  # where to take the LIGER paper's numbers from
+    assert set(shipped["dataset"]) == {"Amazon_Beauty", "Amazon_Sports_and_Outdoors", "Amazon_Toys_and_Games",
+                                       "steam_steam"}
+
+
+def test_paper_appends_the_liger_papers_rows_to_beauty_runs(tmp_path):
+    rng = np.random.default_rng(2)
+    for method in ("TIGER", "LIGER"):
+        write_run(tmp_path / method, config(BEAUTY, method, 0), fake_metrics(method, rng), curves=False)
+    runs = find_runs([tmp_path])
+    out, notes = format_report(runs, fmt="csv", paper=True)  # what --paper --format csv prints
+    cells = pd.read_csv(io.StringIO(out))
+    liger_paper = cells[cells["source"] == "Yang et al. 2024"]
+    assert set(liger_paper["dataset"]) == {"Amazon_Beauty"}
+    value = liger_paper.set_index(["row", "group", "measure"])["mean"]
+    # Beauty in Yang et al. 2024's main table, copied from shared/published/liger_paper_results.csv
+    assert value.to_dict() == {
+        ("TIGER (published: Yang et al. 2024)", "in", "Recall"): 0.0601,
+        ("TIGER (published: Yang et al. 2024)", "in", "NDCG"): 0.0322,
+        ("TIGER (published: Yang et al. 2024)", "cold", "Recall"): 0.0,
+        ("TIGER (published: Yang et al. 2024)", "cold", "NDCG"): 0.0,
+        ("LIGER (published: Yang et al. 2024)", "in", "Recall"): 0.0745,
+        ("LIGER (published: Yang et al. 2024)", "in", "NDCG"): 0.0402,
+        ("LIGER (published: Yang et al. 2024)", "cold", "Recall"): 0.1008,
+        ("LIGER (published: Yang et al. 2024)", "cold", "NDCG"): 0.0380}
+    assert "Yang et al. 2024: LIGER paper (arXiv 2411.18814)" in notes and "Sentence-T5-XXL" in notes
+    grid = paper_grid(with_published(paper_table(group_runs(runs)), read_published()), MARKDOWN)
+    rows = {row[0]: row[1:] for row in grid.rows}
+    # Beauty columns: in-set Recall, NDCG, cold-start Recall, NDCG, all filled (no dagger: a split with cold-start)
+    assert rows["LIGER (published: Yang et al. 2024)"] == ("0.0745", "0.0402", "0.1008", "0.0380")
+    assert rows["TIGER (published: Yang et al. 2024)"] == ("0.0601", "0.0322", "0.0000", "0.0000")
+    assert [row for row in rows if "published" in row] == [
+        "TIGER (published: Rajput et al. 2023)", "TIGER (published: Yang et al. 2024)",
+        "LIGER (published: Yang et al. 2024)"]
+
+
+def test_shipped_published_rows_are_valid_unique_and_name_the_runs_datasets():
+    shipped = read_published()
+    key = ["source", "dataset", "method", "group", "measure", "k"]
+    assert not shipped.duplicated(key).any(), shipped[shipped.duplicated(key, keep=False)]
+    assert set(shipped["method"]) <= {"TIGER", "TIGER (T)", "Dense (ID)", "Dense (SID)", "LIGER"}
+    assert shipped["value"].between(0, 1).all() and (shipped["note"] != "").all()
+    assert shipped.groupby("source")["note"].nunique().eq(1).all()  # the table shows one note per source
+    liger_paper = shipped[shipped["source"] == "Yang et al. 2024"]
+    # the LIGER paper's table: TIGER and LIGER, in-set and cold-start, Recall@10 and NDCG@10, on 4 datasets
+    assert len(liger_paper) == 32 and set(liger_paper["group"]) == {"in", "cold"}
+    assert (liger_paper[(liger_paper["method"] == "TIGER") & (liger_paper["group"] == "cold")]["value"] == 0).all()
+    # each dataset is the {dataset.type}_{dataset.name} that a run of the project's configs records
+    names = {f"{cfg.dataset.type}_{cfg.dataset.name}" for cfg in (
+        compose("dataset=steam"), *(compose("dataset=amazon", f"dataset.name={name}")
+                                    for name in ("Beauty", "Sports_and_Outdoors", "Toys_and_Games")))}
+    assert set(shipped["dataset"]) == names
+    assert "not included" not in PUBLISHED.read_text()
 
 
 def test_published_csv_comments_are_skipped_and_a_bad_one_is_named(tmp_path):
@@ -330,6 +381,7 @@ def test_script_prints_the_tables_and_writes_figures(results, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "### Test results at k=10" in done.stdout and "### Hybrid (uni) retrieval by K" in done.stdout
     assert "TIGER (published: Rajput et al. 2023)" in done.stdout and "failed_seed_4" in done.stdout
+    assert "| LIGER (published: Yang et al. 2024) | 0.0745 | 0.0402 | 0.1008 | 0.0380 |" in done.stdout
     assert str(tmp_path / "figures" / "sid_usage.png") in done.stdout
     assert (tmp_path / "figures" / "sid_usage.png").stat().st_size > 0
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ def small_config(tmp_path: Path, **overrides) -> RQVAEConfig:
     values = dict(optimizer="AdamW", weight_decay=0.1, batch_size=128, epochs=40, lr=1e-3, beta=0.25, input_dim=None,
                   hidden_dim=(64, 32), latent_dim=16, num_layers=3, dropout=0.1, code_book_size=16, val_ratio=0.05,
                   eval_every=10, cuda_graphs=False, compile=False, float32_matmul_precision="highest",
-                  cache_dir=tmp_path / "ids")
+                  cache_dir=tmp_path / "ids", codes_file=None)
     return RQVAEConfig(**{**values, **overrides})
 
 
@@ -148,6 +149,162 @@ def test_cached_only_refuses_to_train_instead_of_using_missing_or_damaged_codes(
     first.path.write_bytes(first.path.read_bytes()[:100])
     with pytest.raises(DataError, match=str(first.path)):
         semantic_ids_stage(x, seen, cfg, 0, CPU, tag="toy", cached_only=True)
+
+
+def _no_training(*args, **kwargs):
+    raise AssertionError("the RQ-VAE was trained although the codes file holds its codes")
+
+
+def test_codes_file_is_written_after_the_stage_then_read_without_training(tmp_path, monkeypatch):
+    """`dataset.RQ-VAE.codes_file`: a missing file is written with the codes the stage made (trained, or
+    taken from the cache); an existing one gives those codes and the history of checks, without training
+    and without the cache."""
+    import shutil
+
+    from ID_generation.rqvae import stage
+
+    x, _ = clustered(n=80, dim=12)
+    seen = np.arange(1, 71)
+    file = tmp_path / "reproduction" / "toy.npz"
+    cfg = small_config(tmp_path, epochs=4, eval_every=2, codes_file=file)
+    checks = []
+    first = semantic_ids_stage(x, seen, cfg, 0, CPU, tag="toy", on_check=checks.append)
+    assert not first.cached and first.path != file and file.exists()
+    assert first.report["sid/codes_file_matches_inputs"] == 1 and [c["epoch"] for c in checks] == [2, 4]
+    monkeypatch.setattr(stage, "train_rqvae", _no_training)
+    from_cache = semantic_ids_stage(x, seen, dataclasses.replace(cfg, codes_file=tmp_path / "other.npz"), 0, CPU,
+                                    tag="toy")  # the cache's codes are written to a new file too
+    assert from_cache.cached and (tmp_path / "other.npz").exists()
+    shutil.rmtree(cfg.cache_dir)
+    again_checks = []
+    again = semantic_ids_stage(x, seen, cfg, 0, CPU, tag="toy", on_check=again_checks.append)
+    assert again.cached and again.path == file
+    assert torch.equal(again.ids.codes, first.ids.codes)
+    assert json.dumps(again_checks, sort_keys=True) == json.dumps(checks, sort_keys=True)  # NaN != NaN
+    assert again.report == {k: v for k, v in first.report.items() if not k.startswith("time/")}
+    other = semantic_ids_stage(x, seen, dataclasses.replace(cfg, codes_file=tmp_path / "other.npz"), 0, CPU, tag="toy")
+    assert torch.equal(other.ids.codes, first.ids.codes)
+    assert not cfg.cache_dir.exists()  # the codes file alone served
+
+
+def test_codes_file_loads_without_pickle_and_is_small(tmp_path):
+    from ID_generation.rqvae.codes_file import FORMAT, write_codes_file
+
+    x, _ = clustered(n=80, dim=12)
+    file = tmp_path / "toy.npz"
+    semantic_ids_stage(x, np.arange(1, 71), small_config(tmp_path, epochs=2, eval_every=1, codes_file=file), 0, CPU,
+                       tag="toy")
+    with np.load(file, allow_pickle=False) as saved:
+        assert set(saved.files) == {"codes", "meta"}
+        codes, meta = saved["codes"], json.loads(str(saved["meta"][()]))
+    assert codes.shape == (80, 3) and codes.dtype == np.uint8
+    assert meta["format"] == FORMAT and (meta["n_items"], meta["levels"], meta["code_book_size"]) == (80, 3, 16)
+    assert meta["tag"] == "toy" and meta["seed"] == 0 and meta["settings"]["beta"] == 0.25
+    assert "codes_file" not in meta["settings"] and "cache_dir" not in meta["settings"]
+    assert [c["epoch"] for c in meta["history"]] == [1, 2] and meta["seconds_per_epoch"] > 0
+    assert file.stat().st_size < 4_000
+    # Beauty's size: 12,101 items × 3 levels of 256 codes, 80 checks of 8,000 epochs: tens of KB
+    rng = np.random.default_rng(0)
+    history = [{"epoch": 100 * i, **{f"val_cos_sim@L{level}": float(rng.random()) for level in (1, 2, 3)},
+                "train_recon_loss": float(rng.random()), "val_recon_loss": float(rng.random())} for i in range(80)]
+    write_codes_file(tmp_path / "beauty.npz", rng.integers(0, 256, (12_101, 3)), 256,
+                     {"recon_loss": 0.1, "history": history, "seconds_per_epoch": 0.01})
+    assert (tmp_path / "beauty.npz").stat().st_size < 60_000
+
+
+def _saved_codes_file(path: Path, codes: np.ndarray, **meta) -> None:
+    """A codes file written by hand, to hold what `write_codes_file` refuses to write."""
+    from ID_generation.rqvae.codes_file import FORMAT
+
+    meta = {"format": FORMAT, "n_items": len(codes), "levels": codes.shape[1], "code_book_size": 16,
+            "recon_loss": 0.1, "history": [], **meta}
+    np.savez_compressed(path, codes=codes, meta=np.array(json.dumps(meta)))
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("items", "holds the codes of 80 items, but this dataset has 79 items"),
+    ("code_book_size", "was made with 16 codes per level, but dataset.RQ-VAE.code_book_size is 8"),
+    ("levels", "holds 3 codes per item, but dataset.RQ-VAE.num_layers is 2"),
+    ("out_of_range", "holds codes from 0 to 16, outside 0..15"),
+    ("garbage", "is not a semantic-ID codes file .*: unreadable"),
+    ("truncated", "is not a semantic-ID codes file .*: unreadable"),
+    ("single_array", "is not a semantic-ID codes file .*: it holds a single array"),
+    ("other_format", "is not a semantic-ID codes file .*: its format is 'other/1'"),
+    ("pickled", "is not a semantic-ID codes file .*: unreadable"),
+])
+def test_a_codes_file_that_cannot_serve_the_run_is_a_data_error_naming_it(tmp_path, problem, message, monkeypatch):
+    from ID_generation.rqvae import stage
+    from src.errors import DataError
+
+    x, _ = clustered(n=80, dim=12)
+    seen = np.arange(1, 71)
+    file = tmp_path / "toy.npz"
+    cfg = small_config(tmp_path, epochs=2, eval_every=1, codes_file=file)
+    codes = semantic_ids_stage(x, seen, cfg, 0, CPU, tag="toy").ids.codes[:, :3].numpy()
+    monkeypatch.setattr(stage, "train_rqvae", _no_training)
+    if problem == "items":
+        x = x[:79]
+    elif problem == "code_book_size":
+        cfg = dataclasses.replace(cfg, code_book_size=8)
+    elif problem == "levels":
+        cfg = dataclasses.replace(cfg, num_layers=2)
+    elif problem == "out_of_range":
+        _saved_codes_file(file, np.where(codes == codes.max(), 16, codes))
+    elif problem == "garbage":
+        file.write_text("not a codes file\n")
+    elif problem == "truncated":
+        file.write_bytes(file.read_bytes()[:200])
+    elif problem == "single_array":
+        np.save(open(file, "wb"), codes)
+    elif problem == "other_format":
+        _saved_codes_file(file, codes, format="other/1")
+    else:
+        np.savez(file, codes=codes, meta=np.array({"format": "liger-semantic-ids/1"}, dtype=object))
+    with pytest.raises(DataError, match=message) as info:
+        semantic_ids_stage(x, seen, cfg, 0, CPU, tag="toy")
+    assert f"dataset.RQ-VAE.codes_file {file} " in str(info.value) and "set dataset.RQ-VAE." in str(info.value)
+
+
+@pytest.mark.parametrize("change, warning", [
+    ("embeddings", "was made from other embeddings ("),
+    ("seen_items", "was made from other seen items ("),
+    ("setting", "was made from other RQ-VAE settings (beta: 0.25 in the file, 0.5 here)"),
+    ("seed", "was made from other RQ-VAE settings (seed: 0 in the file, 1 here)"),
+    ("nothing", None),
+])
+def test_a_codes_file_of_other_inputs_is_used_with_one_warning_line(tmp_path, change, warning, capsys, monkeypatch):
+    from ID_generation.rqvae import stage
+
+    x, _ = clustered(n=80, dim=12)
+    seen, seed = np.arange(1, 71), 0
+    file = tmp_path / "toy.npz"
+    cfg = small_config(tmp_path, epochs=2, eval_every=1, codes_file=file)
+    first = semantic_ids_stage(x, seen, cfg, 0, CPU, tag="toy")
+    capsys.readouterr()
+    monkeypatch.setattr(stage, "train_rqvae", _no_training)
+    if change == "embeddings":
+        x = x + 0.01
+    elif change == "seen_items":
+        seen = seen[:-1]
+    elif change == "setting":
+        cfg = dataclasses.replace(cfg, beta=0.5, eval_every=2)  # eval_every does not shape the codes
+    elif change == "seed":
+        seed = 1
+    result = semantic_ids_stage(x, seen, cfg, seed, CPU, tag="toy")
+    assert result.cached and result.path == file and torch.equal(result.ids.codes, first.ids.codes)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
+    if warning is None:
+        assert lines == [] and result.report["sid/codes_file_matches_inputs"] == 1
+    else:
+        assert len(lines) == 1 and lines[0].startswith(f"warning: {file} {warning}")
+        assert lines[0].endswith("; the run uses its codes as they are")
+        assert result.report["sid/codes_file_matches_inputs"] == 0
+
+
+def test_the_codes_file_is_not_part_of_the_cache_key(tmp_path):
+    x, seen, cfg = torch.ones(6, 4), np.arange(1, 6), small_config(tmp_path)
+    with_file = dataclasses.replace(cfg, codes_file=tmp_path / "c.npz")
+    assert cache_path(x, seen, cfg, 0, "t") == cache_path(x, seen, with_file, 0, "t")
 
 
 def test_optimizer_key_chooses_the_optimizer(tmp_path, monkeypatch):

@@ -486,8 +486,13 @@ def test_the_benchmark_reports_a_graphs_replays_and_the_positions_its_batches_co
         n * (w * vocab.tokens_per_item + vocab.has_user_tokens) for n, w in zip(sizes, widths))
     assert results["train_encoder_tokens_liger_graphed"] < trainer.step.static_batch.tokens.numel()
     assert results["train_graph_replays_liger_graphed"] == trainer.step.replays > 0
-    assert trainer.how_steps_ran() == {"train/compiled": 0, "train/graph_replays": trainer.step.replays,
-                                       "train/graph_eager_steps": trainer.step.eager_steps}
+    ran = trainer.how_steps_ran()
+    assert {k: v for k, v in ran.items() if k in ("train/compiled", "train/graph_replays", "train/graph_eager_steps",
+                                                  "train/step_mode")} == {
+        "train/compiled": 0, "train/graph_replays": trainer.step.replays,
+        "train/graph_eager_steps": trainer.step.eager_steps, "train/step_mode": "cuda_graphs"}
+    assert (ran["train/steps_planned"], ran["train/warmup_steps"], ran["train/scheduler"]) == (
+        trainer.cfg.steps, trainer.cfg.warmup_steps, "cosine")
     assert results["train_graph_eager_steps_liger_graphed"] == trainer.step.eager_steps >= 3  # the warm-up
 
 
@@ -501,7 +506,8 @@ def test_the_benchmark_profiles_a_graphed_step_unrolled_too(tmp_path, monkeypatc
     benchmark = benchmark_script()
     emulate_cuda_graphs_on_the_cpu(monkeypatch)
     exp = experiment(tmp_path, "dataset.TIGER.trainer.cuda_graphs=true")
-    args = argparse.Namespace(steps=2, warmup=1, out=str(tmp_path / "bench.json"), baseline_rss_mb=None)
+    args = argparse.Namespace(steps=2, warmup=1, out=str(tmp_path / "bench.json"), baseline_rss_mb=None,
+                              start_at=None)
     results = {}
     benchmark.bench_training({"graphed": exp}, "liger", exp.trainer.batch_size, args, torch.device("cpu"), results)
     assert results["train_graph_replays_liger_graphed"] > 0
@@ -533,7 +539,8 @@ def test_the_benchmark_times_the_packed_step_compiled_with_each_scope(tmp_path, 
     monkeypatch.setattr(runtime, "COMPILE_BACKEND", counting_backend)
     torch._dynamo.reset()
     exp = experiment(tmp_path, "dataset.TIGER.trainer.compile=true")
-    args = argparse.Namespace(steps=2, warmup=1, out=str(tmp_path / "bench.json"), baseline_rss_mb=None)
+    args = argparse.Namespace(steps=2, warmup=1, out=str(tmp_path / "bench.json"), baseline_rss_mb=None,
+                              start_at=None)
     results = {}
     try:
         benchmark.bench_training({"compiled_blocks": exp}, "liger", exp.trainer.batch_size, args,
@@ -573,8 +580,8 @@ def test_the_benchmarks_gpu_profile_traces_kernels_to_the_operators_that_launche
 def test_the_benchmark_times_the_rqvae_graph_in_each_precision_under_the_keys_the_gpu_plan_reads(tmp_path,
                                                                                                  monkeypatch):
     """The graphed RQ-VAE epoch timed in full float32 and with TF32 products (the graph emulated: its epochs
-    run eager on the CPU), each under the precision it names, the process's restored after; the GPU run's
-    plan finds both figures (`rqvae_timings`)."""
+    run eager on the CPU), each under the precision it names, the process's restored after; the GPU
+    call's RQ-VAE plan (`planning.rqvae_plan`) takes the graphed figure."""
     import functools
     import types
 
@@ -584,7 +591,7 @@ def test_the_benchmark_times_the_rqvae_graph_in_each_precision_under_the_keys_th
     from src.config import RQVAEConfig
 
     benchmark = benchmark_script()
-    from device_run import rqvae_timings  # on the path the benchmark put it on
+    from planning import rqvae_plan  # on the path the benchmark put it on
 
     precisions = []
 
@@ -601,7 +608,7 @@ def test_the_benchmark_times_the_rqvae_graph_in_each_precision_under_the_keys_th
                         input_dim=None, hidden_dim=(16,), latent_dim=8, num_layers=2, dropout=0.1, code_book_size=8,
                         val_ratio=0.1,
                         eval_every=1, cuda_graphs=True, compile=False, float32_matmul_precision="highest",
-                        cache_dir=tmp_path)
+                        cache_dir=tmp_path, codes_file=None)
     cfg, split = types.SimpleNamespace(rqvae=rqvae), types.SimpleNamespace(seen_items=np.arange(1, 81))
     results = {}
     for precision in ("highest", "high"):
@@ -612,7 +619,9 @@ def test_the_benchmark_times_the_rqvae_graph_in_each_precision_under_the_keys_th
     for suffix in ("_graphed", "_graphed_tf32"):
         assert results[f"rqvae_s_per_epoch{suffix}"] > 0 and results[f"rqvae_warmup_s{suffix}"] > 0
         assert results[f"profile_rqvae{suffix}"]["launches"] > 0
-    assert rqvae_timings(results).keys() == {(True, False, "highest"), (True, False, "high")}
+    plan = rqvae_plan(results, epochs=8000)  # the GPU call's RQ-VAE: graphed, full float32, from the measured epoch
+    assert plan["cuda_graphs"] and plan["estimate_measured"] and plan["float32_matmul_precision"] == "highest"
+    assert plan["estimated_s"] == round(8000 * results["rqvae_s_per_epoch_graphed"], 1)
 
 
 def test_the_benchmark_records_a_failed_capture_and_no_graphed_time(tmp_path, monkeypatch):
@@ -630,7 +639,8 @@ def test_the_benchmark_records_a_failed_capture_and_no_graphed_time(tmp_path, mo
 
     monkeypatch.setattr(cuda_graph, "capture", failing_capture)
     exp = experiment(tmp_path, "dataset.TIGER.trainer.cuda_graphs=true")
-    args = argparse.Namespace(steps=2, warmup=0, out=str(tmp_path / "bench.json"), baseline_rss_mb=None)
+    args = argparse.Namespace(steps=2, warmup=0, out=str(tmp_path / "bench.json"), baseline_rss_mb=None,
+                              start_at=None)
     results = {}
     benchmark.bench_training({"graphed": exp}, "liger", exp.trainer.batch_size, args, torch.device("cpu"), results)
     assert results["train_graph_error_liger"] == "RuntimeError: operation not permitted when stream is capturing"

@@ -1,24 +1,28 @@
-"""The prepared GPU call (README, "The GPU run"): a smoke check, the benchmark, and the Beauty
-reproduction (TIGER and LIGER at once on the one GPU), each step time-boxed, all results in OUT_DIR.
+"""One GPU call of the reproduction: it reads what the reproduction folder (`docs/reproduction/`) already
+holds and does the next missing piece with all the time it has.
 
-    bash scripts/device/run.sh OUT_DIR             # on the GPU machine, with .carry/ from prepare.sh
-    bash scripts/device/run.sh --dry-run OUT_DIR   # here, on the CPU: tiny sizes, the same steps
+    bash scripts/device/run.sh OUT_DIR             # on the GPU machine, with the bundle of bundle.sh
+    bash scripts/device/run.sh --dry-run OUT_DIR   # on a CPU: a generated dataset at tiny sizes, the same steps
 
-OUT_DIR receives at most 8 files: device.log, smoke.json, bench.json, {tiger,liger}_metrics.json
-(each run's metrics.json plus a `device_run` block: the steps, warm-up and RQ-VAE epochs actually
-used and why), {tiger,liger}_train.log and summary.json (each step's status and wall time).
+1. Figures: the benchmark's, committed for this GPU and torch (any `bench.json` under docs/), else a
+   short benchmark now; the runs' own step times where committed runs measured them.
+2. Smoke check: only what the plan needs (the graphed step against the eager one, the RQ-VAE's graph).
+3. No semantic IDs committed for the dataset: the published RQ-VAE (all 8,000 epochs), its codes written
+   to OUT_DIR/{dataset}_semantic_ids.npz.
+4. The missing runs, in the reproduction's order (`reproduction.queue`), each alone on the GPU, or two
+   at once where a committed measurement shows that finishes both sooner, as many as fit. Every run of
+   a dataset trains the length its first run's plan fixed (`planning.plan_length`).
+5. Time left over, and no committed measurement of two runs at once: that measurement.
 
-The training length is chosen from the step times the benchmark measured: the published 200,000
-steps where they fit in the time left, otherwise the most that fit, with the warm-up scaled in
-proportion; `trainer.time_budget_min` backs the estimate up, so a run always ends with a test.
-`--plan-from DIR` plans from an earlier call's figures instead (its bench.json and smoke.json), with
-neither the smoke check nor the benchmark run: a second call gives all its time to the reproduction.
+OUT_DIR receives at most 8 files: device.log, summary.json (the plan, every step's status, the smoke
+check's results), bench.json (where the benchmark ran), the semantic IDs (where trained), and per run
+{run}.json (its metrics.json, a `run` block and its curves) and {run}.log. `report.py OUT_DIR --into
+docs/reproduction` adds them to the reproduction.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import signal
@@ -31,64 +35,73 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts" / "device"))
+
+from planning import (  # noqa: E402
+    MODE_OVERRIDES,
+    PAIR_GAIN,
+    STEP_MODES,
+    LengthPlan,
+    at_once_seconds,
+    checks_for,
+    plan_length,
+    rqvae_overrides,
+    rqvae_plan,
+    run_cost,
+    step_mode,
+    vouched,
+)
+from reproduction import (  # noqa: E402
+    DEFAULT_ROOT,
+    PUBLISHED_RQVAE_EPOCHS,
+    PUBLISHED_STEPS,
+    Length,
+    Reproduction,
+    RunSpec,
+)
 
 from src.cache import remove_stale_temporaries  # noqa: E402
 
-PUBLISHED_STEPS, PUBLISHED_WARMUP, PUBLISHED_RQVAE_EPOCHS = 200_000, 10_000, 8_000
-METHODS = {"tiger": ("method=base", "test_method=tiger"), "liger": ("method=setting", "test_method=liger")}
-# extra seconds with --compile: the benchmark's inductor compiles TIGER's and LIGER's step and the
-# RQ-VAE, the smoke check's a tiny step and a tiny RQ-VAE
-COMPILE_BENCH_S, COMPILE_SMOKE_S = 180, 75
-# Used when the benchmark gave no figure: deliberately slow guesses.
-FALLBACK = {"train_ms": 150.0, "rqvae_s_per_epoch": 0.05, "tiger_eval_beam10_seqs_per_s": 500.0,
-            "liger_eval_uni_seqs_per_s": 200.0}
-
-
-def train_ms_key(name: str) -> str:
-    """The benchmark's step time of the T5 implementation the runs use (the config's default)."""
-    import yaml
-
-    t5 = yaml.safe_load((REPO / "configs" / "dataset" / "amazon.yaml").read_text())["TIGER"]["T5"]
-    return f"train_ms_{name}" + ("" if t5["implementation"] == "compact" else "_transformers")
+MAX_FILES = 8
+BASE_FILES = ("device.log", "summary.json")
+PAIR_MEASURE_S = 150   # seconds the measurement of two runs at once needs (two benchmarks' setup and steps)
 
 
 @dataclass(frozen=True)
 class Profile:
-    """What differs between the GPU run and its dry run on the CPU."""
+    """What differs between the GPU call and its dry run on a CPU."""
     budget_s: float               # everything ends within this (run.sh adds a hard limit above it)
-    smoke_s: float                # time box of the smoke check
+    dataset: str                  # dataset.name of the reproduction
+    dataset_key: str              # {dataset.type}_{dataset.name}: how results tables name it
+    data: tuple[str, ...]         # overrides selecting the data (and the bundled caches)
+    bench_args: tuple[str, ...]   # the benchmark's data
     bench_s: float                # time box of the benchmark
-    bench_args: tuple[str, ...]
-    data: tuple[str, ...]         # overrides selecting the data (and the carried caches)
-    rqvae_budget_s: float         # seconds the RQ-VAE may take
-    rqvae_epochs: int             # at most this many epochs
-    max_steps: int                # at most this many training steps
+    smoke_s: float                # time box of the smoke check
+    rqvae_epochs: int             # the RQ-VAE's epochs (published: 8,000)
+    max_steps: int                # the longest training (published: 200,000)
     eval_batch_size: int
-    startup_s: float              # a run's start (imports, caches, model) before it trains
-    safety: float                 # share of the estimated time actually planned
+    startup_s: float              # a run's start (imports, data, model) before it trains
+    call_overhead_s: float        # a call's time before its first run when figures and codes are committed
+    safety: float                 # share of the estimated seconds planned
 
 
 def profiles(work: Path) -> dict[str, Profile]:
-    """On the device the semantic IDs go to the repository's git-ignored ID_generation/ID/ (the config's
-    default), which a machine still warm keeps between calls: a second call, with the same RQ-VAE
-    settings, finds them and skips the RQ-VAE."""
-    carry = REPO / ".carry"
+    bundle = REPO / ".bundle"
     return {
-        "device": Profile(budget_s=520, smoke_s=75, bench_s=180,
-                          bench_args=("--data", "beauty", "--raw", str(carry / "raw")),
-                          data=("dataset=amazon", "dataset.name=Beauty", f"dataset.raw_data_path={carry / 'raw'}",
-                                f"dataset.processed_data_path={carry / 'processed'}",
-                                "dataset.content_model=all-MiniLM-L6-v2",
-                                f"dataset.RQ-VAE.cache_dir={REPO / 'ID_generation' / 'ID'}"),
-                          rqvae_budget_s=60, rqvae_epochs=PUBLISHED_RQVAE_EPOCHS, max_steps=PUBLISHED_STEPS,
-                          eval_batch_size=4096, startup_s=25, safety=0.8),
-        "dry-run": Profile(budget_s=280, smoke_s=90, bench_s=90, bench_args=("--tiny",),
-                           data=("dataset=generated", f"dataset.raw_data_path={work}/raw",
-                                 f"dataset.processed_data_path={work}/processed",
-                                 f"dataset.RQ-VAE.cache_dir={work}/ids",
-                                 "dataset.generator.n_users=400", "dataset.generator.n_groups=6"),
-                           rqvae_budget_s=5, rqvae_epochs=150, max_steps=30, eval_batch_size=256,
-                           startup_s=25, safety=0.8),
+        "device": Profile(budget_s=520, dataset="Beauty", dataset_key="Amazon_Beauty",
+                          data=("dataset=amazon", "dataset.name=Beauty", f"dataset.raw_data_path={bundle / 'raw'}",
+                                f"dataset.processed_data_path={bundle / 'processed'}",
+                                "dataset.content_model=all-MiniLM-L6-v2", f"dataset.RQ-VAE.cache_dir={work / 'ids'}"),
+                          bench_args=("--data", "beauty", "--raw", str(bundle / "raw")), bench_s=45, smoke_s=40,
+                          rqvae_epochs=PUBLISHED_RQVAE_EPOCHS, max_steps=PUBLISHED_STEPS, eval_batch_size=4096,
+                          startup_s=30, call_overhead_s=45, safety=0.85),
+        "dry-run": Profile(budget_s=240, dataset="synthetic", dataset_key="generated_synthetic",
+                           data=("dataset=generated", f"dataset.raw_data_path={work / 'raw'}",
+                                 f"dataset.processed_data_path={work / 'processed'}",
+                                 f"dataset.RQ-VAE.cache_dir={work / 'ids'}", "dataset.generator.n_users=400",
+                                 "dataset.generator.n_groups=6"),
+                           bench_args=("--tiny",), bench_s=120, smoke_s=60, rqvae_epochs=150, max_steps=30,
+                           eval_batch_size=256, startup_s=20, call_overhead_s=30, safety=0.85),
     }
 
 
@@ -105,12 +118,6 @@ class Log:
             handle.write(line + "\n")
 
 
-def run_boxed(cmd: list[str], seconds: float, output: Path, env: dict) -> tuple[int | None, float]:
-    """Run cmd with its output appended to `output`, killed (with its children) after `seconds`;
-    (exit code, None if killed; wall seconds)."""
-    return wait_boxed(start(cmd, output, env), seconds)
-
-
 def start(cmd: list[str], output: Path, env: dict) -> subprocess.Popen:
     with output.open("a") as handle:
         return subprocess.Popen(cmd, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, env=env,
@@ -118,6 +125,7 @@ def start(cmd: list[str], output: Path, env: dict) -> subprocess.Popen:
 
 
 def wait_boxed(process: subprocess.Popen, seconds: float) -> tuple[int | None, float]:
+    """(exit code, None if killed at `seconds` with its children; wall seconds)."""
     begin = time.monotonic()
     try:
         code = process.wait(timeout=max(seconds, 1))
@@ -128,122 +136,16 @@ def wait_boxed(process: subprocess.Popen, seconds: float) -> tuple[int | None, f
     return code, time.monotonic() - begin
 
 
-def smoke_command(py: str, out: Path, dry_run: bool, compile_: bool) -> list[str]:
-    """The smoke check's command line (with --compile: also the compiled graphed step)."""
-    return [py, "scripts/device/smoke.py", "--out", str(out / "smoke.json"), *(["--device", "cpu"] if dry_run else []),
-            *(["--compile"] if compile_ else [])]
+def run_boxed(cmd: list[str], seconds: float, output: Path, env: dict) -> tuple[int | None, float]:
+    return wait_boxed(start(cmd, output, env), seconds)
 
 
-def benchmark_command(py: str, out: Path, profile: Profile, compile_: bool) -> list[str]:
-    """The benchmark's command line: the packed step eager (dynamic-shape compiling failed on torch
-    2.11), with --compile also the graphed step compiled for its one shape; evaluation in the
-    profile's batches and, beside them, in the first device session's 512 (launch-bound or not?)."""
-    return [py, "scripts/benchmark.py", *profile.bench_args, "--eval-batch-size", f"{profile.eval_batch_size},512",
-            "--out", str(out / "bench.json"), "--no-compile", *(["--compile-graphed"] if compile_ else [])]
-
-
-def rate(bench: dict, key: str, fallback: str | None = None) -> float:
-    value = bench.get(key)
-    return float(value) if isinstance(value, (int, float)) and value > 0 else FALLBACK[fallback or key]
-
-
-# The RQ-VAE's ways to train, (cuda_graphs, compile, float32_matmul_precision), by the suffix of the
-# benchmark's keys for them: rqvae_s_per_epoch{suffix} and rqvae_warmup_s{suffix} (the seconds before the
-# first timed epoch: eager epochs, the capture and compiling)
-PUBLISHED_PRECISION = "highest"
-RQVAE_MODES = {(False, False, PUBLISHED_PRECISION): "", (True, False, PUBLISHED_PRECISION): "_graphed",
-               (True, False, "high"): "_graphed_tf32", (True, True, PUBLISHED_PRECISION): "_compiled_graphed",
-               (True, True, "high"): "_compiled_graphed_tf32"}
-EAGER_RQVAE = (False, False, PUBLISHED_PRECISION)
-
-
-def rqvae_timings(bench: dict) -> dict[tuple[bool, bool, str], tuple[float, float]]:
-    """(cuda_graphs, compile, float32_matmul_precision) → (seconds an epoch, seconds before the first: the
-    warm-up, capture and compile) of each RQ-VAE mode the benchmark timed."""
-    timings = {}
-    for mode, suffix in RQVAE_MODES.items():
-        seconds = bench.get(f"rqvae_s_per_epoch{suffix}")
-        if isinstance(seconds, (int, float)) and seconds > 0:
-            timings[mode] = (float(seconds), float(bench.get(f"rqvae_warmup_s{suffix}") or 0) if suffix else 0.0)
-    return timings
-
-
-def rqvae_plan(bench: dict, profile: Profile, eager_only: bool = False) -> dict:
-    """How the RQ-VAE trains: eager, replayed from a CUDA graph, or compiled and then replayed, in full
-    float32 (published) or with TF32 products, as many epochs as fit in its budget, at most the
-    profile's (published: 8,000), a compiled one's compile time taken from the budget. The most epochs
-    win; of those, full float32 where it reaches them, then the fastest; a tie keeps the plainer.
-    eager_only: eager epochs (after a graphed or compiled RQ-VAE failed)."""
-    options = {EAGER_RQVAE: (rate(bench, "rqvae_s_per_epoch"), 0.0), **({} if eager_only else rqvae_timings(bench))}
-
-    def epochs(mode: tuple[bool, bool, str]) -> int:
-        seconds, first = options[mode]
-        return max(1, min(profile.rqvae_epochs, int((profile.rqvae_budget_s - first) / seconds)))
-
-    def seconds(mode: tuple[bool, bool, str]) -> float:
-        return options[mode][0] * epochs(mode) + options[mode][1]
-
-    graphs, compile_, precision = max(
-        options, key=lambda mode: (epochs(mode), mode[2] == PUBLISHED_PRECISION, -seconds(mode)))
-    return {"epochs": epochs((graphs, compile_, precision)), "cuda_graphs": graphs, "compile": compile_,
-            "float32_matmul_precision": precision}
-
-
-# The benchmark's graphed figures, by the smoke check that vouches for them
-GRAPH_CHECKS = {
-    "cuda_graph": [f"train_ms_{name}{suffix}" for suffix in ("_graphed", "_graphed_padded", "_graphed_tf32")
-                   for name in METHODS],
-    "compiled_cuda_graph": [f"train_ms_{name}_compiled_graphed" for name in METHODS],
-    "rqvae_cuda_graph": ["rqvae_s_per_epoch_graphed", "rqvae_s_per_epoch_graphed_tf32"],
-    "compiled_rqvae_cuda_graph": ["rqvae_s_per_epoch_compiled_graphed", "rqvae_s_per_epoch_compiled_graphed_tf32"]}
-
-
-def vouched_for(bench: dict, smoke: dict | None) -> tuple[dict, list[str]]:
-    """(the benchmark's figures the plan may use, why others were left out): a graphed figure only
-    where its smoke check passed, so that a graph that trains wrongly is never chosen for being fast.
-    A check that failed or never ran (the smoke check killed at its limit) leaves its figures out;
-    smoke None (the smoke check skipped with --skip) leaves everything in."""
-    if smoke is None:
-        return bench, []
-    checks, kept, why = smoke.get("checks", {}), dict(bench), []
-    for check, keys in GRAPH_CHECKS.items():
-        if checks.get(check, {}).get("ok"):
-            continue
-        dropped = [key for key in keys if kept.pop(key, None) is not None]
-        if dropped:
-            state = "failed" if check in checks else "did not run"
-            why.append(f"{', '.join(dropped)} left out: smoke check {check} {state}")
-    return kept, why
-
-
-def earlier_figures(directory: Path) -> tuple[dict, dict]:
-    """(benchmark figures, smoke report) of an earlier call, from its OUT_DIR. No smoke.json there: an
-    empty report, so that no graphed figure is vouched for. Raises ValueError naming the file at fault."""
-    bench_path = directory / "bench.json"
-    if not bench_path.is_file():
-        raise ValueError(f"{bench_path} not found: give the OUT_DIR of an earlier call (its bench.json and "
-                         "smoke.json), copied into the working tree so that it travels")
-    return json_object(bench_path), smoke_report(directory, skipped=False)
-
-
-def smoke_report(directory: Path, skipped: bool) -> dict | None:
-    """The smoke check's report in a call's OUT_DIR, as `vouched_for` takes it: None where the call skipped
-    the check (nothing to go on), {} where it ran but wrote nothing (killed: nothing vouched for)."""
-    if skipped:
-        return None
-    path = directory / "smoke.json"
-    return json_object(path) if path.is_file() else {}
-
-
-def drop_killed_writes(out: Path) -> None:
-    """Remove the temporary files of the smoke check's and the benchmark's JSON that a time limit left in
-    OUT_DIR, killing its writer mid-write (they write atomically: src/cache.py), so that only the call's
-    files come back (at most 8)."""
-    for name in ("smoke.json", "bench.json"):
-        remove_stale_temporaries(out / name)
+def status_of(code: int | None) -> str:
+    return "ok" if code == 0 else "killed at its time limit" if code is None else f"exit {code}"
 
 
 def json_object(path: Path) -> dict:
+    """A JSON object from `path`; ValueError naming the file otherwise."""
     try:
         value = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -253,210 +155,427 @@ def json_object(path: Path) -> dict:
     return value
 
 
-def step_mode(bench: dict) -> str:
-    """How the runs train: the fastest of what the benchmark measured for both methods. The compact step
-    as a run takes it (`compiled` where the benchmark compiled it, else `eager`: a compile that failed,
-    was not tried or did not end in the benchmark's time box, as torch 2.11's inductor after three
-    minutes on an H200), on padded batches (`eager_padded`), captured as a CUDA graph on batches in
-    length groups of fixed widths (`cuda_graphs`) or padded to one shape (`cuda_graphs_padded`), or
-    compiled for its one shape and then captured (`compiled_graphs`, where that compiled). A tie
-    keeps the earlier; a mode not measured for both methods is never chosen, save `eager`."""
-    def total(suffix: str) -> float:
-        return sum(bench.get(f"train_ms_{name}{suffix}", math.inf) for name in METHODS)
-
-    def compiled(suffix: str) -> bool:
-        return all(bench.get(f"train_compiled_{name}{suffix}") is True for name in METHODS)
-
-    default = sum(rate(bench, train_ms_key(name), "train_ms") for name in METHODS)
-    seconds = {"compiled" if compiled("") and total("") < math.inf else "eager": default,
-               "eager_padded": total("_padded"), "cuda_graphs": total("_graphed"),
-               "cuda_graphs_padded": total("_graphed_padded"),
-               "compiled_graphs": total("_compiled_graphed") if compiled("_compiled_graphed") else math.inf}
-    return min(seconds, key=seconds.get)
+PROBE = ("import json, platform, torch; c = torch.cuda.is_available(); print(json.dumps({'gpu': "
+         "torch.cuda.get_device_name(0) if c else (platform.processor() or 'cpu'), 'torch': torch.__version__, "
+         "'cuda': torch.version.cuda, 'cuda_available': c}))")
 
 
-def step_key(name: str, mode: str) -> str:
-    """The benchmark's key of the step time (and with `train_warmup_s` its warm-up) a run of `mode` has."""
-    return {"cuda_graphs": f"train_ms_{name}_graphed", "cuda_graphs_padded": f"train_ms_{name}_graphed_padded",
-            "compiled_graphs": f"train_ms_{name}_compiled_graphed",
-            "eager_padded": f"train_ms_{name}_padded"}.get(mode, train_ms_key(name))
+def probe(py: str, env: dict) -> dict:
+    """The machine as the benchmark names it: GPU (or processor), torch and CUDA versions."""
+    done = subprocess.run([py, "-c", PROBE], cwd=REPO, capture_output=True, text=True, env=env, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"torch does not start here: {done.stderr.strip()[-500:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def training_plan(bench: dict, seconds_left: float, profile: Profile) -> dict:
-    """Steps (and the warm-up scaled to them) that let both runs train, validate every 10 epochs and
-    test in `seconds_left`, the two sharing the device: a step of each in the time of both."""
-    mode = step_mode(bench)
-    step_s = sum(rate(bench, step_key(name, mode), "train_ms") for name in METHODS) / 1000
-    n_eval = bench.get("users") or 25_000
-    eval_s = n_eval / rate(bench, "tiger_eval_beam10_seqs_per_s") + n_eval / rate(bench, "liger_eval_uni_seqs_per_s")
-    steps_per_epoch = math.ceil((bench.get("train_examples") or 120_000) / 256)
-    # each run first compiles its step or captures its graph (the benchmark's warm-up of that step)
-    compile_s = max(float(bench.get(step_key(name, mode).replace("train_ms", "train_warmup_s")) or 0)
-                    for name in METHODS)
-    usable = seconds_left * profile.safety - profile.startup_s - compile_s - eval_s  # the test of both runs
-    # a validation every 10 epochs and one at the end: steps · (step + eval / 10 epochs) + eval ≤ usable
-    steps = int((usable - eval_s) / (step_s + eval_s / (10 * steps_per_epoch)))
-    steps = max(1, min(steps, profile.max_steps))
-    warmup = max(1, round(PUBLISHED_WARMUP * steps / PUBLISHED_STEPS))
-    why = ("published" if steps == PUBLISHED_STEPS else
-           "the dry run's cap" if steps == profile.max_steps else "the most that fit the time left")
-    budget_min = max(0.1, (usable - eval_s) / 60)
-    return {"steps": steps, "warmup_steps": warmup, "published_steps": PUBLISHED_STEPS, "steps_reason": why,
-            "time_budget_min": round(budget_min, 2), "seconds_left_at_plan": round(seconds_left, 1),
-            "estimated_s_per_step_of_both": round(step_s, 4), "estimated_eval_s": round(eval_s, 1),
-            "estimated_compile_s": round(compile_s, 1), "step_mode": mode}
+def source_commit() -> str:
+    """The commit the call runs: git's, where the tree is a clone; else what bundle.sh recorded."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=20)
+        if head.returncode == 0:
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                                   capture_output=True, text=True, timeout=20).stdout.strip()
+            return head.stdout.strip() + (" with uncommitted changes" if dirty else "")
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    recorded = REPO / ".bundle" / "commit.txt"
+    return recorded.read_text().strip() if recorded.is_file() else "unknown"
 
 
-MODE_OVERRIDES = {"cuda_graphs": ["dataset.TIGER.trainer.cuda_graphs=true", "dataset.TIGER.trainer.compile=false"],
-                  "cuda_graphs_padded": ["dataset.TIGER.trainer.cuda_graphs=true",
-                                         "dataset.TIGER.trainer.compile=false", "dataset.TIGER.T5.packing_groups=0"],
-                  "compiled_graphs": ["dataset.TIGER.trainer.cuda_graphs=true", "dataset.TIGER.trainer.compile=true"],
-                  # cuda_graphs named in every mode: its `auto` graphs a GPU's step
-                  "compiled": ["dataset.TIGER.trainer.cuda_graphs=false"],
-                  "eager": ["dataset.TIGER.trainer.cuda_graphs=false", "dataset.TIGER.trainer.compile=false"],
-                  "eager_padded": ["dataset.TIGER.trainer.cuda_graphs=false", "dataset.TIGER.trainer.compile=false",
-                                   "dataset.TIGER.T5.packing_groups=0"]}
+def codes_settings(path: Path) -> dict:
+    """The RQ-VAE settings a semantic-ID file was made with (the runs ask for the same, so that the file's
+    check finds them equal)."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as saved:
+        meta = json.loads(str(saved["meta"]))
+    rqvae = meta.get("settings", {})
+    return {"epochs": rqvae.get("epochs", PUBLISHED_RQVAE_EPOCHS), "cuda_graphs": bool(rqvae.get("cuda_graphs")),
+            "compile": bool(rqvae.get("compile")),
+            "float32_matmul_precision": rqvae.get("float32_matmul_precision", "highest")}
 
 
-def run_overrides(profile: Profile, work: Path, name: str, rqvae: dict, plan: dict | None) -> list[str]:
-    """The run's overrides: the stages up to the semantic IDs (plan None), or the whole run. Every run
-    has the same RQ-VAE settings (`rqvae_plan`), so all find the semantic IDs the first one cached."""
-    overrides = [*profile.data, *METHODS[name], "seed=42", f"experiment_id={name}_Beauty", "logging.mode=disabled",
-                 f"output_path={work}/{name}", f"dataset.RQ-VAE.epochs={rqvae['epochs']}",
-                 f"dataset.RQ-VAE.cuda_graphs={str(rqvae['cuda_graphs']).lower()}",
-                 f"dataset.RQ-VAE.compile={str(rqvae['compile']).lower()}",
-                 f"dataset.RQ-VAE.float32_matmul_precision={rqvae['float32_matmul_precision']}",
-                 f"dataset.TIGER.trainer.eval_batch_size={profile.eval_batch_size}"]
-    if plan is None:
-        return [*overrides, "stop_after=semantic_ids"]
-    return [*overrides, f"dataset.TIGER.trainer.steps={plan['steps']}",
-            f"dataset.TIGER.trainer.warmup_steps={plan['warmup_steps']}",
-            f"dataset.TIGER.trainer.time_budget_min={plan['time_budget_min']}", *MODE_OVERRIDES[plan["step_mode"]]]
+def benchmark_command(py: str, out: Path, profile: Profile, rqvae: bool, compile_: bool) -> list[str]:
+    """The short benchmark of a call without committed figures: the step in each way a run may train
+    (eager, and on a GPU graphed), evaluation at the runs' batch size, the RQ-VAE where it will train."""
+    return [py, "scripts/benchmark.py", *profile.bench_args, "--quick", "--eval-batch-size",
+            str(profile.eval_batch_size), "--out", str(out / "bench.json"), "--no-compile",
+            "--only", "train,eval" + (",rqvae" if rqvae else ""),
+            "--variants", "compact,graphed" + (",compiled_graphed" if compile_ else ""),
+            *(["--compile-graphed"] if compile_ else [])]
+
+
+def smoke_command(py: str, path: Path, dry_run: bool, checks: list[str]) -> list[str]:
+    return [py, "scripts/device/smoke.py", "--out", str(path), "--checks", ",".join(checks),
+            *(["--device", "cpu"] if dry_run else []), *(["--compile"] if "compiled_cuda_graph" in checks else [])]
+
+
+def run_overrides(profile: Profile, work: Path, spec: RunSpec, codes: Path, rqvae: dict, length: Length, mode: str,
+                  budget_min: float) -> list[str]:
+    return [*profile.data, *spec.overrides, f"experiment_id={spec.name}", "logging.mode=disabled",
+            f"output_path={work / spec.name}", f"dataset.RQ-VAE.codes_file={codes}", *rqvae_overrides(rqvae),
+            f"dataset.TIGER.trainer.steps={length.steps}", f"dataset.TIGER.trainer.warmup_steps={length.warmup_steps}",
+            f"dataset.TIGER.trainer.scheduler={length.scheduler}",
+            f"dataset.TIGER.trainer.eval_batch_size={profile.eval_batch_size}",
+            f"dataset.TIGER.trainer.time_budget_min={budget_min:.2f}", *MODE_OVERRIDES[mode]]
+
+
+def run_record(spec: RunSpec, run_dir: Path, status: str, wall_s: float, length: Length, mode: str,
+               machine: dict, commit: str, codes: Path, rqvae: dict, overrides: list[str], profile: Profile) -> dict:
+    """{run}.json of the call: the run's metrics.json, its `run` block and its curves (curves.jsonl's lines)."""
+    metrics_path, curves_path = run_dir / "metrics.json", run_dir / "curves.jsonl"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    curves = [json.loads(line) for line in curves_path.read_text().splitlines() if line.strip()] \
+        if curves_path.is_file() else []
+    validations = sum(point.get("time/validation", 0.0) for point in curves)
+    steps = metrics.get("train/steps")
+    train_s = metrics.get("time/train")
+    s_per_step = round((train_s - validations) / steps, 6) if steps and train_s else None
+    import hashlib
+
+    run = {"name": spec.name, "dataset": spec.dataset, "dataset_key": profile.dataset_key, "method": spec.method,
+           "seed": spec.seed, "status": status, "steps_trained": steps, "steps_planned": length.steps,
+           "warmup_steps": length.warmup_steps, "scheduler": length.scheduler, "published_steps": PUBLISHED_STEPS,
+           "length_fixed_by": length.fixed_by, "best_epoch": metrics.get("train/best_epoch"),
+           "epochs": metrics.get("train/epochs"), "out_of_time": metrics.get("train/out_of_time"),
+           "step_mode": metrics.get("train/step_mode", mode), "s_per_step": s_per_step,
+           "encoder": next((o.split("=", 1)[1] for o in profile.data if o.startswith("dataset.content_model=")),
+                           "all-MiniLM-L6-v2"),
+           "semantic_ids": {"file": codes.name, "sha256": hashlib.sha256(codes.read_bytes()).hexdigest()
+                            if codes.is_file() else None, **rqvae},
+           "gpu": machine.get("gpu"), "torch": machine.get("torch"), "cuda": machine.get("cuda"), "commit": commit,
+           "date": time.strftime("%Y-%m-%d"), "wall_s": {**{k.removeprefix("time/"): v for k, v in metrics.items()
+                                                           if k.startswith("time/") and isinstance(v, (int, float))},
+                                                        "run": round(wall_s, 1)},
+           "overrides": overrides}
+    return {**metrics, "run": run, "curves": curves}
+
+
+def drop_killed_writes(out: Path) -> None:
+    """Remove what a writer killed at its time limit left half-written in OUT_DIR (they write atomically)."""
+    for name in ("bench.json",):
+        remove_stale_temporaries(out / name)
+
+
+class Call:
+    """The state of one call: its output folder, log, summary and the clock."""
+
+    def __init__(self, args, profile: Profile, work: Path):
+        self.out, self.profile, self.work = args.out.resolve(), profile, work
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.log = Log(self.out / "device.log")
+        self.deadline = time.monotonic() + profile.budget_s
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                    "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
+        self.py = sys.executable
+        self.summary: dict = {"mode": "dry-run" if args.dry_run else "device", "date": time.strftime("%Y-%m-%d"),
+                              "profile": asdict(profile),
+                              "reproduction": str(args.reproduction), "steps": {}, "runs": []}
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def record(self, step: str, code: int | None, wall: float, **extra) -> None:
+        self.summary["steps"][step] = {"status": status_of(code), "wall_s": round(wall, 1), **extra}
+        self.log(f"{step}: {status_of(code)} in {wall:.1f} s")
+
+    def files_free(self) -> int:
+        return MAX_FILES - sum(1 for _ in self.out.iterdir())
+
+    def write_summary(self) -> None:
+        (self.out / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--dry-run", action="store_true", help="on this CPU, tiny sizes, the same steps")
-    parser.add_argument("--skip", type=lambda text: set(text.split(",")), default=set(),
-                        help="comma-separated steps to leave out, of smoke,benchmark (for a rerun in the time left)")
-    parser.add_argument("--compile", action="store_true",
-                        help="the smoke check and the benchmark also try the graphed step compiled for its one "
-                             f"padded shape (their boxes {COMPILE_SMOKE_S} and {COMPILE_BENCH_S} s longer); the runs "
-                             "compile only where it compiled and was fastest (dynamic-shape compiling stays off: "
-                             "torch 2.11's inductor failed on it)")
+    parser.add_argument("--dry-run", action="store_true", help="on a CPU: a generated dataset at tiny sizes")
+    parser.add_argument("--reproduction", type=Path, default=DEFAULT_ROOT,
+                        help="the reproduction folder to complete (default: docs/reproduction)")
     parser.add_argument("--budget", type=float, default=None, help="seconds in all (default: the profile's)")
-    parser.add_argument("--plan-from", type=Path, default=None, metavar="DIR",
-                        help="plan the runs from an earlier call's figures (DIR: its OUT_DIR with bench.json and "
-                             "smoke.json, copied into the working tree so that it travels), skipping the smoke "
-                             "check and the benchmark; its smoke checks vouch for its graphed figures")
+    parser.add_argument("--max-runs", type=int, default=None, help="train at most this many runs")
+    parser.add_argument("--compile", action="store_true",
+                        help="where the benchmark runs, also time the graphed step compiled for its one shape")
+    parser.add_argument("--measure-pair", action="store_true",
+                        help="measure two runs at once in the time left even where a measurement is committed")
     args = parser.parse_args()
-    if not args.skip <= {"smoke", "benchmark"}:
-        parser.error(f"--skip: unknown step(s) {', '.join(sorted(args.skip - {'smoke', 'benchmark'}))}; "
-                     "choose from smoke,benchmark")
-    earlier = None
-    if args.plan_from is not None:
-        try:
-            earlier = earlier_figures(args.plan_from.resolve())
-        except ValueError as exc:
-            parser.error(f"--plan-from: {exc}")
-        args.skip = {"smoke", "benchmark"}
-    start_time = time.monotonic()
-    out = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="liger_device_"))
+    work = Path(tempfile.mkdtemp(prefix="liger_call_"))
     profile = profiles(work)["dry-run" if args.dry_run else "device"]
     if args.budget is not None:
         profile = replace(profile, budget_s=args.budget)
-    if args.compile:
-        profile = replace(profile, smoke_s=profile.smoke_s + COMPILE_SMOKE_S, bench_s=profile.bench_s + COMPILE_BENCH_S)
-    deadline = start_time + profile.budget_s
-    log = Log(out / "device.log")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
-    py = sys.executable
-    summary: dict = {"mode": "dry-run" if args.dry_run else "device", "profile": asdict(profile), "steps": {},
-                     "options": {"skip": sorted(args.skip), "compile": args.compile,
-                                 "plan_from": None if args.plan_from is None else str(args.plan_from)}}
+    try:
+        call = Call(args, profile, work)
+        run_call(call, args)
+    except (ValueError, RuntimeError) as exc:  # a reproduction folder or figures at fault: named in the message
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
-    def left() -> float:
-        return deadline - time.monotonic()
 
-    def record(step: str, code: int | None, wall: float, **extra) -> None:
-        status = "ok" if code == 0 else "killed at its time limit" if code is None else f"exit {code}"
-        summary["steps"][step] = {"status": status, "wall_s": round(wall, 1), **extra}
-        log(f"{step}: {status} in {wall:.1f} s")
+def run_call(call: Call, args) -> None:
+    profile, log, summary = call.profile, call.log, call.summary
+    repro = Reproduction(args.reproduction)
+    log(f"call ({summary['mode']}), {profile.budget_s:.0f} s in all; reproduction {repro.root}; work {call.work}")
+    if shutil.which("nvidia-smi") and not args.dry_run:
+        run_boxed(["nvidia-smi"], 20, call.out / "device.log", call.env)
+    machine = probe(call.py, call.env)
+    commit = source_commit()
+    summary.update(machine=machine, commit=commit)
+    log(f"machine: {machine['gpu']}, torch {machine['torch']}, CUDA {machine['cuda']}; commit {commit}")
 
-    log(f"device run ({summary['mode']}), {profile.budget_s:.0f} s in all; work folder {work}")
-    if shutil.which("nvidia-smi"):
-        run_boxed(["nvidia-smi"], 20, out / "device.log", env)
+    dataset = profile.dataset
+    missing = repro.missing(dataset)
+    has_codes = repro.has_codes(dataset)
+    fixed = repro.length(dataset)
+    summary["state"] = {"finished": [s.name for s in repro.finished(dataset)], "missing": [s.name for s in missing],
+                        "semantic_ids_committed": has_codes, "length": None if fixed is None else asdict(fixed)}
+    log(f"reproduction of {dataset}: {len(missing)} run(s) missing"
+        + (f", next {missing[0].name}" if missing else "") + f"; semantic IDs {'committed' if has_codes else 'missing'}"
+        + (f"; length {fixed.describe()} (fixed by {fixed.fixed_by})" if fixed else "; length not fixed yet"))
+    if not missing and has_codes:
+        log("nothing is missing: the table is complete")
+        finish(call)
+        return
 
-    if earlier is not None:  # 1., 2.: an earlier call's figures
-        bench, smoke_checks = earlier
-        log(f"smoke, benchmark: skipped (--plan-from); the plan uses the figures of {args.plan_from} (measured on "
-            f"{bench.get('device', '?')}, torch {bench.get('torch', '?')}, {bench.get('date', '?')})")
+    # 1. figures
+    bench, source = repro.committed_figures(machine["gpu"], machine["torch"])
+    if source is not None:
+        log(f"benchmark: skipped, figures committed for this GPU and torch: {source}")
+        summary["figures"] = str(source)
     else:
-        # 1. smoke check
-        if "smoke" in args.skip:
-            log("smoke: skipped (--skip)")
-        else:
-            smoke = smoke_command(py, out, args.dry_run, args.compile)
-            record("smoke", *run_boxed(smoke, min(profile.smoke_s, left()), out / "device.log", env))
-        # 2. benchmark
-        if "benchmark" in args.skip:
-            log("benchmark: skipped (--skip); the plan uses deliberately slow guesses")
-        else:
-            bench_cmd = benchmark_command(py, out, profile, args.compile)
-            record("benchmark", *run_boxed(bench_cmd, min(profile.bench_s, left()), out / "device.log", env))
-        drop_killed_writes(out)
-        bench = json_object(out / "bench.json") if (out / "bench.json").is_file() else {}
-        smoke_checks = smoke_report(out, skipped="smoke" in args.skip)
-    bench, left_out = vouched_for(bench, smoke_checks)
-    for line in left_out:
-        log(f"plan: {line}")
-    summary["left_out"] = left_out
+        cmd = benchmark_command(call.py, call.out, profile, rqvae=not has_codes, compile_=args.compile)
+        call.record("benchmark", *run_boxed(cmd, min(profile.bench_s, call.left()), call.out / "device.log",
+                                            call.env))
+        drop_killed_writes(call.out)
+        bench = json_object(call.out / "bench.json") if (call.out / "bench.json").is_file() else {}
+        summary["figures"] = "this call's benchmark" if bench else "none: slow guesses"
+    measured = repro.measured_steps(machine["gpu"], machine["torch"])
 
-    # 3. the reproduction: the stages before training once, then TIGER and LIGER at once
-    rqvae = rqvae_plan(bench, profile)
-    prepare = [py, "run.py", *run_overrides(profile, work, "liger", rqvae, None)]
-    code, wall = run_boxed(prepare, min(profile.rqvae_budget_s * 2 + 90, left()), out / "device.log", env)
-    if code != 0 and (rqvae["cuda_graphs"] or rqvae["compile"]):  # failed: once more, eager, or no run has codes
-        log(f"prepare with the RQ-VAE as a CUDA graph{' compiled' * rqvae['compile']}: "
-            f"{'killed' if code is None else f'exit {code}'}; again, eager")
-        rqvae = rqvae_plan(bench, profile, eager_only=True)
-        prepare = [py, "run.py", *run_overrides(profile, work, "liger", rqvae, None)]
-        code, more = run_boxed(prepare, min(profile.rqvae_budget_s * 2 + 90, left()), out / "device.log", env)
-        wall += more
-    record("prepare", code, wall, **{f"rqvae_{k}": v for k, v in rqvae.items()})
-    plan = training_plan(bench, left(), profile)
-    summary["plan"] = plan
-    log(f"plan: {json.dumps(plan)}")
-    # the two runs share the cores too: oversubscribed OpenMP threads slow a CPU step tenfold
-    threads = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // len(METHODS)))}
-    processes = {name: (start([py, "run.py", *run_overrides(profile, work, name, rqvae, plan)],
-                              out / f"{name}_train.log", {**env, **threads}), time.monotonic()) for name in METHODS}
-    for name, (process, began) in processes.items():
-        code, _ = wait_boxed(process, left())
-        record(name, code, time.monotonic() - began)
-        metrics_path = work / name / "metrics.json"
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {"error": "no metrics.json"}
-        metrics["device_run"] = {**plan, **{f"rqvae_{k}": v for k, v in rqvae.items()},
-                                 "published_rqvae_epochs": PUBLISHED_RQVAE_EPOCHS,
-                                 "status": summary["steps"][name]["status"],
-                                 "plan_from": summary["options"]["plan_from"],  # whose figures planned it
-                                 "overrides": run_overrides(profile, work, name, rqvae, plan)}
-        (out / f"{name}_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    # 2. smoke check: what the planned modes need
+    gpu = bool(machine.get("cuda_available"))
+    modes = {step_mode(bench, spec.bench) for spec in missing}
+    checks = checks_for(modes, rqvae_graphed=not has_codes and gpu)
+    smoke = None
+    if checks:
+        smoke_path = call.work / "smoke.json"
+        call.record("smoke", *run_boxed(smoke_command(call.py, smoke_path, args.dry_run, checks),
+                                        min(profile.smoke_s, call.left()), call.out / "device.log", call.env),
+                    checks=checks)
+        smoke = json_object(smoke_path) if smoke_path.is_file() else {}
+        summary["smoke"] = smoke
+    else:
+        log("smoke: nothing to check (eager steps, no RQ-VAE graph)")
+    if not gpu:  # a CPU has no graphs to vouch for: the figures stay as measured
+        smoke = None
+    bench = vouched(bench, smoke)
 
-    summary["wall_s"] = round(time.monotonic() - start_time, 1)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    for name in METHODS:
-        m = json.loads((out / f"{name}_metrics.json").read_text())
-        head = "uni_in_test/Gen20_Recall@10" if name == "liger" else "genret_in_test/Recall@10"
-        log(f"{name}: {m.get('train/steps', '-')} steps, "
-            f"genret in-set Recall@10 {m.get('genret_in_test/Recall@10', '-')}"
-            f", {head} {m.get(head, '-')}, uni cold Recall@10 {m.get('uni_cold_test/Gen20_Recall@10', '-')}")
-    log(f"done in {summary['wall_s']} s: " + ", ".join(f"{k} {v['status']}" for k, v in summary["steps"].items()))
-    shutil.rmtree(work, ignore_errors=True)
+    # 3. semantic IDs
+    codes = repro.codes_path(dataset)
+    if has_codes:
+        rqvae = codes_settings(codes)
+        log(f"semantic IDs: committed ({codes.name}, {rqvae['epochs']} RQ-VAE epochs)")
+    else:
+        codes = call.out / f"{dataset}_semantic_ids.npz"
+        rqvae = train_semantic_ids(call, bench, codes, gpu)
+        if rqvae is None:
+            finish(call)
+            return
+
+    # 4. runs
+    train_runs(call, args, repro, missing, bench, measured, fixed, codes, rqvae, machine, commit)
+
+    # 5. the measurement of two runs at once, in the time left
+    if gpu and (args.measure_pair or repro.pair_figures(machine["gpu"], machine["torch"]) is None):
+        measure_pair(call, bench, machine)
+    finish(call)
+
+
+def train_semantic_ids(call: Call, bench: dict, codes: Path, gpu: bool) -> dict | None:
+    """Train the RQ-VAE (the profile's epochs), its codes written to `codes`; its settings, or None where it
+    failed (then no run trains: every run of the table must use the same, published, codes)."""
+    profile, log = call.profile, call.log
+    settings = rqvae_plan(bench if gpu else {k: v for k, v in bench.items() if "graphed" not in k},
+                          profile.rqvae_epochs)
+    for attempt in ("graphed", "eager") if settings["cuda_graphs"] else ("eager",):
+        if attempt == "eager" and settings["cuda_graphs"]:
+            settings = rqvae_plan({k: v for k, v in bench.items() if "graphed" not in k}, profile.rqvae_epochs)
+            if settings["estimated_s"] > call.left() - 60:
+                log(f"RQ-VAE eager: about {settings['estimated_s']:.0f} s, {call.left():.0f} s left: not tried")
+                return None
+        overrides = [*profile.data, "method=setting", "logging.mode=disabled", f"output_path={call.work / 'rqvae'}",
+                     f"dataset.RQ-VAE.codes_file={codes}", *rqvae_overrides(settings), "stop_after=semantic_ids"]
+        box = min(call.left() - 30, max(2 * settings["estimated_s"] + 60, 120))
+        log(f"RQ-VAE ({attempt}): {settings['epochs']} epochs, about {settings['estimated_s']:.0f} s"
+            f"{'' if settings['estimate_measured'] else ' (a guess)'}; box {box:.0f} s")
+        code, wall = run_boxed([call.py, "run.py", *overrides], box, call.out / "device.log", call.env)
+        call.record(f"rqvae_{attempt}", code, wall, **settings)
+        if code == 0 and codes.is_file():
+            return {k: settings[k] for k in ("epochs", "cuda_graphs", "compile", "float32_matmul_precision")}
+    return None
+
+
+def train_runs(call: Call, args, repro: Reproduction, missing: list[RunSpec], bench: dict, measured: dict,
+               fixed: Length | None, codes: Path, rqvae: dict, machine: dict, commit: str) -> None:
+    """The missing runs in order, alone or two at once, as many as fit the time and the files that come back."""
+    profile, log = call.profile, call.log
+    pair = repro.pair_figures(machine["gpu"], machine["torch"])
+    trained = 0
+    while missing and (args.max_runs is None or trained < args.max_runs):
+        if call.files_free() < 2:
+            log(f"runs: no more files can come back (at most {MAX_FILES}); the next run waits for the next call")
+            break
+        seconds = call.left() * profile.safety
+        spec = missing[0]
+        costs = {s.bench: run_cost(bench, s, profile.startup_s, measured) for s in missing}
+        full_call_s = (profile.budget_s - profile.call_overhead_s) * profile.safety
+        plan = plan_length(spec, fixed, costs[spec.bench], seconds, list(costs.values()), full_call_s,
+                           profile.max_steps)
+        if plan.length is None:
+            log(f"{spec.name}: not started: {plan.reason}")
+            call.summary.setdefault("not_started", []).append({"run": spec.name, "why": plan.reason})
+            break
+        length = plan.length
+        together = [spec]
+        if len(missing) > 1 and call.files_free() >= 4 and (args.max_runs is None or trained + 2 <= args.max_runs):
+            second = missing[1]
+            both = at_once_seconds(pair, costs[spec.bench], costs[second.bench], length.steps, seconds)
+            if both is not None:
+                together.append(second)
+                log(f"{spec.name} and {second.name} at once: about {both:.0f} s (measured: their steps take "
+                    f"{pair['slowdown']:.2f}× the time of one after the other{', MPS' if pair.get('mps') else ''})")
+        guessed = sorted({g for s in together for g in costs[s.bench].guessed})
+        log(f"plan: {', '.join(s.name for s in together)}: {length.describe()} ({plan.reason}); about "
+            f"{plan.estimated_s:.0f} s each, {seconds:.0f} s usable"
+            + (f"; guessed figures: {guessed}" if guessed else ""))
+        run_together(call, together, length, costs, codes, rqvae, machine, commit, mps=len(together) > 1 and
+                     bool(pair and pair.get("mps")), plan=plan)
+        for s in together:
+            missing.remove(s)
+        trained += len(together)
+        fixed = fixed or length  # the first run fixed it for the runs after it in this call
+
+
+def run_together(call: Call, specs: list[RunSpec], length: Length, costs: dict, codes: Path, rqvae: dict,
+                 machine: dict, commit: str, mps: bool, plan: LengthPlan) -> None:
+    """Train `specs` at once (one: alone), each to its test; write their {run}.json and {run}.log."""
+    profile = call.profile
+    daemon = start_mps(call) if mps else None
+    env = {**call.env, **(daemon or {})}
+    if len(specs) > 1 and not call.summary["machine"].get("cuda_available"):
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) // len(specs)))  # CPU threads shared
+    started = {}
+    for spec in specs:
+        cost = costs[spec.bench]
+        budget_min = max(0.1, (call.left() * profile.safety - cost.test_s - cost.setup_s) / 60)
+        overrides = run_overrides(profile, call.work, spec, codes, rqvae, length, cost.mode, budget_min)
+        started[spec] = (start([call.py, "run.py", *overrides], call.out / f"{spec.name}.log", env), time.monotonic(),
+                         overrides)
+    for spec, (process, began, overrides) in started.items():
+        code, _ = wait_boxed(process, call.left())
+        wall = time.monotonic() - began
+        call.record(spec.name, code, wall, steps=length.steps, step_mode=costs[spec.bench].mode,
+                    estimated_s=plan.estimated_s, together=[s.name for s in specs])
+        record = run_record(spec, call.work / spec.name, status_of(code), wall, length, costs[spec.bench].mode,
+                            machine, commit, codes, rqvae, overrides, profile)
+        (call.out / f"{spec.name}.json").write_text(json.dumps(record, indent=1) + "\n")
+        call.summary["runs"].append(spec.name)
+        headline = "uni_in_test/Gen20_Recall@10" if "uni_in_test/Gen20_Recall@10" in record else \
+            "dense_in_test/Recall@10" if "dense_in_test/Recall@10" in record and spec.method != "TIGER" \
+            else "genret_in_test/Recall@10"
+        call.log(f"{spec.name}: {record.get('train/steps', '-')} of {length.steps} steps, {headline} "
+                 f"{record.get(headline, '-')}, cold-start {headline.replace('_in_', '_cold_')} "
+                 f"{record.get(headline.replace('_in_', '_cold_'), '-')}")
+    if daemon is not None:
+        stop_mps(call, daemon)
+
+
+def start_mps(call: Call) -> dict | None:
+    """Start the CUDA MPS daemon (its folders under the work folder); the clients' environment, or None where
+    it cannot start (then the runs share the GPU by time-slicing)."""
+    control = shutil.which("nvidia-cuda-mps-control")
+    if control is None:
+        call.log("MPS: nvidia-cuda-mps-control not found; the runs share the GPU by time-slicing")
+        return None
+    folders = {"CUDA_MPS_PIPE_DIRECTORY": str(call.work / "mps_pipe"),
+               "CUDA_MPS_LOG_DIRECTORY": str(call.work / "mps_log")}
+    for folder in folders.values():
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([control, "-d"], env={**call.env, **folders}, capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        call.log(f"MPS: the daemon did not start ({done.stderr.strip()[:200] or done.returncode}); time-slicing")
+        return None
+    call.log("MPS: daemon started")
+    return folders
+
+
+def stop_mps(call: Call, folders: dict) -> None:
+    control = shutil.which("nvidia-cuda-mps-control")
+    if control:
+        subprocess.run([control], input="quit\n", env={**call.env, **folders}, capture_output=True, text=True,
+                       timeout=30)
+        call.log("MPS: daemon stopped")
+
+
+def measure_pair(call: Call, bench: dict, machine: dict) -> None:
+    """Two benchmarks' training steps (TIGER's and LIGER's, the runs' step mode) timed at the same moment,
+    under MPS where its daemon starts: `slowdown` = the slower one's step ÷ the sum of both alone (this
+    call's or the committed figures). Below 1, two runs at once finish sooner than one after the other."""
+    if call.left() < PAIR_MEASURE_S:
+        call.log(f"two runs at once: not measured ({call.left():.0f} s left, {PAIR_MEASURE_S} s needed)")
+        return
+    modes = {model: step_mode(bench, model) for model in ("tiger", "liger")}
+    alone = {model: bench.get(f"train_ms_{model}{STEP_MODES[mode]}") for model, mode in modes.items()}
+    if not all(isinstance(v, (int, float)) for v in alone.values()):
+        call.log("two runs at once: not measured (no step figures to compare with)")
+        return
+    variant = {"eager": "compact", "eager_padded": "padded", "cuda_graphs": "graphed",
+               "cuda_graphs_padded": "graphed_padded", "compiled_graphs": "compiled_graphed"}
+    daemon = start_mps(call)
+    env = {**call.env, **(daemon or {})}
+    start_at = time.time() + PAIR_MEASURE_S * 0.6  # both set up first, then time their steps together
+    processes = {}
+    for model, mode in modes.items():
+        out = call.work / f"pair_{model}.json"
+        cmd = [call.py, "scripts/benchmark.py", *call.profile.bench_args, "--only", "train", "--methods", model,
+               "--variants", variant[mode], "--no-compile", "--start-at", f"{start_at:.0f}", "--out", str(out)]
+        processes[model] = (start(cmd, call.out / "device.log", env), out)
+    together = {}
+    for model, (process, out) in processes.items():
+        code, _ = wait_boxed(process, min(call.left(), PAIR_MEASURE_S))
+        figures = json.loads(out.read_text()) if code == 0 and out.is_file() else {}
+        together[model] = figures.get(f"train_ms_{model}{STEP_MODES[modes[model]]}")
+    if daemon is not None:
+        stop_mps(call, daemon)
+    if not all(isinstance(v, (int, float)) for v in together.values()):
+        call.log(f"two runs at once: the measurement failed ({together})")
+        return
+    slowdown = max(together.values()) / sum(alone.values())
+    call.summary["pair_measurement"] = {"gpu": machine["gpu"], "torch": machine["torch"], "mps": daemon is not None,
+                                        "modes": modes, "alone_ms": alone, "together_ms": together,
+                                        "slowdown": round(slowdown, 4)}
+    sooner = "sooner" if slowdown <= PAIR_GAIN else "not sooner"
+    call.log(f"two runs at once{' (MPS)' if daemon else ''}: steps {together} ms against {alone} ms alone: "
+             f"slowdown {slowdown:.2f} ({sooner} than one after the other)")
+
+
+def finish(call: Call) -> None:
+    call.summary["wall_s"] = round(call.profile.budget_s - call.left(), 1)
+    call.write_summary()
+    call.log(f"done in {call.summary['wall_s']} s: " + ", ".join(f"{k} {v['status']}"
+                                                                for k, v in call.summary["steps"].items()))
+    make_portable(call.out, {str(call.work): "WORK", str(call.out): "OUT_DIR", f"{REPO}/": ""})
+
+
+def make_portable(out: Path, names: dict[str, str]) -> None:
+    """Replace this machine's absolute paths in the call's text files (the work folder, OUT_DIR, the
+    repository) by placeholders, so that what is committed names no machine's folders."""
+    for path in out.iterdir():
+        if path.suffix in (".log", ".json"):
+            text = path.read_text(errors="replace")
+            for old, new in names.items():
+                text = text.replace(old, new)
+            path.write_text(text)
 
 
 if __name__ == "__main__":

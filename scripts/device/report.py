@@ -1,18 +1,23 @@
-"""A Markdown report of one or more device calls (README, "The GPU run"): what ran, the speed targets
-against the figures measured, the training step of every variant, and the test metrics beside the
-paper's TIGER. The first draft of a results folder's README.md, read off the files themselves:
+"""What GPU calls of the reproduction produced: a Markdown report of calls, or a call added to the
+reproduction folder.
 
-    .venv/bin/python scripts/device/report.py docs/results/gpu_DATE_DEVICE/call1 [more OUT_DIRs]
+    .venv/bin/python scripts/device/report.py OUT_DIR [OUT_DIR ...]          # a report of the calls, printed
+    .venv/bin/python scripts/device/report.py OUT_DIR --into docs/reproduction
+    .venv/bin/python scripts/device/report.py --into docs/reproduction       # only its README.md, written anew
 
-Each OUT_DIR is what a call of `scripts/device/run.sh` wrote (any of its files may be missing: a
-step that failed, or a call with `--plan-from`, which runs no benchmark). A figure that was not
-measured is shown as `-`, and its target as not measured, never as met.
+`--into` checks everything first and then writes, so a refused call changes nothing: every finished
+run's JSON (its metrics.json and `run` block) and its curves, the semantic IDs where the call trained
+them, the call's record (calls/{date}-{gpu}-{n}/: summary, benchmark, logs), the training length where
+the call's first run fixed it, and README.md: the table beside the paper's figures.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import re
+import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,249 +26,346 @@ sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "scripts" / "device"))
 
 from benchmark import VARIANT_SUFFIX  # noqa: E402
-
-from device_run import (  # noqa: E402
-    METHODS,
-    PUBLISHED_PRECISION,
-    PUBLISHED_RQVAE_EPOCHS,
-    json_object,
-    rqvae_timings,
-    smoke_report,
-    vouched_for,
+from reproduction import (  # noqa: E402
+    PUBLISHED_STEPS,
+    Length,
+    Reproduction,
+    ReproductionError,
+    queue,
 )
+
+from device_run import json_object  # noqa: E402
+from src.cache import atomic_write, write_json  # noqa: E402
+from src.results import ROW_RETRIEVAL, read_published  # noqa: E402
 from src.retrieval import DENSE, GENRET, UNI, metric_name  # noqa: E402
+from src.tracking import read_curves  # noqa: E402
 
-# The GPU speed issue's targets on one H200 (required; the aims are the whole run in one call)
-STEP_MS = {"tiger": 6.0, "liger": 8.0}
-STEP_MS_AIM = {"tiger": 1.5, "liger": 2.0}
-VALIDATION_S, TEST_S, RQVAE_S, HOST_MB = 2.0, 5.0, 60.0, 2048.0
-# The paper's TIGER on Beauty, as the GPU-run issue quotes it, and what that issue expects of the runs
-PAPER_TIGER = {"Recall": 0.0601, "NDCG": 0.0322}
-TIGER_RECALL_EXPECTED = 0.055
 K, HYBRID_K = 10, 20
-RQVAE_LABELS = {(False, False): "eager", (True, False): "graphed", (True, True): "compiled, graphed"}
+PAPER_SOURCE = "Yang et al. 2024"
+# What the paper's figures lead to expect with the offline encoder (the paper used Sentence-T5-XXL)
+EXPECTED = {"Beauty": {"tiger_in_recall": 0.055, "liger_cold_recall": 0.08}}
+COLUMNS = [(group, measure) for group in ("in", "cold") for measure in ("Recall", "NDCG")]
+COLUMN_TITLES = [f"{'in-set' if g == 'in' else 'cold-start'} {m}@{K}" for g, m in COLUMNS]
 
 
-def rqvae_label(cuda_graphs: bool, compile_: bool, precision: str) -> str:
-    """How an RQ-VAE trained, in words: "graphed", "compiled, graphed, TF32", ..."""
-    return RQVAE_LABELS[(bool(cuda_graphs), bool(compile_))] + ("" if precision == PUBLISHED_PRECISION
-                                                                 else ", TF32" if precision == "high"
-                                                                 else f", float32 products {precision}")
-
-
-@dataclass(frozen=True)
-class Call:
-    """What one call left in its OUT_DIR ({} for a file it did not write)."""
-    path: Path
-    summary: dict
-    bench: dict   # the benchmark's figures that the smoke check vouched for
-    smoke: dict
-    metrics: dict[str, dict]  # per method
-
-    @classmethod
-    def read(cls, path: Path) -> Call:
-        def read(name: str) -> dict:
-            return json_object(path / name) if (path / name).is_file() else {}
-
-        summary = read("summary.json")
-        # as the call's plan held them: a --skip smoke call's graphed figures as measured, a killed check's left out
-        smoke = smoke_report(path, skipped="smoke" in summary.get("options", {}).get("skip", []))
-        bench, _ = vouched_for(read("bench.json"), smoke)
-        return cls(path, summary, bench, smoke or {},
-                   {name: read(f"{name}_metrics.json") or read(f"beauty_{name}_metrics.json") for name in METHODS})
-
-
-def number(value, digits: int = 1) -> str:
+def number(value, digits: int = 4) -> str:
     return f"{value:,.{digits}f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = [header, ["---"] * len(header), *rows]
-    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in [header, ["---"] * len(header), *rows])
 
 
-def verdict(value, limit: float) -> str:
-    if not isinstance(value, (int, float)):
-        return "not measured"
-    return "met" if value <= limit else f"not met ({value / limit:.1f}× the target)"
+def retrieval_label(mode: str, generated: int | None) -> str:
+    return mode if generated is None else f"{mode} (K = {generated})"
 
 
-def heading(call: Call) -> str:
-    names = {call.bench.get("device"), call.smoke.get("summary", {}).get("name")} - {None}
-    torch_ = call.bench.get("torch") or call.smoke.get("summary", {}).get("torch") or "?"
-    options = call.summary.get("options", {})
-    flags = ", ".join(f"{k}: {v}" for k, v in options.items() if v not in (None, False, []))
-    return (f"## `{call.path}`\n\n{', '.join(sorted(names)) or 'device not recorded'}; torch {torch_}; "
-            f"{call.bench.get('date', 'date not recorded')}; mode {call.summary.get('mode', '?')}"
-            + (f"; options: {flags}" if flags else "") + f"; wall {number(call.summary.get('wall_s'))} s")
+def cells(metrics: dict, mode: str, generated: int | None) -> list[str]:
+    return [number(metrics.get(metric_name(mode, group, "test", measure, K, generated))) for group, measure in COLUMNS]
 
 
-def steps_table(call: Call) -> str:
+# ---- adding a call ---------------------------------------------------------------------------------
+
+class Refused(ValueError):
+    """The call cannot be added as it is; the message says why and what to do."""
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def has_test_metrics(record: dict) -> bool:
+    return any("_test/" in key for key in record)
+
+
+def add_call(out: Path, repro: Reproduction) -> list[str]:
+    """Add the call in `out` to the reproduction folder; the lines that say what was added and what not.
+    Raises Refused (nothing written) where the call does not fit what the folder holds."""
+    summary_path = out / "summary.json"
+    if not summary_path.is_file():
+        raise Refused(f"{out}: no summary.json; give the OUT_DIR of a call of scripts/device/run.sh")
+    summary = json_object(summary_path)
+    said: list[str] = []
+    codes_now = {}  # dataset → the call's semantic-ID file, to add
+    for path in sorted(out.glob("*_semantic_ids.npz")):
+        dataset = path.name.removesuffix("_semantic_ids.npz")
+        committed = repro.codes_path(dataset)
+        if committed.is_file() and sha256(committed) != sha256(path):
+            raise Refused(f"{path} differs from the committed {committed}: the runs of one table must share their "
+                          "semantic IDs. Add the call to a new reproduction folder, or remove the committed file and "
+                          "every run made with it first")
+        if not committed.is_file():
+            codes_now[dataset] = path
+    runs, lengths = {}, {}
+    for name in summary.get("runs", []):
+        path = out / f"{name}.json"
+        record = json_object(path) if path.is_file() else {}
+        run = record.get("run", {})
+        if not record or run.get("status") != "ok" or not has_test_metrics(record):
+            said.append(f"not added: {name} ({'no ' + path.name if not record else run.get('status', '?')}"
+                        f"{'' if has_test_metrics(record) else ', no test metrics'})")
+            continue
+        if repro.run_path(name).exists():
+            raise Refused(f"{repro.run_path(name)} exists: a run is added once. Delete it first to replace it")
+        dataset = run["dataset"]
+        codes = codes_now.get(dataset, repro.codes_path(dataset))
+        if not codes.is_file() or run.get("semantic_ids", {}).get("sha256") != sha256(codes):
+            raise Refused(f"{path}: the run used semantic IDs {run.get('semantic_ids', {}).get('sha256', '?')[:12]}, "
+                          f"not {codes.name if codes.is_file() else 'any committed file'}: every run of a table "
+                          "uses the dataset's committed semantic IDs")
+        fixed = lengths.get(dataset) or repro.length(dataset)
+        if fixed is not None and (run.get("steps_planned"), run.get("warmup_steps")) != (fixed.steps,
+                                                                                        fixed.warmup_steps):
+            raise Refused(f"{path}: planned {run.get('steps_planned')} steps (warm-up {run.get('warmup_steps')}), "
+                          f"but {dataset}'s runs train {fixed.steps} (warm-up {fixed.warmup_steps}, fixed by "
+                          f"{fixed.fixed_by}); a longer schedule is a new table: add it to a new reproduction folder")
+        if fixed is None:
+            lengths[dataset] = Length(int(run["steps_planned"]), int(run["warmup_steps"]), name,
+                                      run.get("scheduler", "cosine"))
+        runs[name] = record
+    # everything checked: write
+    for dataset, path in codes_now.items():
+        shutil.copyfile(path, repro.codes_path(dataset))
+        said.append(f"added: {repro.codes_path(dataset).name}")
+    for dataset, length in lengths.items():
+        repro.fix_length(dataset, length)
+        said.append(f"fixed: {dataset}'s training length, {length.describe()}, by {length.fixed_by}")
+    for name, record in runs.items():
+        curves = record.pop("curves", [])
+        write_json(repro.run_path(name), record, indent=1)
+        repro.curves_path(name).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(repro.curves_path(name)) as handle:
+            handle.write("".join(json.dumps(point) + "\n" for point in curves))
+        said.append(f"added: {name}.json and curves/{name}.jsonl")
+    said.append(f"record: {keep_record(out, summary, repro)}")
+    return said
+
+
+def keep_record(out: Path, summary: dict, repro: Reproduction) -> Path:
+    """calls/{date}-{gpu}-{n}/: the call's summary, benchmark figures and logs (never its run JSONs or
+    semantic IDs, which live in the folder itself)."""
+    machine = summary.get("machine", {})
+    date = summary.get("date")
+    gpu = re.sub(r"[^A-Za-z0-9]+", "-", str(machine.get("gpu", "unknown"))).strip("-").lower()
+    stem = f"{date or 'undated'}-{gpu}"
+    n = 1 + sum(1 for _ in repro.root.glob(f"calls/{stem}-*"))
+    folder = repro.root / "calls" / f"{stem}-{n}"
+    folder.mkdir(parents=True)
+    for path in sorted(out.iterdir()):
+        if path.name in ("summary.json", "bench.json", "device.log") or path.suffix == ".log":
+            shutil.copyfile(path, folder / path.name)
+    return folder.relative_to(repro.root)
+
+
+# ---- the reproduction's README ---------------------------------------------------------------------
+
+def paper_figures(dataset_key: str) -> dict[tuple[str, str, str], float]:
+    """(method, group, measure) → the LIGER paper's test figure@K for a dataset."""
+    published = read_published()
+    rows = published[(published["source"] == PAPER_SOURCE) & (published["dataset"] == dataset_key)
+                     & (published["k"] == K)]
+    return {(r.method, r.group, r.measure): float(r.value) for r in rows.itertuples()}
+
+
+def selection_curve(record: dict, curves_path: Path) -> tuple[str | None, list[tuple[int, float]]]:
+    """(the metric that chose the best model, its (step, value) at each validation)."""
+    selection = next((key.removeprefix("train/best_") for key in record
+                      if key.startswith("train/best_") and key != "train/best_epoch"), None)
+    if selection is None or not curves_path.is_file():
+        return selection, []
+    curve = read_curves(curves_path).get(selection)
+    return selection, [] if curve is None else [(s, v) for s, v in zip(curve.steps, curve.values) if v is not None]
+
+
+def curve_reading(points: list[tuple[int, float]]) -> str:
+    """What a validation curve says about the training length: still rising at the end, or levelled off."""
+    if not points:
+        return "no validation recorded"
+    best = max(range(len(points)), key=lambda i: points[i][1])
+    if best == len(points) - 1:
+        rise = points[-1][1] - points[-2][1] if len(points) > 1 else None
+        return ("best at the last validation: still rising when training stopped"
+                + (f" (+{rise:.4f} over the one before)" if rise is not None else ""))
+    drop = points[best][1] - points[-1][1]
+    return (f"best at validation {best + 1} of {len(points)} (step {points[best][0]:,}); the last is {drop:.4f} "
+            "lower: levelled off")
+
+
+def expectations(dataset: str, runs: dict[str, dict], paper: dict) -> list[str]:
+    """The issue's expectations of the seed-42 TIGER and LIGER runs, each met or by how much not."""
+    expected = EXPECTED.get(dataset)
+    tiger = runs.get(f"{dataset}_TIGER_seed42")
+    liger = runs.get(f"{dataset}_LIGER_seed42")
+    if expected is None:
+        return []
+    t_in = tiger and tiger.get(metric_name(GENRET, "in", "test", "Recall", K))
+    l_in = liger and liger.get(metric_name(UNI, "in", "test", "Recall", K, HYBRID_K))
+    l_cold = liger and liger.get(metric_name(UNI, "cold", "test", "Recall", K, HYBRID_K))
+
+    def verdict(value, threshold) -> str:
+        if not isinstance(value, (int, float)) or not isinstance(threshold, (int, float)):
+            return "not measured yet"
+        if value >= threshold:
+            return f"met ({value:.4f})"
+        return f"not met: {value:.4f}, short by {threshold - value:.4f} ({100 * (1 - value / threshold):.0f}% below)"
+
+    return [
+        f"- TIGER in-set Recall@{K} ≥ {expected['tiger_in_recall']} (paper "
+        f"{number(paper.get(('TIGER', 'in', 'Recall')))}): {verdict(t_in, expected['tiger_in_recall'])}",
+        f"- LIGER in-set Recall@{K} (uni, K = {HYBRID_K}) at least TIGER's "
+        f"({number(t_in)}): {verdict(l_in, t_in)}",
+        f"- LIGER cold-start Recall@{K} (uni, K = {HYBRID_K}) ≥ {expected['liger_cold_recall']} (paper "
+        f"{number(paper.get(('LIGER', 'cold', 'Recall')))}): {verdict(l_cold, expected['liger_cold_recall'])}"]
+
+
+def dataset_section(repro: Reproduction, dataset: str, runs: dict[str, dict]) -> str:
+    mine = {name: runs[name] for name in (spec.name for spec in queue(dataset)) if name in runs}
+    missing = repro.missing(dataset)
+    length = repro.length(dataset)
+    first = next(iter(mine.values()), {}).get("run", {})
+    paper = paper_figures(first.get("dataset_key", f"Amazon_{dataset}"))
+    lines = [f"## {dataset}", "",
+             f"{len(mine)} of {len(queue(dataset))} runs finished"
+             + (f"; next: `{missing[0].name}`." if missing else ": the table is complete.")]
+    if length is not None:
+        lines.append(f"Every run trains {length.describe()}: the length `{length.fixed_by}`'s plan fixed "
+                     f"(the paper: {PUBLISHED_STEPS:,} steps, warm-up 10,000).")
+    codes = repro.codes_path(dataset)
+    if codes.is_file():
+        ids = first.get("semantic_ids", {})
+        lines.append(f"Semantic IDs: `{codes.name}` (RQ-VAE {number(ids.get('epochs'), 0)} epochs"
+                     f"{', replayed from a CUDA graph' if ids.get('cuda_graphs') else ''}), used by every run. "
+                     f"Text encoder: {first.get('encoder', '?')} (the paper: Sentence-T5-XXL).")
     rows = []
-    for step, s in call.summary.get("steps", {}).items():
-        note = ""
-        if step == "prepare":
-            note = (f"RQ-VAE {number(s.get('rqvae_epochs'), 0)} of {PUBLISHED_RQVAE_EPOCHS:,} epochs, "
-                    + rqvae_label(s.get("rqvae_cuda_graphs"), s.get("rqvae_compile"),
-                                  s.get("rqvae_float32_matmul_precision", PUBLISHED_PRECISION)))
-        elif step in METHODS:
-            m = call.metrics[step]
-            note = (f"{m.get('train/steps', '-')} steps in {number(m.get('time/train'))} s, "
-                    f"test in {number(m.get('time/test'))} s" + steps_ran(m))
-        rows.append([step, s.get("status", "?"), number(s.get("wall_s")), note])
-    plan = call.summary.get("plan", {})
-    text = table(["step", "status", "wall (s)", ""], rows)
-    if plan:
-        text += (f"\n\nPlan: {number(plan.get('steps'), 0)} steps ({plan.get('steps_reason')}; published "
-                 f"{number(plan.get('published_steps'), 0)}), warm-up {number(plan.get('warmup_steps'), 0)}, step mode "
-                 f"`{plan.get('step_mode', '-')}`, estimated {number(plan.get('estimated_s_per_step_of_both'), 4)} s "
-                 "a step of both runs.")
-    for line in call.summary.get("left_out", []):
-        text += f"\n- {line}"
-    return text
+    for record in mine.values():
+        run = record["run"]
+        label = f"{run['method']}, seed {run['seed']}"
+        steps = number(record.get("train/steps"), 0)
+        mode, generated = ROW_RETRIEVAL.get(run["method"]) or (GENRET, None)
+        rows.append([label, retrieval_label(mode, generated), steps, *cells(record, mode, generated)])
+        if run["method"] == "LIGER":  # its other retrievals, for reading the hybrid
+            rows += [[label, retrieval_label(m, None), steps, *cells(record, m, None)] for m in (GENRET, DENSE)]
+    for method in ("TIGER", "LIGER"):
+        if any(key[0] == method for key in paper):
+            rows.append([f"**paper: {method}**", "uni (K = 20)" if method == "LIGER" else "genret", "published",
+                         *(number(paper.get((method, group, measure))) for group, measure in COLUMNS)])
+    lines += ["", f"### Test Recall@{K} and NDCG@{K}", "",
+              table(["run", "retrieval", "steps", *COLUMN_TITLES], rows) if rows else "No finished run yet."]
+    expected = expectations(dataset, mine, paper)
+    if expected:
+        lines += ["", "### Against what the paper's figures lead to expect", "", *expected]
+    if mine:
+        curve_rows, run_rows = [], []
+        for name, record in mine.items():
+            run = record["run"]
+            selection, points = selection_curve(record, repro.curves_path(name))
+            shown = ", ".join(f"{v:.4f}" for _, v in points)
+            curve_rows.append([name, f"`{selection}`", shown or "-", curve_reading(points)])
+            wall = run.get("wall_s", {})
+            run_rows.append([name, f"{number(record.get('train/steps'), 0)} of {number(run.get('steps_planned'), 0)}"
+                             + (" (out of time)" if run.get("out_of_time") else ""),
+                             number(record.get("train/best_epoch"), 0), str(run.get("step_mode", "-")),
+                             number(1000 * run["s_per_step"], 2) if run.get("s_per_step") else "-",
+                             f"{number(wall.get('train'), 0)} / {number(wall.get('test'), 0)}",
+                             f"{run.get('gpu', '?')}, torch {run.get('torch', '?')}, CUDA {run.get('cuda', '?')}",
+                             f"`{str(run.get('commit', '?'))[:10]}`", str(run.get("date", "?"))])
+        lines += ["", "### Validation curves", "",
+                  "The metric that chose each run's best model, at each validation (every 10 epochs and the last); "
+                  "the full curves are in `curves/`.", "",
+                  table(["run", "metric", "values", "reading"], curve_rows),
+                  "", "### How each run trained", "",
+                  table(["run", "steps", "best epoch", "step mode", "ms/step", "train / test (s)", "machine",
+                         "commit", "date"], run_rows)]
+    return "\n".join(lines)
 
 
-def steps_ran(metrics: dict) -> str:
-    """How a run's steps ran, as its metrics say (compiled, replayed from a graph), and what failed."""
-    parts = ["compiled"] if metrics.get("train/compiled") else []
-    if "train/graph_replays" in metrics:
-        parts.append(f"{metrics['train/graph_replays']} replayed from a CUDA graph, "
-                     f"{metrics.get('train/graph_eager_steps')} eager")
-    parts += [f"{key.split('/')[1].replace('_', ' ')}: {metrics[key]}"
-              for key in ("train/compile_error", "train/capture_error") if metrics.get(key)]
-    return "".join(f"; {part}" for part in parts)
+def write_readme(repro: Reproduction) -> Path:
+    runs = repro.runs()
+    datasets = list(dict.fromkeys([*(r["run"]["dataset"] for r in runs.values() if "run" in r),
+                                   *repro._plans(), *(p.name.removesuffix("_semantic_ids.npz")
+                                                      for p in repro.root.glob("*_semantic_ids.npz"))])) or ["Beauty"]
+    text = "\n\n".join([
+        "# Reproduction of the LIGER paper",
+        "Written by `scripts/device/report.py --into` from the files of this folder; do not edit it by hand. "
+        "Each GPU call (`bash scripts/device/run.sh OUT_DIR`, [docs/gpu.md](../gpu.md)) trains the next missing "
+        "runs; "
+        "`python scripts/device/report.py OUT_DIR --into docs/reproduction` adds them here. Figures are "
+        "test-split metrics of the best validation epoch; the paper's rows are its published figures "
+        "(`docs/published_results.csv`). Runs are never tuned on the test split.",
+        *(dataset_section(repro, dataset, runs) for dataset in datasets),
+        "## Files\n\n"
+        "- `{dataset}_{METHOD}_seed{S}.json`: a run's metrics.json and its `run` block (steps trained and planned, "
+        "schedule, best epoch, encoder, GPU, torch and CUDA, commit, wall time of each stage)\n"
+        "- `curves/{run}.jsonl`: the run's curves (src/tracking.py's format)\n"
+        "- `{dataset}_semantic_ids.npz`: the semantic IDs every run of that dataset uses "
+        "(`dataset.RQ-VAE.codes_file`)\n"
+        "- `plan.json`: each dataset's training length, fixed by its first run\n"
+        "- `calls/`: each call's summary, benchmark figures and logs"])
+    repro.root.mkdir(parents=True, exist_ok=True)
+    path = repro.root / "README.md"
+    with atomic_write(path) as handle:
+        handle.write(text + "\n")
+    return path
 
 
-def fastest_step_ms(bench: dict, name: str) -> tuple[float | None, str]:
-    """The fastest training step of the compact T5 (any variant but the baseline), and its variant."""
-    times = {variant: bench.get(f"train_ms_{name}{suffix}") for variant, suffix in VARIANT_SUFFIX.items()
-             if variant != "transformers"}
-    times = {v: t for v, t in times.items() if isinstance(t, (int, float))}
-    if not times:
-        return None, "-"
-    variant = min(times, key=times.get)
-    return times[variant], variant
+# ---- a printed report of calls ---------------------------------------------------------------------
 
-
-def rqvae_seconds(bench: dict) -> tuple[float | None, str]:
-    """Seconds of the published 8,000 RQ-VAE epochs, the fastest way measured (warm-up included)."""
-    totals = {rqvae_label(*mode): PUBLISHED_RQVAE_EPOCHS * epoch + first
-              for mode, (epoch, first) in rqvae_timings(bench).items()}
-    if not totals:
-        return None, "-"
-    kind = min(totals, key=totals.get)
-    return totals[kind], kind
-
-
-def validation_seconds(bench: dict, metrics: dict) -> float | None:
-    """LIGER's validation (beam search and dense head over the in-set validation sequences), from the
-    benchmark's rates: their sum slightly overstates it (the two share the encoder's pass)."""
-    n = (metrics.get("data/val_examples") or bench.get("users") or 0) - (metrics.get("data/cold_val_examples") or 0)
-    beams, dense = bench.get("liger_eval_beam100_seqs_per_s"), bench.get("liger_eval_dense_seqs_per_s")
-    return n / beams + n / dense if n and beams and dense else None
-
-
-def targets_table(call: Call) -> str:
-    bench, liger = call.bench, call.metrics["liger"]
+def call_report(out: Path) -> str:
+    summary = json_object(out / "summary.json") if (out / "summary.json").is_file() else {}
+    bench = json_object(out / "bench.json") if (out / "bench.json").is_file() else {}
+    machine = summary.get("machine", {})
+    parts = [f"## `{out}`", f"{machine.get('gpu', 'machine not recorded')}, torch {machine.get('torch', '?')}, "
+             f"CUDA {machine.get('cuda', '?')}; commit {summary.get('commit', '?')}; wall "
+             f"{number(summary.get('wall_s'), 1)} s; figures: {summary.get('figures', '-')}"]
+    steps = [[step, s.get("status", "?"), number(s.get("wall_s"), 1)] for step, s in summary.get("steps", {}).items()]
+    parts.append(table(["step", "status", "wall (s)"], steps) if steps else "No step recorded.")
+    parts += [f"- {item['run']}: not started: {item['why']}" for item in summary.get("not_started", [])]
+    pair = summary.get("pair_measurement")
+    if pair:
+        parts.append(f"Two runs at once{' (MPS)' if pair.get('mps') else ''}: {pair['together_ms']} ms a step "
+                     f"against {pair['alone_ms']} ms alone: slowdown {pair['slowdown']}")
+    variants = [[variant, *(number(bench.get(f"train_ms_{m}{suffix}"), 2) for m in ("tiger", "liger"))]
+                for variant, suffix in VARIANT_SUFFIX.items()
+                if any(f"train_ms_{m}{suffix}" in bench for m in ("tiger", "liger"))]
+    if variants:
+        parts.append(table(["training step (ms)", "TIGER", "LIGER"], variants))
     rows = []
-    for name in METHODS:
-        ms, variant = fastest_step_ms(bench, name)
-        rows.append([f"{name.upper()} training step", f"≤ {STEP_MS[name]:g} ms (aim ≤ {STEP_MS_AIM[name]:g})",
-                     f"{number(ms, 2)} ms ({variant})", verdict(ms, STEP_MS[name])])
-    val = validation_seconds(bench, liger)
-    rows.append(["LIGER validation (beam 100 + dense)", f"≤ {VALIDATION_S:g} s",
-                 f"{number(val, 2)} s (benchmark rates); {number(liger.get('time/validation_mean'), 2)} s in the run",
-                 verdict(val, VALIDATION_S)])
-    rows.append(["LIGER test evaluation", f"≤ {TEST_S:g} s", f"{number(liger.get('time/test'), 2)} s in the run "
-                 "(the TIGER run may share the GPU)", verdict(liger.get("time/test"), TEST_S)])
-    rq, kind = rqvae_seconds(bench)
-    rows.append([f"RQ-VAE, {PUBLISHED_RQVAE_EPOCHS:,} epochs", f"≤ {RQVAE_S:g} s (its checks included)",
-                 f"{number(rq)} s ({kind}; the benchmark's epoch time, checks not counted)",
-                 verdict(rq, RQVAE_S)])
-    host = [bench.get(f"train_host_rss_mb_above_baseline_{name}") for name in METHODS]
-    host = max((h for h in host if isinstance(h, (int, float))), default=None)
-    rows.append(["host memory of training above the baseline", f"≤ {HOST_MB:,.0f} MB", f"{number(host, 0)} MB",
-                 verdict(host, HOST_MB)])
-    return table(["target", "required", "measured", ""], rows)
-
-
-def step_variants_table(bench: dict) -> str:
-    """The step time of each variant; for a graphed one also the host's part of a step (`train_host_ms_*`)."""
-    def cell(name: str, suffix: str) -> str:
-        host = bench.get(f"train_host_ms_{name}{suffix}")
-        host_part = f" (host {number(host, 2)})" if isinstance(host, (int, float)) else ""
-        return number(bench.get(f"train_ms_{name}{suffix}"), 2) + host_part
-
-    rows = []
-    for variant, suffix in VARIANT_SUFFIX.items():
-        times = [bench.get(f"train_ms_{name}{suffix}") for name in METHODS]
-        if any(isinstance(t, (int, float)) for t in times):
-            rows.append([variant, *(cell(name, suffix) for name in METHODS)])
-    errors = {k: v for k, v in bench.items() if "error" in k}
-    text = table(["training step (ms)", *(name.upper() for name in METHODS)], rows) if rows else ""
-    return text + "".join(f"\n- `{k}`: {v}" for k, v in errors.items())
-
-
-def test_table(metrics: dict[str, dict]) -> str:
-    def row(label: str, m: dict, mode: str, generated: int | None = None) -> list[str]:
-        return [label, *(number(m.get(metric_name(mode, group, "test", measure, K, generated)), 4)
-                         for group in ("in", "cold") for measure in ("Recall", "NDCG"))]
-
-    tiger, liger = metrics["tiger"], metrics["liger"]
-    rows = [row("TIGER genret", tiger, GENRET), row("LIGER genret", liger, GENRET), row("LIGER dense", liger, DENSE),
-            row(f"LIGER uni (K = {HYBRID_K})", liger, UNI, HYBRID_K),
-            ["paper's TIGER (Beauty)", number(PAPER_TIGER["Recall"], 4), number(PAPER_TIGER["NDCG"], 4), "", ""]]
-    header = ["", *(f"{group} {measure}@{K}" for group in ("in-set", "cold") for measure in ("Recall", "NDCG"))]
-    steps = [f"{name.upper()} {metrics[name].get('train/steps', '-')}" for name in METHODS]
-    return table(header, rows) + f"\n\nSteps trained: {', '.join(steps)}.\n\n" + expectations(tiger, liger)
-
-
-def expectations(tiger: dict, liger: dict) -> str:
-    """What the GPU-run issue expects on Beauty, each met or not (or not measured)."""
-    t_in = tiger.get(metric_name(GENRET, "in", "test", "Recall", K))
-    l_in = liger.get(metric_name(UNI, "in", "test", "Recall", K, HYBRID_K))
-    t_cold = tiger.get(metric_name(GENRET, "cold", "test", "Recall", K))
-    l_cold = liger.get(metric_name(UNI, "cold", "test", "Recall", K, HYBRID_K))
-
-    def check(ok: bool | None) -> str:
-        return "not measured" if ok is None else "met" if ok else "not met"
-
-    def both(a, b, compare) -> bool | None:
-        return None if a is None or b is None else compare(a, b)
-
-    return "\n".join([
-        f"- TIGER in-set Recall@{K} ≥ {TIGER_RECALL_EXPECTED}: "
-        f"{check(None if t_in is None else t_in >= TIGER_RECALL_EXPECTED)} ({number(t_in, 4)})",
-        f"- LIGER in-set Recall@{K} (uni, K = {HYBRID_K}) at least TIGER's: "
-        f"{check(both(l_in, t_in, lambda a, b: a >= b))} ({number(l_in, 4)} against {number(t_in, 4)})",
-        f"- LIGER cold-start Recall@{K} (uni, K = {HYBRID_K}) above TIGER's: "
-        f"{check(both(l_cold, t_cold, lambda a, b: a > b))} ({number(l_cold, 4)} against {number(t_cold, 4)})"])
-
-
-def report(call: Call) -> str:
-    parts = [heading(call), "### Steps", steps_table(call)]
-    if call.bench:
-        parts += ["### Speed targets", targets_table(call)]
-        variants = step_variants_table(call.bench)
-        parts += ["### Training step of each variant", variants] if variants else []
-    else:
-        parts += ["No benchmark figures in this call (a `--plan-from` call, or the benchmark failed)."]
-    if any(call.metrics.values()):
-        parts += ["### Test metrics", test_table(call.metrics)]
+    for name in summary.get("runs", []):
+        record = json_object(out / f"{name}.json") if (out / f"{name}.json").is_file() else {}
+        method = record.get("run", {}).get("method", "?")
+        mode, generated = ROW_RETRIEVAL.get(method) or (GENRET, None)
+        rows.append([name, record.get("run", {}).get("status", "?"), number(record.get("train/steps"), 0),
+                     retrieval_label(mode, generated), *cells(record, mode, generated)])
+    if rows:
+        parts.append(table(["run", "status", "steps", "retrieval", *COLUMN_TITLES], rows))
     return "\n\n".join(parts)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out_dirs", type=Path, nargs="+", metavar="OUT_DIR")
+    parser.add_argument("out_dirs", type=Path, nargs="*", metavar="OUT_DIR")
+    parser.add_argument("--into", type=Path, default=None, metavar="FOLDER",
+                        help="add the call (one OUT_DIR) to this reproduction folder, e.g. docs/reproduction; "
+                             "without OUT_DIR, write its README.md anew")
     args = parser.parse_args()
-    for path in args.out_dirs:
-        if not (path / "summary.json").is_file() and not (path / "bench.json").is_file():
-            parser.error(f"{path}: no summary.json or bench.json; give the OUT_DIR of a device call")
     try:
-        print("\n\n".join(report(Call.read(path)) for path in args.out_dirs))
-    except ValueError as exc:  # a file that is not the JSON object it should be, named
-        parser.error(str(exc))
+        if args.into is None:
+            if not args.out_dirs:
+                parser.error("give an OUT_DIR of a call, or --into FOLDER")
+            for path in args.out_dirs:
+                if not (path / "summary.json").is_file():
+                    parser.error(f"{path}: no summary.json; give the OUT_DIR of a call of scripts/device/run.sh")
+            print("\n\n".join(call_report(path) for path in args.out_dirs))
+            return
+        if len(args.out_dirs) > 1:
+            parser.error("--into adds one call at a time: give one OUT_DIR")
+        repro = Reproduction(args.into)
+        for line in add_call(args.out_dirs[0], repro) if args.out_dirs else []:
+            print(line)
+        print(f"written: {write_readme(repro)}")
+    except (Refused, ReproductionError, ValueError) as exc:
+        print(f"report.py: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
