@@ -52,15 +52,22 @@ def file_lock(path: str | os.PathLike) -> Iterator[None]:
 
 
 @contextmanager
-def run_folder_lock(folder: str | os.PathLike) -> Iterator[None]:
+def run_folder_lock(folder: str | os.PathLike) -> Iterator[Callable[[], None]]:
     """Hold `{folder}/.run.lock` for the block, so that no two runs share a run folder (they would
     mix checkpoints and best weights); RunFolderBusyError at once if another process holds it. Where
-    no lock can be taken (a file system without flock) the block runs unlocked."""
+    no lock can be taken (a file system without flock) the block runs unlocked. Yields `claim()`,
+    which writes this process into the lock file (named to a run that finds the folder busy): called
+    once the run is accepted, so that a refused run leaves the file as it was."""
     from src.errors import RunFolderBusyError
 
     path = Path(folder) / ".run.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")  # an existing lock file is left as it is until the run claims the folder
+    except OSError as exc:
+        _explain_write_failure(path, exc)
+        raise
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -70,14 +77,17 @@ def run_folder_lock(folder: str | os.PathLike) -> Iterator[None]:
                 f"the run folder {Path(folder).resolve()} is in use by another run ({holder}); wait for it to end, "
                 "or give this run its own folder (another experiment_id, seed or output_path)") from None
         except OSError:
-            yield
+            yield lambda: None
             return
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
-        handle.flush()
+
+        def claim() -> None:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
+            handle.flush()
+
         try:
-            yield
+            yield claim
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
@@ -118,20 +128,58 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
         raise
 
 
+def remove_file(path: str | os.PathLike) -> None:
+    """Delete `path` if it exists; a folder that does not allow it is named with its config key."""
+    try:
+        Path(path).unlink(missing_ok=True)
+    except OSError as exc:
+        _explain_write_failure(Path(path), exc)
+        raise
+
+
 DISK_FULL_BYTES = 64 * 2**20  # a failed write with less free space than this is reported as a full disk
 
 
+_FOLDER_KEYS: dict[Path, str] = {}  # the configured folders (and files) that runs write to, by config key
+NOT_WRITABLE = {errno.EACCES: "permission denied", errno.EPERM: "not permitted", errno.EROFS: "read-only file system",
+                errno.ENOTDIR: "a part of the path is a file, not a folder",
+                errno.EEXIST: "a file is in the way of a folder", errno.ENOENT: "the folder cannot be created there"}
+
+
+def name_folders(folders: dict[str, str | os.PathLike | None]) -> None:
+    """Remember which config key sets each folder a run writes to (e.g. `dataset.processed_data_path`),
+    so that a failed write names the key to change."""
+    _FOLDER_KEYS.clear()
+    for key, folder in folders.items():
+        if folder is not None:
+            _FOLDER_KEYS[Path(folder).absolute()] = key
+
+
+def folder_key(path: Path) -> tuple[str, Path] | None:
+    """(the config key, its folder) of the configured folder that holds `path`, the innermost one."""
+    path = Path(path).absolute()
+    holders = [(folder, key) for folder, key in _FOLDER_KEYS.items() if path == folder or folder in path.parents]
+    if not holders:
+        return None
+    folder, key = max(holders, key=lambda item: len(item[0].parts))
+    return key, folder
+
+
 def _explain_write_failure(path: Path, exc: BaseException) -> None:
-    """NotWritableError naming `path` for a folder this process may not write in; DiskFullError when
-    `exc` came from a full file system (ENOSPC, or a writer such as torch.save that reports it in its
-    own words, e.g. `unexpected pos`)."""
+    """NotWritableError naming `path` and the config key of its folder, for a folder this process may not
+    write in (permissions, a read-only file system, a file in the way); DiskFullError when `exc` came
+    from a full file system (ENOSPC, or a writer such as torch.save that reports it in its own words,
+    e.g. `unexpected pos`)."""
     if isinstance(exc, (KeyboardInterrupt, SystemExit)):
         return
-    if isinstance(exc, PermissionError):
+    reason = NOT_WRITABLE.get(getattr(exc, "errno", None))
+    if isinstance(exc, PermissionError) or reason is not None:
         from src.errors import NotWritableError
 
-        raise NotWritableError(f"cannot write {path}: permission denied ({path.parent} is not writable); make it "
-                               "writable, or choose another output_path / dataset.processed_data_path") from exc
+        named = folder_key(path)
+        fix = (f"set {named[0]} to a folder this run can write (now {named[1]})" if named
+               else "make its folder writable, or choose another output_path / dataset.processed_data_path")
+        raise NotWritableError(f"cannot write {path}: {reason or 'permission denied'}; {fix}") from exc
     try:
         free = shutil.disk_usage(path.parent).free
     except OSError:

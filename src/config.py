@@ -292,6 +292,24 @@ class RunConfig:
             return self.output_path
         return run_dir_for(self.test_method, self.data.type, self.data.name, self.experiment_id, self.seed)
 
+    def folders(self) -> dict[str, Path | None]:
+        """The folders (and the file) a run writes to, by the config key that sets each."""
+        return {"output_path": self.run_dir, "dataset.raw_data_path": self.data.raw_data_path,
+                "dataset.processed_data_path": self.data.processed_data_path,
+                "dataset.RQ-VAE.cache_dir": self.rqvae.cache_dir, "dataset.RQ-VAE.codes_file": self.rqvae.codes_file}
+
+    def check_folders(self) -> None:
+        """ConfigError where a folder a run writes to is a file, or lies below one."""
+        for key, folder in self.folders().items():
+            if folder is None or key == "dataset.RQ-VAE.codes_file":
+                continue
+            ancestor = Path(folder).absolute()
+            while not ancestor.exists():
+                ancestor = ancestor.parent
+            if not ancestor.is_dir():
+                where = "is a file" if ancestor == Path(folder).absolute() else f"lies below {ancestor}, a file"
+                raise ConfigError(f"config key '{key}' is {folder}, which {where}, not a folder; set {key} to a folder")
+
     def runs_stage(self, stage: str) -> bool:
         """Whether `stage` runs under `stop_after` (every stage up to and including it)."""
         if self.stop_after is None:
@@ -489,15 +507,21 @@ def check_encoder_width(cfg: RunConfig, width: int) -> None:
 def _run_dir_resolver(output_path, test_method, dataset_type, dataset_name, experiment_id, seed) -> str:
     """Hydra's run folder is the run's results folder, so .hydra/ and the log sit beside metrics.json.
     Hydra creates it before any of run.py's code runs, so a folder that cannot be created is
-    reported here, by its message alone (exit 1), instead of by a traceback from Hydra's set-up."""
+    reported here, by its message alone (exit 2, a configuration error), instead of by a traceback
+    from Hydra's set-up."""
+    from src.run_folder import note_missing_folders
+
     output_path = _none_if_null(output_path)
     folder = (Path(output_path) if output_path
               else run_dir_for(test_method, dataset_type, dataset_name, experiment_id, seed))
     reason = unwritable_reason(folder)
+    if reason is None:
+        note_missing_folders(folder)  # Hydra creates them next; a refused run removes them again
+        reason = creation_failure(folder)
     if reason is not None:
-        print(f"Error: the run folder {folder.resolve()} cannot be created: {reason}; choose another output_path "
-              "(or run from a writable folder)", file=sys.stderr)
-        raise SystemExit(1)
+        print(f"Configuration error: the run folder {folder.resolve()} cannot be created: {reason}; set "
+              "output_path to a folder this run can write (or run from a writable folder)", file=sys.stderr)
+        raise SystemExit(2)
     return str(folder)
 
 
@@ -511,6 +535,27 @@ def unwritable_reason(folder: Path) -> str | None:
         return f"{ancestor} is a file, not a folder"
     if not os.access(ancestor, os.W_OK | os.X_OK):
         return f"{ancestor} is not writable"
+    return None
+
+
+def creation_failure(folder: Path) -> str | None:
+    """Why `folder` cannot be created, found by creating it (and removing again what was created): also
+    where permissions say yes but the file system says no (/proc, a read-only mount, even as root)."""
+    missing = []
+    path = folder.absolute()
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    finally:
+        for created in missing:  # deepest first
+            try:
+                created.rmdir()
+            except OSError:
+                pass
     return None
 
 

@@ -322,14 +322,17 @@ def paper_table(groups: Sequence[Group], k: int = 10) -> PaperTable:
 
 
 def duplicate_seeds(groups: Sequence[Group]) -> list[str]:
-    """A note per group holding a seed twice (e.g. one run copied to two folders): each copy is averaged."""
+    """A note per group holding a seed twice (e.g. one run copied to two folders), naming the runs of each
+    repeated seed: each copy is averaged."""
     notes = []
     for group in groups:
-        seeds = [run.seed for run in group.runs]
-        twice = sorted({str(seed) for seed in seeds if seeds.count(seed) > 1})
-        if twice:
-            notes.append(f"{group.dataset} / {group.label}: seed {', '.join(twice)} appears more than once "
-                         f"({', '.join(str(run.path) for run in group.runs)}); each run is averaged")
+        by_seed: dict[str, list[Run]] = {}
+        for run in group.runs:  # in seed order (`seed_order`)
+            by_seed.setdefault(str(run.seed), []).append(run)
+        repeated = [f"seed {seed} appears more than once ({', '.join(str(run.path) for run in runs)})"
+                    for seed, runs in by_seed.items() if len(runs) > 1]
+        if repeated:
+            notes.append(f"{group.dataset} / {group.label}: {'; '.join(repeated)}; each run is averaged")
     return notes
 
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from src.cache import append_line, atomic_write, write_json
-from src.config import LoggingConfig
-from src.errors import DataError
+from src.cache import append_line, atomic_write, remove_file, write_json
+from src.config import ConfigError, LoggingConfig
+from src.errors import DataError, first_line
 
 Scalar = int | float | str | bool | None
 
@@ -37,6 +37,7 @@ class WandbLogger:
     def __init__(self, cfg: LoggingConfig, run_name: str, run_dir: Path, config: dict[str, Any]):
         import wandb
 
+        check_credentials(cfg)
         run_dir.mkdir(parents=True, exist_ok=True)
         # one W&B run per run folder: a resumed run goes on with the run it started
         id_file = run_dir / "wandb_run_id"
@@ -45,8 +46,11 @@ class WandbLogger:
             run_id = secrets.token_hex(4)  # W&B run ids: lowercase letters and digits
             with atomic_write(id_file) as handle:
                 handle.write(run_id + "\n")
-        self.run = wandb.init(project=cfg.project, entity=cfg.entity, name=run_name, mode=cfg.mode,
-                              dir=str(run_dir), config=config, id=run_id, resume="allow")
+        try:
+            self.run = wandb.init(project=cfg.project, entity=cfg.entity, name=run_name, mode=cfg.mode,
+                                  dir=str(run_dir), config=config, id=run_id, resume="allow")
+        except (wandb.errors.UsageError, wandb.errors.CommError, wandb.errors.AuthenticationError) as exc:
+            raise ConfigError(_wandb_advice(cfg, exc)) from None
         self._defined: set[str] = set()
 
     def summary(self, values: dict[str, Scalar]) -> None:
@@ -64,6 +68,27 @@ class WandbLogger:
         self.run.finish()
 
 
+def _wandb_advice(cfg: LoggingConfig, exc: BaseException) -> str:
+    return (f"config key 'logging.mode' is {cfg.mode}, but W&B cannot start a run ({first_line(exc)}); log in with "
+            "`wandb login` (or set WANDB_API_KEY), or set logging.mode=offline (sync later with `wandb sync`) "
+            "or logging.mode=disabled")
+
+
+def check_credentials(cfg: LoggingConfig) -> None:
+    """For logging.mode=online, before any stage runs: ConfigError where W&B finds no credentials (it
+    would fail once the run folder takes the run, or wait for a key at a prompt no one sees)."""
+    if cfg.mode != "online" or cfg.writer != "wandb":
+        return
+    import wandb
+
+    try:
+        found = wandb.login(relogin=False, verify=False)
+    except (wandb.errors.UsageError, wandb.errors.AuthenticationError) as exc:
+        raise ConfigError(_wandb_advice(cfg, exc)) from None
+    if not found:
+        raise ConfigError(_wandb_advice(cfg, RuntimeError("no API key configured")))
+
+
 LOGGERS = {"wandb": WandbLogger}  # `logging.writer`: the experiment tracker each run logs to
 
 
@@ -76,29 +101,56 @@ CURVES_FILE = "curves.jsonl"
 
 
 class RunRecorder:
-    def __init__(self, run_dir: Path, logger: WandbLogger | None = None, write: bool = True, resuming: bool = False):
+    def __init__(self, run_dir: Path, logger: WandbLogger | None = None, write: bool = True, resuming: bool = False,
+                 pending: bool = False):
         """write=False keeps the metrics in memory only (the processes other than the main one);
-        resuming: the run goes on from a checkpoint, so its curves so far are kept (else they start anew)."""
+        resuming: the run goes on from a checkpoint, so its curves so far are kept (else they start anew).
+        pending: nothing reaches the run folder (or W&B) until `accept`, which writes what was recorded
+        so far: a run the folder refuses leaves it as it was."""
         self.path = Path(run_dir) / "metrics.json"
         self.curves_path = Path(run_dir) / CURVES_FILE
-        if write and not resuming:
-            self.curves_path.unlink(missing_ok=True)
-        elif write and self.curves_path.exists():
-            _drop_cut_line(self.curves_path)
         self.metrics: dict[str, Scalar] = {}
         self.logger, self.write = logger, write
+        self.pending: list[tuple[dict[str, float], str, int]] | None = [] if pending else None  # curves held back
+        if not pending:
+            self._open(resuming)
+
+    def _open(self, resuming: bool) -> None:
+        if self.write and not resuming:
+            remove_file(self.curves_path)
+        elif self.write and self.curves_path.exists():
+            _drop_cut_line(self.curves_path)
+
+    def accept(self, resuming: bool, logger: WandbLogger | None = None) -> None:
+        """The run folder took the run: write what was recorded while pending, then record as it comes."""
+        if self.pending is None:
+            return
+        held, self.pending = self.pending, None
+        self.logger = logger
+        self._open(resuming)
+        if self.metrics:
+            self.log({})
+            if self.logger is not None:
+                self.logger.summary(dict(self.metrics))
+        for values, step_key, step in held:
+            self.curve(values, step_key, step)
 
     def log(self, values: dict[str, Scalar]) -> None:
         """Add or update flat `name -> value` results: metrics.json and the W&B summary."""
         values = _finite(values)
         self.metrics.update(values)
+        if self.pending is not None:
+            return
         if self.write:
             write_json(self.path, self.metrics)
-        if self.logger is not None:
+        if self.logger is not None and values:
             self.logger.summary(values)
 
     def curve(self, values: dict[str, float], step_key: str, step: int) -> None:
         """A point of curves (curves.jsonl and W&B), e.g. curve({"rqvae/val_recon_loss": 0.3}, "rqvae/epoch", 100)."""
+        if self.pending is not None:
+            self.pending.append((values, step_key, step))
+            return
         if self.write:
             append_line(self.curves_path, json.dumps({"axis": step_key, "step": step, **_finite(values)}))
         if self.logger is not None:
@@ -106,13 +158,12 @@ class RunRecorder:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        """Time a pipeline stage into `time/{name}` (seconds), written even if the stage fails."""
+        """Time a pipeline stage into `time/{name}` (seconds), once it finished: a stage that failed or was
+        interrupted records no time, so that metrics.json never shows it as done."""
         print(f"\n=== {name} ===")
         start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.log({f"time/{name}": round(time.perf_counter() - start, 3)})
+        yield
+        self.log({f"time/{name}": round(time.perf_counter() - start, 3)})
 
     def summary(self) -> str:
         """The recorded metrics as aligned `name  value` lines."""

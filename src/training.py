@@ -19,6 +19,8 @@ only dropout masks differ from an uninterrupted run).
 from __future__ import annotations
 
 import math
+import pickle
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 from transformers import get_scheduler
 
+from src import interrupts
 from src.cache import atomic_write
 from src.config import ConfigError, TrainerConfig
 from src.cuda_graph import GraphedStep
@@ -37,6 +40,7 @@ from src.errors import CheckpointError, DataError, TrainingDivergedError, first_
 from src.evaluation import Evaluator, autocast
 from src.model import Recommender
 from src.retrieval import DENSE, GENRET
+from src.run_folder import RunFolderError
 from src.runtime import compile_model, uncompile_model
 from src.tracking import RunRecorder
 
@@ -80,6 +84,35 @@ def best_weights_path(run_dir: Path) -> Path:
     return Path(run_dir) / "ckpt_best.pt"
 
 
+def load_checkpoint(path: Path, map_location: str | torch.device, advice: str):
+    """`torch.load` of a checkpoint with `weights_only=True`: tensors and plain Python values (dicts,
+    lists, numbers, strings) are rebuilt, nothing else, so a file from elsewhere cannot run code while
+    it is read. CheckpointError names the file, what is wrong and `advice` (what to do) when it is
+    damaged or holds any other object (which is refused unread)."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        foreign = re.search(r"GLOBAL (\S+)", str(exc))
+        if foreign is not None:
+            raise CheckpointError(
+                f"{path} holds a Python object ({foreign.group(1)}) besides tensors and plain values; it was "
+                "refused unread, since rebuilding it could run any code. A checkpoint of this project holds no "
+                f"such object: use one this project wrote. {advice}") from None
+        reason = _weights_only_reason(str(exc))
+    except Exception as exc:  # noqa: BLE001  truncated, empty, garbage: all mean the same to the user
+        reason = first_line(exc, 120)
+    raise CheckpointError(f"{path} cannot be read ({reason}); it is damaged. {advice}")
+
+
+def _weights_only_reason(message: str) -> str:
+    """The line of a weights-only unpickling error that says what failed (its other lines are
+    torch's general advice, one of which is to load the file unsafely)."""
+    lines = [line.strip() for line in message.splitlines()]
+    said = [line for line in lines if line and not line.startswith(("Weights only load failed", "Please file an issue",
+                                                                   "Check the documentation"))]
+    return f"UnpicklingError: {(said or ['not a checkpoint'])[0][:120]}"
+
+
 class Trainer:
     """Trains a Recommender: epochs of shuffled batches, periodic validation that keeps the best
     model, early stopping, checkpoints to resume from, data-parallel when several processes run."""
@@ -121,6 +154,7 @@ class Trainer:
         self.n_epochs = math.ceil(cfg.steps / max(1, math.ceil(len(self.examples) / self.batch_size)))
         self.group_widths = self._group_widths() if graphs and self.packing_groups > 0 else None
         self.state = TrainState()
+        self.saved_step = 0  # the step of the checkpoint a rerun resumes from
         self.validation_s: list[float] = []  # seconds of each validation this process ran
 
     def _uses_cuda_graphs(self) -> bool:
@@ -158,6 +192,16 @@ class Trainer:
         """Train (resuming from ckpt.pt if present), then load the best weights into the model."""
         self._resume()
         deadline = None if self.cfg.time_budget_min is None else clock() + 60 * self.cfg.time_budget_min
+        with interrupts.safe_points():
+            self._fit_epochs(deadline)
+        self.processes.barrier()  # the main process has written the best weights
+        self.model.load_state_dict(self.best_weights())
+        return TrainResult(self.state.best_epoch, self.state.best_score, self.state.step, self.state.epoch,
+                           self.state.last_losses, self.state.out_of_time,
+                           sum(self.validation_s) / len(self.validation_s) if self.validation_s else None)
+
+    def _fit_epochs(self, deadline: float | None) -> None:
+        """Epochs until the planned steps, the patience or the time budget ends training."""
         bar = tqdm(total=self.cfg.steps, initial=self.state.step, desc="training", unit="step", mininterval=1.0,
                    disable=not self.processes.is_main)
         while not self.state.finished:
@@ -176,12 +220,8 @@ class Trainer:
             # a new ckpt_best.pt is always matched by a checkpoint of its epoch (its best_score, best_epoch)
             if self.state.finished or improved or self.state.epoch % self.save_every == 0:
                 self.save_checkpoint()
+                self.saved_step = self.state.step
         bar.close()
-        self.processes.barrier()  # the main process has written the best weights
-        self.model.load_state_dict(self.best_weights())
-        return TrainResult(self.state.best_epoch, self.state.best_score, self.state.step, self.state.epoch,
-                           self.state.last_losses, self.state.out_of_time,
-                           sum(self.validation_s) / len(self.validation_s) if self.validation_s else None)
 
     def how_steps_ran(self) -> dict[str, int | str]:
         """For the run's metrics: the schedule planned (steps, warm-up, scheduler, peak rate), how the steps
@@ -203,6 +243,11 @@ class Trainer:
             if self.step.capture_error:
                 ran["train/capture_error"] = self.step.capture_error
         return ran
+
+    def _interrupted_at(self) -> str:
+        """Where training stopped and where a rerun goes on: the last checkpoint's step."""
+        return (f"interrupted at step {self.state.step} (epoch {self.state.epoch + 1}); rerun the same command to "
+                f"resume from step {self.saved_step}")
 
     def _out_of_time(self, deadline: float | None) -> bool:
         """Whether the time budget is spent, in any process (so that all stop together)."""
@@ -228,6 +273,8 @@ class Trainer:
             sums += torch.cat([parts[:3] * share, parts[3:] / self.processes.world_size])
             n += 1
             self.state.step += 1
+            if not self.processes.enabled:  # several processes stop together, at the epoch's end
+                interrupts.check(self._interrupted_at())
             if n % PROGRESS_EVERY == 0:
                 self._stop_if_diverged(first_bad)
                 bar.update(PROGRESS_EVERY)
@@ -236,6 +283,8 @@ class Trainer:
                                 loss=f"{float(sums[0]) * self.processes.world_size / n:.4f}")
         bar.update(n % PROGRESS_EVERY)
         self._stop_if_diverged(first_bad)
+        if any(self.processes.gather(interrupts.requested() is not None)):
+            interrupts.check(self._interrupted_at())
         means = (self.processes.sum_(sums) / max(n, 1)).tolist()
         return dict(zip(("loss", "sid_loss", "embedding_loss", "grad_norm"), means))
 
@@ -353,22 +402,18 @@ class Trainer:
                                   f"delete {self.ckpt_path} to train this run again")
         saved = self._load(self.best_path)
         if not isinstance(saved, dict) or saved.get("config_key") != self.config_key:
-            raise CheckpointError(f"{self.best_path} was not written by a run with these settings and data; delete it "
-                                  "(and ckpt.pt) to train again, or choose another experiment_id or output_path")
+            raise CheckpointError(self._foreign(self.best_path))
         return saved["model"]
 
     def _load(self, path: Path):
-        """torch.load of a checkpoint, with an error naming the file and what to do if it is unreadable."""
-        try:
-            return torch.load(path, map_location=self.device if path == self.best_path else "cpu",
-                              weights_only=path == self.best_path)
-        except Exception as exc:  # noqa: BLE001  truncated, empty, garbage: all mean the same to the user
-            raise CheckpointError(f"{path} cannot be read ({first_line(exc, 120)}); it is damaged. Delete it "
-                                  f"to start this run over{' from ckpt.pt' if path == self.best_path else ''}, "
-                                  "or restore it from a copy") from None
+        """A checkpoint's content (`load_checkpoint`), with advice for this run if it cannot be used."""
+        where = " from ckpt.pt" if path == self.best_path else ""
+        return load_checkpoint(path, self.device if path == self.best_path else "cpu",
+                               f"Delete it to start this run over{where}, or restore it from a copy")
 
     def save_checkpoint(self) -> None:
-        """Write ckpt.pt (main process), with the random states of every process."""
+        """Write ckpt.pt (main process), with the random states of every process: tensors and plain
+        Python values only, so that `load_checkpoint` reads it without running any of its code."""
         rng = self.processes.gather({"cpu": torch.get_rng_state(),
                                      "cuda": (torch.cuda.get_rng_state(self.device) if self.device.type == "cuda"
                                               else None)})
@@ -381,13 +426,30 @@ class Trainer:
         with atomic_write(self.ckpt_path, "wb") as handle:
             torch.save(state, handle)
 
+    def check_checkpoints(self) -> None:
+        """RunFolderError (exit 2), before anything is written, where the run folder's checkpoints were
+        written by a run of other settings or data: that run's record stays as it is."""
+        for path in (self.ckpt_path, self.best_path):
+            if path.exists():
+                saved = self._load(path)
+                if path == self.ckpt_path:
+                    self._saved = saved  # read once: _resume takes it
+                if not isinstance(saved, dict) or saved.get("config_key") != self.config_key:
+                    raise RunFolderError(self._foreign(path))
+
+    def _foreign(self, path: Path) -> str:
+        """Why `path` is refused, and what keeps the run that wrote it."""
+        return (f"{path} was written by another run: other settings or other data (the dataset's files, their "
+                f"embeddings or semantic IDs changed since; that run's settings are in {path.parent / '.hydra'}). "
+                "To keep that run, give this one its own folder: another experiment_id=... or output_path=...")
+
     def _resume(self) -> None:
         if not self.ckpt_path.exists():
             return
-        saved = self._load(self.ckpt_path)
+        saved = getattr(self, "_saved", None) or self._load(self.ckpt_path)
+        self._saved = None
         if saved["config_key"] != self.config_key:
-            raise CheckpointError(f"{self.ckpt_path} was written by a run with other settings or data; choose another "
-                                  "experiment_id (or output_path), or delete the checkpoint to start over")
+            raise CheckpointError(self._foreign(self.ckpt_path))
         if saved.get("batch_size", self.batch_size) != self.batch_size:
             raise CheckpointError(f"{self.ckpt_path} was trained with a global batch of {saved['batch_size']}, "
                                   f"this run has {self.batch_size} (distributed.batch_size=per_device under another "
@@ -402,6 +464,7 @@ class Trainer:
         self.scheduler.load_state_dict(saved["scheduler"])
         self.generator.set_state(saved["generator"])
         self.state = TrainState(**saved["state"])
+        self.saved_step = self.state.step
         # checkpoints written before data-parallel training held one process's random state
         self._restore_rng(saved.get("rng") or [{"cpu": saved["cpu_rng"], "cuda": None}])
         print(f"Resuming from {self.ckpt_path}: epoch {self.state.epoch}, step {self.state.step}"

@@ -76,3 +76,14 @@ def host_waits(fn) -> tuple[set[str], object]:
     if not recorder.names:
         raise AssertionError("no operation was recorded")
     return set(recorder.names) & HOST_WAITS, result
+
+
+class RunsCode:
+    """Unpickling it calls `Path.touch(marker)`: what a checkpoint from elsewhere could make a loader run
+    (the checkpoint tests check that no loader ever does)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)

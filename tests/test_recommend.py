@@ -2,6 +2,8 @@
 evaluator ranks for a test user, by each retrieval; clear errors for what cannot be asked."""
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import json
 import os
 import shutil
@@ -11,8 +13,10 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, small_generated
-from src.recommend import RecommendError, load_run, recommend
+from conftest import REPO, RunsCode, small_generated
+from src.decoding import BeamResult
+from src.errors import CheckpointError
+from src.recommend import RecommendError, RecommendUsageError, load_run, recommend, recommend_with_reasons
 
 SETTINGS = ("dataset.RQ-VAE.epochs=10", "dataset.RQ-VAE.eval_every=5", "dataset.TIGER.trainer.steps=60",
             "dataset.TIGER.trainer.eval_frequence=2", "dataset.TIGER.T5.encoder_layers=1",
@@ -85,7 +89,7 @@ def test_bad_requests_name_what_is_wrong(finished, tmp_path):
     (unfinished / "ckpt.pt").write_bytes(b"garbage")
     with pytest.raises(RecommendError, match="ckpt.pt cannot be read .*it is damaged"):
         load_run(unfinished)
-    ckpt = torch.load(run_dir / "ckpt.pt", weights_only=False)
+    ckpt = torch.load(run_dir / "ckpt.pt", weights_only=True)
     ckpt["state"]["finished"] = False
     torch.save(ckpt, unfinished / "ckpt.pt")
     with pytest.raises(RecommendError, match="has not finished training \\(stopped after epoch"):
@@ -137,13 +141,17 @@ def test_command_prints_the_ranked_items_or_the_error(finished):
     assert "Traceback" not in missing.stderr
 
 
-def test_table_shows_rank_item_score_and_text(finished):
-    import importlib.util
-
-    _, run = finished
+def command_line():
+    """scripts/recommend.py as a module, for its `main` and `table`."""
     spec = importlib.util.spec_from_file_location("recommend_cli", REPO / "scripts" / "recommend.py")
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
+    return cli
+
+
+def test_table_shows_rank_item_score_and_text(finished):
+    _, run = finished
+    cli = command_line()
     found = recommend(run, run.item_ids[:4], k=3, by="uni")
     lines = cli.table(found, "uni").splitlines()
     assert lines[0].split()[:4] == ["rank", "item", "score", "cold"] and len(lines) == 1 + len(found)
@@ -161,3 +169,129 @@ def test_a_run_writes_its_curves_locally(finished):
         assert curves[name].axis == "train/step" and curves[name].steps, name
     assert curves["rqvae/val_recon_loss"].axis == "rqvae/epoch" and curves["rqvae/val_recon_loss"].steps == (5, 10)
     assert len(curves["train/loss"].steps) == run.experiment.trainer.n_epochs
+
+
+def constrained(run, monkeypatch):
+    """Beam search kept to the items' IDs (`evaluation.constrained`), so that genret names items even where
+    the small run's unconstrained beams name none."""
+    evaluator = run.experiment.evaluator
+    monkeypatch.setattr(evaluator, "settings", dataclasses.replace(evaluator.settings, constrained=True))
+
+
+@pytest.mark.parametrize("by", ["genret", "dense", "uni"])
+def test_excluded_history_items_leave_their_ranks_empty_and_the_rows_are_refilled(finished, monkeypatch, by):
+    """--exclude-history: no history item is recommended; the other items keep their ranks and the rows are
+    refilled from further down the same ranking, up to k."""
+    _, run = finished
+    constrained(run, monkeypatch)
+    history = run.item_ids[:4]
+    k = 10
+    plain = recommend(run, history, k=k + len(history), by=by)
+    assert {r.item_id for r in plain[:k]} & set(history), "the test needs a history item in the plain top k"
+    kept = recommend(run, history, k=k, by=by, exclude_history=True)
+    assert not {r.item_id for r in kept} & set(history)
+    assert kept == [r for r in plain if r.item_id not in history][:k] and len(kept) == k
+
+
+def test_fewer_rows_than_k_come_with_the_reason(finished, monkeypatch):
+    """dense runs out of items; uni out of its candidates (the generated ones and the cold-start items, each
+    once); either less the history items left out. With k rows there is no note."""
+    _, run = finished
+    constrained(run, monkeypatch)
+    history, n_items = run.item_ids[:4], len(run.item_ids)
+    assert recommend_with_reasons(run, history, k=5, by="dense").note is None
+    answer = recommend_with_reasons(run, history, k=n_items + 5, by="dense")
+    assert len(answer.items) == n_items and answer.note == f"dense ranks all {n_items} items: {n_items} rows"
+    answer = recommend_with_reasons(run, history, k=n_items + 5, by="dense", exclude_history=True)
+    assert len(answer.items) == n_items - 4
+    assert answer.note.startswith(f"dense ranks all {n_items} items, 4 history items left out (ranks ")
+    assert answer.note.endswith(f": {n_items - 4} rows")
+
+    generated = {r.item for r in recommend(run, history, k=20, by="genret")}  # the same 100 beams as uni's
+    cold = set(run.experiment.evaluator.cold_items.tolist())
+    pool = generated | cold
+    answer = recommend_with_reasons(run, history, k=n_items, by="uni")
+    assert {r.item for r in answer.items} == pool and len(pool) < n_items
+    assert answer.note.startswith("uni ranks the 20 generated candidates")
+    assert f" and the {len(cold)} cold-start items" in answer.note
+    assert answer.note.endswith(f", {len(pool)} items in all: {len(pool)} rows")
+    if generated & cold:
+        assert f"({len(generated & cold)} of them generated too)" in answer.note
+
+
+def test_generated_ids_that_name_no_item_are_said_so(finished, monkeypatch):
+    """Where no generated ID names an item: genret has nothing to recommend, uni ranks the cold-start items alone."""
+    _, run = finished
+    evaluator = run.experiment.evaluator
+    real_beams = evaluator._beams
+
+    def no_item(encoded, batch):
+        beams = real_beams(encoded, batch)
+        return BeamResult(beams.tokens, beams.scores, torch.zeros_like(beams.items))
+
+    monkeypatch.setattr(evaluator, "_beams", no_item)
+    history = run.item_ids[:4]
+    answer = recommend_with_reasons(run, history, k=10, by="genret")
+    assert answer.items == [] and answer.note == "none of the top 10 IDs genret generated names an item: nothing to " \
+                                                "recommend"
+    cold = len(evaluator.cold_items)
+    answer = recommend_with_reasons(run, history, k=2, by="uni")  # k rows, but only cold-start items
+    assert len(answer.items) == 2 and all(r.cold_start for r in answer.items)
+    assert answer.note == (f"none of the 20 IDs uni generated names an item: uni ranks the {cold} cold-start items "
+                           "alone: 2 rows")
+
+
+def test_the_command_prints_the_reason_under_the_table(finished, capsys):
+    run_dir, run = finished
+    n_items = len(run.item_ids)
+    assert command_line().main([str(run_dir), *run.item_ids[:4], "--k", str(n_items + 1), "--by", "dense",
+                                "--exclude-history"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].endswith(f"after 4 item(s), its items left out, from {run_dir}:")
+    assert len(lines) == 3 + n_items - 4 and lines[-1].startswith(f"(dense ranks all {n_items} items, 4 history items")
+
+
+def test_a_user_index_for_a_method_without_user_tokens_is_refused(finished, capsys):
+    run_dir, run = finished
+    assert not run.experiment.data.vocab.has_user_tokens
+    with pytest.raises(RecommendUsageError, match="--user 3: this run's method has no user tokens"):
+        recommend(run, run.item_ids[:2], user=3)
+    assert recommend(run, run.item_ids[:2], by="dense") == recommend(run, run.item_ids[:2], by="dense", user=None)
+    assert command_line().main([str(run_dir), *run.item_ids[:2], "--user", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "Usage error: --user 3: this run's method has no user tokens" in err and "leave --user out" in err
+    assert "Traceback" not in err
+
+
+def test_a_device_this_machine_lacks_is_refused(finished, monkeypatch, capsys):
+    run_dir, run = finished
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RecommendUsageError, match="--device cuda: this machine has no CUDA device"):
+        load_run(run_dir, "cuda")
+    with pytest.raises(RecommendUsageError, match="--device gpu: no device of that name; use cpu or cuda"):
+        load_run(run_dir, "gpu")
+    assert command_line().main([str(run_dir), *run.item_ids[:2], "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "Usage error: --device cuda: this machine has no CUDA device" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", ["ckpt.pt", "ckpt_best.pt"])
+def test_a_run_folder_whose_checkpoint_holds_code_is_refused_unread(finished, tmp_path, name):
+    """Both checkpoints are read as tensors and plain values only: one holding any other object is refused
+    with a message naming it, and its code never runs."""
+    run_dir, _ = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir / ".hydra", copy / ".hydra")
+    for file in ("ckpt.pt", "ckpt_best.pt"):
+        shutil.copy(run_dir / file, copy / file)
+    marker = tmp_path / "marker"
+    saved = torch.load(copy / name, weights_only=True)
+    torch.save({**saved, "extra": RunsCode(marker)}, copy / name)
+    with pytest.raises((RecommendError, CheckpointError), match=f"{name} holds a Python object .*refused unread"):
+        load_run(copy, "cpu")
+    assert not marker.exists()
+    out = subprocess.run([sys.executable, "scripts/recommend.py", str(copy), "X"], cwd=REPO, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 1 and f"{copy / name} holds a Python object" in out.stderr
+    assert "refused unread" in out.stderr and "Traceback" not in out.stderr
+    assert not marker.exists()

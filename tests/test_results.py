@@ -142,6 +142,16 @@ def test_unreadable_runs_are_listed_and_a_repeated_seed_is_noted(tmp_path):
     assert "Amazon_Beauty / TIGER: seed 0 appears more than once" in out and "(2)" in out
 
 
+def test_a_repeated_seed_note_names_only_the_runs_of_that_seed(tmp_path):
+    """Three runs of one group, two of them of seed 0: the note names those two, not the third."""
+    rng = np.random.default_rng(2)
+    for name, seed in (("first", 0), ("second", 1), ("again", 0)):
+        write_run(tmp_path / name, config(BEAUTY, "TIGER", seed), fake_metrics("TIGER", rng), curves=False)
+    notes = [note for note in paper_table(group_runs(find_runs([tmp_path]))).notes if "more than once" in note]
+    assert notes == [f"Amazon_Beauty / TIGER: seed 0 appears more than once ({tmp_path / 'again'}, "
+                     f"{tmp_path / 'first'}); each run is averaged"]
+
+
 @pytest.mark.parametrize("method, label", [
     (dict(use_id="sid", flag_add_input_embedding=False, flag_use_output_embedding=False, sid_loss_weight=1), "TIGER"),
     (dict(flag_add_input_embedding=True, flag_use_output_embedding=False, embedding_loss_weight=0), "TIGER (T)"),

@@ -93,6 +93,21 @@ def test_within_cluster_cosine_matches_brute_force():
         assert got[level] == pytest.approx(np.mean(means), abs=1e-5)
 
 
+def test_the_periodic_check_line_shows_undefined_figures_as_n_a():
+    """A level where no two items share a prefix has no cosine similarity (nan); without a validation split
+    the validation figures are missing: both print as n/a, the rest as before."""
+    from ID_generation.rqvae.stage import format_check
+
+    line = format_check({"epoch": 50, "train_recon_loss": 0.123456, "train_commitment_loss": 0.5,
+                         "val_recon_loss": 0.25, "val_commitment_loss": float("inf"), "val_cos_sim@L1": 0.71234,
+                         "val_cos_sim@L2": float("nan"), "val_cos_sim@L3": 0.9})
+    assert line == ("  epoch    50: train recon 0.1235 commit 0.5000 | val recon 0.2500 commit n/a "
+                    "| val cos-sim per level 0.712 n/a 0.900")
+    without_validation = format_check({"epoch": 5, "train_recon_loss": 1.0, "train_commitment_loss": 2.0})
+    assert without_validation == ("  epoch     5: train recon 1.0000 commit 2.0000 | val recon n/a commit n/a "
+                                  "| val cos-sim per level n/a")
+
+
 def test_stage_caches_by_embeddings_settings_and_seed(tmp_path):
     x, _ = clustered(n=200, dim=12)
     seen = np.arange(1, 181)  # items 181..200 are unseen: coded, not trained on

@@ -181,8 +181,9 @@ def test_a_run_folder_that_cannot_be_created_is_named_without_a_traceback(tmp_pa
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     out = _cli(*_overrides(tmp_path, "stop_after=preprocess", f"output_path={blocker}/run"))
-    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "Traceback" not in out.stderr  # a configuration error
     assert f"the run folder {blocker}/run cannot be created: {blocker} is a file, not a folder" in out.stderr
+    assert "set output_path" in out.stderr
     import os
 
     from src.config import unwritable_reason

@@ -91,8 +91,16 @@ def test_every_ablation_builds_its_model_and_trains_a_step(tmp_path):
 
 
 def test_ablation_script_starts_for_real(beauty_raw, tmp_path):
+    """Each of its five runs in its own folder (here below tmp_path, named by its experiment_id)."""
     out = subprocess.run(["bash", "scripts/ablation.sh", "stop_after=preprocess", "logging.mode=disabled",
                           f"dataset.raw_data_path={beauty_raw}", f"dataset.processed_data_path={tmp_path}/processed",
-                          f"output_path={tmp_path}/run"], cwd=REPO, capture_output=True, text=True, timeout=600)
+                          f"hydra.run.dir={tmp_path}/runs/${{experiment_id}}"], cwd=REPO, capture_output=True,
+                         text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.count("22,363 users, 12,101 items") == 5
+    assert len(list((tmp_path / "runs").glob("*/.hydra/config.yaml"))) == 5
+    # the five in one folder: the second is refused, the first's record kept
+    shared = subprocess.run(["bash", "scripts/ablation.sh", "stop_after=preprocess", "logging.mode=disabled",
+                             f"dataset.raw_data_path={beauty_raw}", f"dataset.processed_data_path={tmp_path}/processed",
+                             f"output_path={tmp_path}/one"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert shared.returncode == 2 and "holds a run with other settings: method." in shared.stderr

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -34,12 +35,31 @@ def test_results_go_to_metrics_json_and_logger_curves_to_logger_only(tmp_path):
     assert logger.curves == [({"rqvae/val_recon_loss": 0.3}, "rqvae/epoch", 50)] and logger.finished
 
 
-def test_stage_time_is_recorded_even_when_the_stage_fails(tmp_path):
+def test_a_stage_records_its_time_only_once_it_finished(tmp_path):
+    """A stage that failed or was interrupted records no time: metrics.json never shows it as done."""
     recorder = RunRecorder(tmp_path)
+    with recorder.stage("preprocess"):
+        pass
     with pytest.raises(RuntimeError):
-        with recorder.stage("embed"):
+        with recorder.stage("train"):
             raise RuntimeError("boom")
-    assert "time/embed" in json.loads((tmp_path / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert "time/preprocess" in metrics and "time/train" not in metrics
+
+
+def test_a_pending_recorder_writes_nothing_until_the_run_is_accepted(tmp_path):
+    """What a run records before its folder accepts it stays in memory; `accept` writes all of it."""
+    (tmp_path / "curves.jsonl").write_text('{"axis": "train/step", "step": 1, "train/loss": 9.0}\n')
+    before = (tmp_path / "curves.jsonl").read_text()
+    recorder = RunRecorder(tmp_path, pending=True)
+    recorder.log({"data/users": 3})
+    recorder.curve({"rqvae/recon": 0.5}, "rqvae/epoch", 10)
+    assert not (tmp_path / "metrics.json").exists() and (tmp_path / "curves.jsonl").read_text() == before
+    recorder.accept(resuming=False)  # a run that starts over: its curves start anew
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"data/users": 3}
+    assert [json.loads(line)["step"] for line in (tmp_path / "curves.jsonl").read_text().splitlines()] == [10]
+    recorder.log({"data/items": 4})
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"data/users": 3, "data/items": 4}
 
 
 def test_temporary_files_of_a_killed_writer_are_removed_at_the_next_write(tmp_path):
@@ -91,19 +111,31 @@ def test_other_write_failures_are_not_called_a_full_disk(tmp_path):
             raise ValueError("not serialisable")
 
 
-def test_a_read_only_folder_is_named_with_what_to_do(tmp_path, monkeypatch):
-    """(Simulated: the tests may run as root, who may write anywhere.)"""
+@pytest.mark.parametrize("error", [PermissionError(13, "Permission denied"), OSError(30, "Read-only file system"),
+                                   OSError(1, "Operation not permitted")],
+                         ids=["permissions", "read-only", "immutable"])
+def test_a_folder_that_cannot_be_written_is_named_with_the_key_that_sets_it(tmp_path, monkeypatch, error):
+    """(Simulated: the tests may run as root, who may write anywhere but on a read-only file system.)"""
     import tempfile
 
     import src.cache as cache
     from src.errors import NotWritableError
 
     def refuse(*args, **kwargs):
-        raise PermissionError(13, "Permission denied")
+        raise error
 
+    cache.name_folders({"output_path": tmp_path / "run", "dataset.processed_data_path": tmp_path / "run" / "data"})
     monkeypatch.setattr(tempfile, "mkstemp", refuse)
-    with pytest.raises(NotWritableError, match="cannot write .*x.json: permission denied .* is not writable"):
-        cache.write_json(tmp_path / "x.json", {"a": 1})
+    with pytest.raises(NotWritableError, match=r"cannot write .*data/x.json: .*; set dataset.processed_data_path to a "
+                                               r"folder this run can write \(now .*data\)"):
+        cache.write_json(tmp_path / "run" / "data" / "x.json", {"a": 1})  # the innermost configured folder
+    with pytest.raises(NotWritableError, match=r"set output_path to"):
+        cache.write_json(tmp_path / "run" / "metrics.json", {"a": 1})
+    (tmp_path / "old.json").write_text("{}")
+    monkeypatch.setattr(Path, "unlink", refuse)
+    with pytest.raises(NotWritableError, match="cannot write .*old.json"):
+        cache.remove_file(tmp_path / "old.json")
+    cache.name_folders({})
 
 
 def test_logging_writer_picks_the_tracker_and_disabled_mode_none(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from conftest import load
+from conftest import RunsCode, load
 from ID_generation.preprocessing.sequences import Sequences
 from ID_generation.preprocessing.split import leave_one_out
 from ID_generation.semantic_ids import SemanticIds
@@ -111,7 +111,7 @@ def test_checkpoints_every_n_epochs_after_improvements_and_after_the_last(tmp_pa
     with pytest.raises(KeyboardInterrupt):
         experiment(tmp_path / "split", *settings).trainer.fit()
     monkeypatch.undo()
-    saved = torch.load(tmp_path / "split" / "ckpt.pt", weights_only=False)["state"]
+    saved = torch.load(tmp_path / "split" / "ckpt.pt", weights_only=True)["state"]
     assert saved["epoch"] == max(e for e in saved_at if e <= 4) and saved["best_epoch"] + 1 <= saved["epoch"]
     assert experiment(tmp_path / "split", *settings).trainer.fit() == result
 
@@ -128,15 +128,17 @@ def test_checkpoint_of_other_data_is_refused(tmp_path):
         items[[0, 1]] = items[[1, 0]]
 
     experiment(tmp_path, "dataset.TIGER.trainer.steps=6").trainer.fit()
-    with pytest.raises(CheckpointError, match="other settings or data"):
+    with pytest.raises(CheckpointError, match="other settings or other data") as refused:
         experiment(tmp_path, "dataset.TIGER.trainer.steps=6", edit_items=swap).trainer.fit()
+    assert "delete" not in str(refused.value).lower()  # the advice keeps the run that wrote it
+    assert "another experiment_id=... or output_path=..." in str(refused.value)
 
 
 def test_best_weights_of_another_run_are_refused(tmp_path):
     experiment(tmp_path, "dataset.TIGER.trainer.steps=6").trainer.fit()
     best = torch.load(tmp_path / "ckpt_best.pt", weights_only=True)
     torch.save({**best, "config_key": "another run"}, tmp_path / "ckpt_best.pt")
-    with pytest.raises(CheckpointError, match="ckpt_best.pt was not written by a run with these settings"):
+    with pytest.raises(CheckpointError, match="ckpt_best.pt was written by another run"):
         experiment(tmp_path, "dataset.TIGER.trainer.steps=6").trainer.fit()  # finished: loads the best weights
 
 
@@ -155,6 +157,19 @@ def test_damaged_checkpoint_is_named_with_what_to_do(tmp_path, name, damage):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2] if damage is None else damage)
     with pytest.raises(CheckpointError, match=f"(?s){name} cannot be read.*damaged. Delete it"):
         experiment(tmp_path, "dataset.TIGER.trainer.steps=6").trainer.fit()
+
+
+@pytest.mark.parametrize("name", ["ckpt.pt", "ckpt_best.pt"])
+def test_a_checkpoint_holding_code_is_refused_unread(tmp_path, name):
+    """Checkpoints are read as tensors and plain values only: one that holds any other object (here one whose
+    unpickling would write a file) is refused, naming the file, and its code never runs."""
+    experiment(tmp_path / "run", "dataset.TIGER.trainer.steps=6").trainer.fit()
+    path, marker = tmp_path / "run" / name, tmp_path / "marker"
+    saved = torch.load(path, weights_only=True)  # what this project writes loads so
+    torch.save({**saved, "extra": RunsCode(marker)}, path)
+    with pytest.raises(CheckpointError, match=f"(?s){name} holds a Python object .*refused unread.*Delete it"):
+        experiment(tmp_path / "run", "dataset.TIGER.trainer.steps=6").trainer.fit()  # resumes, then best weights
+    assert not marker.exists()
 
 
 def test_early_stopping_keeps_the_best_model(tmp_path):
@@ -308,7 +323,7 @@ def test_a_checkpoint_of_a_gpu_run_with_cuda_graphs_resumes_on_a_cpu(tmp_path):
     exp = experiment(tmp_path, *settings)
     exp.trainer.fit()
     path = tmp_path / "ckpt.pt"
-    saved = torch.load(path, weights_only=False)
+    saved = torch.load(path, weights_only=True)
     for group in saved["optimizer"]["param_groups"]:
         group["capturable"] = group["fused"] = True
     saved["state"].update(finished=False, epoch=1, step=3)

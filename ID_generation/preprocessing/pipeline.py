@@ -12,7 +12,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from src.cache import content_stamp, file_lock, fingerprint, read_json, record_digest, unverified_reason, write_json
+from src.cache import (
+    content_stamp,
+    file_lock,
+    fingerprint,
+    read_json,
+    record_digest,
+    remove_file,
+    unverified_reason,
+    write_json,
+)
 from src.config import DataConfig
 
 from .amazon import AmazonSource
@@ -109,7 +118,7 @@ def _preprocess(cfg: DataConfig, source: Source) -> ProcessedData:
         print(f"Processed files not as written: {'; '.join(changed)}; rebuilding them")
     start = time.perf_counter()
     # The old manifest must not vouch for outputs that are about to be (partly) replaced.
-    manifest_path.unlink(missing_ok=True)
+    remove_file(manifest_path)
     interactions = source.read_interactions()
     if len(interactions.users) == 0:
         raise RawDataError(f"{files[0].path}: no interaction could be read (the file is empty); "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,11 +195,21 @@ def _report_check(logs: dict[str, float], on_check: Callable[[dict[str, float]],
 
 
 def format_check(logs: dict[str, float]) -> str:
-    """One console line for a periodic RQ-VAE check."""
-    cos = " ".join(f"{logs[k]:.3f}" for k in sorted(logs) if k.startswith("val_cos_sim@"))
-    return (f"  epoch {logs['epoch']:>5}: train recon {logs['train_recon_loss']:.4f} commit "
-            f"{logs['train_commitment_loss']:.4f} | val recon {logs.get('val_recon_loss', float('nan')):.4f} "
-            f"commit {logs.get('val_commitment_loss', float('nan')):.4f} | val cos-sim per level {cos}")
+    """One console line for a periodic RQ-VAE check; `n/a` for a figure that is missing or not finite
+    (a cosine similarity at a level where no two items share a prefix, no validation split)."""
+    cos = " ".join(_figure(logs[k], 3) for k in sorted(logs) if k.startswith("val_cos_sim@")) or "n/a"
+    return (f"  epoch {logs['epoch']:>5}: train recon {_figure(logs.get('train_recon_loss'), 4)} commit "
+            f"{_figure(logs.get('train_commitment_loss'), 4)} | val recon {_figure(logs.get('val_recon_loss'), 4)} "
+            f"commit {_figure(logs.get('val_commitment_loss'), 4)} | val cos-sim per level {cos}")
+
+
+def _figure(value, digits: int) -> str:
+    """`value` with `digits` decimals, or `n/a` where it is missing or not a finite number."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    return f"{number:.{digits}f}" if math.isfinite(number) else "n/a"
 
 
 def _result(codes: torch.Tensor, recon_loss: float, cfg: RQVAEConfig, path: Path, cached: bool) -> SemanticIdResult:

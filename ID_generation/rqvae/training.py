@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import trange
 
+from src import interrupts
 from src.config import ConfigError, RQVAEConfig
 from src.cuda_graph import capture, eager_on_side_stream
 from src.errors import first_line
@@ -66,22 +67,33 @@ def train_rqvae(x: torch.Tensor, cfg: RQVAEConfig, seed: int,
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     bar = trange(cfg.epochs, desc="RQ-VAE", unit="epoch", mininterval=1.0)
-    for epoch in bar:
-        sums = first_compiled_epoch(run_epoch) if cfg.compile and epoch == 0 else run_epoch()
-        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-            n_batches = -(-len(x_train) // cfg.batch_size)
-            with torch.compiler.set_stance("force_eager"):  # rare: not worth compiling its shapes too
-                checked = check(model, x_train, x_val, cfg.beta)
-            logs = {"epoch": epoch + 1, "train_loss": float(sums[0]) / n_batches,
-                    "train_recon_loss": float(sums[1]) / n_batches, "train_commitment_loss": float(sums[2]) / n_batches,
-                    **checked}
-            history.append(logs)
-            bar.set_postfix(recon=f"{logs['train_recon_loss']:.4f}",
-                            val_recon=f"{logs.get('val_recon_loss', float('nan')):.4f}")
-            if on_check is not None:
-                on_check(logs)
+    with interrupts.safe_points():
+        for epoch in bar:
+            sums = first_compiled_epoch(run_epoch) if cfg.compile and epoch == 0 else run_epoch()
+            interrupts.check(f"interrupted in the RQ-VAE at epoch {epoch + 1} of {cfg.epochs}; rerun the same "
+                             "command to train it again (it keeps no checkpoint; the stages before it are cached)")
+            _end_of_epoch(epoch, sums, model, x_train, x_val, cfg, bar, history, on_check)
     seconds = time.perf_counter() - start
     return TrainedRQVAE(model, history[-1], history, seconds / cfg.epochs)
+
+
+def _end_of_epoch(epoch: int, sums: torch.Tensor, model: RQVAE, x_train: torch.Tensor, x_val: torch.Tensor,
+                  cfg: RQVAEConfig, bar, history: list[dict[str, float]],
+                  on_check: Callable[[dict[str, float]], None] | None) -> None:
+    """Every `eval_every` epochs and after the last: the periodic check, recorded and reported."""
+    if (epoch + 1) % cfg.eval_every and epoch + 1 != cfg.epochs:
+        return
+    n_batches = -(-len(x_train) // cfg.batch_size)
+    with torch.compiler.set_stance("force_eager"):  # rare: not worth compiling its shapes too
+        checked = check(model, x_train, x_val, cfg.beta)
+    logs = {"epoch": epoch + 1, "train_loss": float(sums[0]) / n_batches,
+            "train_recon_loss": float(sums[1]) / n_batches, "train_commitment_loss": float(sums[2]) / n_batches,
+            **checked}
+    history.append(logs)
+    bar.set_postfix(recon=f"{logs['train_recon_loss']:.4f}",
+                    val_recon=f"{logs.get('val_recon_loss', float('nan')):.4f}")
+    if on_check is not None:
+        on_check(logs)
 
 
 def first_compiled_epoch(run_epoch: Callable[[], torch.Tensor]) -> torch.Tensor:
