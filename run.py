@@ -15,29 +15,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from ID_generation.embeddings import cached_width, item_embeddings
-from ID_generation.preprocessing import leave_one_out, preprocess
-from ID_generation.preprocessing.pipeline import dataset_stats, describe_dataset
-from ID_generation.rqvae.stage import semantic_ids_stage, semantic_ids_tag
 from src import interrupts
 from src.cache import name_folders, run_folder_lock
 from src.config import ConfigError, RunConfig, check_encoder_width, load_config
 from src.distributed import SINGLE, Processes, init_distributed, shutdown_distributed
 from src.errors import ExpectedError, report
-from src.experiment import build_experiment, eval_settings, results_table
 from src.run_folder import (
     check_settings,
     remove_created_folders,
     repeated_overrides,
     write_hydra_record,
 )
-from src.runtime import resolve_device, seed_everything
-from src.tracking import RunRecorder, check_credentials, run_logger
-from src.training import checkpoint_path
+from src.tracking import ConsoleLog, RunRecorder, check_credentials, run_logger
+
+# The stages' modules (transformers among them) are imported where a stage runs, so that a
+# configuration error is answered in about a second instead of after seconds of imports.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,13 +44,16 @@ class HydraRecord:
 
 
 def run_pipeline(cfg: RunConfig, resolved_config: dict | None = None, processes: Processes = SINGLE,
-                 record: HydraRecord | None = None) -> RunRecorder:
+                 record: HydraRecord | None = None, console: ConsoleLog | None = None) -> RunRecorder:
     """Run every stage up to `cfg.stop_after`; return the recorder holding the run's metrics. Under
     several processes every one calls this; only the main one writes results.
 
     Nothing is written into the run folder until it accepted the run (src/run_folder.py): no run of other
     settings there (`record`'s config against the folder's), and, for a run that trains, no checkpoint
-    of other settings or data."""
+    of other settings or data. `console`: the console's lines, kept in the run folder's run.log from then on."""
+    from src.runtime import resolve_device, seed_everything
+    from src.training import checkpoint_path
+
     seed_everything(cfg.seed)
     device = resolve_device(processes.local_rank if processes.enabled else cfg.device_id)
     main = processes.is_main
@@ -69,17 +67,39 @@ def run_pipeline(cfg: RunConfig, resolved_config: dict | None = None, processes:
             claim()
             if main and record is not None:
                 write_hydra_record(cfg.run_dir, record.config, record.hydra, record.overrides)
+            if main and console is not None:
+                console.open(cfg.run_dir / "run.log")
             recorder.accept(resuming, run_logger(cfg.logging, cfg.experiment_id, cfg.run_dir, resolved_config or {})
                             if main else None)
 
         print(f"Run folder: {cfg.run_dir}  (device: {device}"
               + (f", {processes.world_size} processes)" if processes.enabled else ")"))
+        preset = record.hydra.runtime.choices.get("debug") if record is not None and record.hydra is not None else None
+        if preset:
+            print(f"debug={preset}: a shrunk run (configs/debug/{preset}.yaml) to check that the data and the "
+                  "pipeline work; its figures say nothing about the method")
+            recorder.log({"run/debug": preset})
         try:
             _run_stages(cfg, device, recorder, processes, accept)
         finally:
             recorder.finish()
-    print(f"\nResults ({recorder.path}):\n{recorder.summary()}")
+    print("\n" + run_summary(recorder.metrics, cfg.run_dir))
     return recorder
+
+
+def run_summary(metrics: dict, run_dir: Path) -> str:
+    """What a person reads at a run's end (the test table is printed above it): the training's best epoch
+    and where the files are; every value stays in metrics.json."""
+    lines = []
+    selection = next((key for key in metrics if key.startswith("train/best_") and key != "train/best_epoch"), None)
+    if selection is not None:
+        lines.append(f"Best model: epoch {metrics.get('train/best_epoch')} of {metrics.get('train/epochs')} "
+                     f"({metrics.get('train/steps')} of {metrics.get('train/steps_planned')} steps), chosen by "
+                     f"{selection.removeprefix('train/best_')} = {metrics[selection]:.4f}"
+                     + (" (stopped by the time budget)" if metrics.get("train/out_of_time") else ""))
+    files = [name for name in ("metrics.json", "curves.jsonl", "ckpt_best.pt", "run.log") if (run_dir / name).exists()]
+    lines.append(f"Run folder: {run_dir}: {', '.join(files)} ({len(metrics)} values in metrics.json)")
+    return "\n".join(lines)
 
 
 def _run_stages(cfg: RunConfig, device, recorder: RunRecorder, processes: Processes,
@@ -88,6 +108,9 @@ def _run_stages(cfg: RunConfig, device, recorder: RunRecorder, processes: Proces
     before training run in the main process first; the others then read what it cached. `accept` is
     called once the run folder can take the run: at once for a run that does not train, else once its
     checkpoints (if any) are known to be its own."""
+    import torch
+
+    from src.experiment import build_experiment, results_table
     if not cfg.runs_stage("train"):
         accept()
     with processes.main_first():
@@ -118,6 +141,11 @@ def _run_stages(cfg: RunConfig, device, recorder: RunRecorder, processes: Proces
 def _prepare(cfg: RunConfig, device, recorder: RunRecorder):
     """Preprocessing, embeddings and semantic IDs (as far as `stop_after` allows): (split,
     embeddings, semantic IDs), None for a stage not run."""
+    from ID_generation.embeddings import item_embeddings
+    from ID_generation.preprocessing import leave_one_out, preprocess
+    from ID_generation.preprocessing.pipeline import dataset_stats, describe_dataset
+    from ID_generation.rqvae.stage import semantic_ids_stage, semantic_ids_tag
+
     embeddings = sids = None
     with recorder.stage("preprocess"):
         data = preprocess(cfg.data)
@@ -150,6 +178,9 @@ def preflight(cfg: RunConfig, processes: Processes, overrides: list[str] = ()) -
     """Checks that need no stage to run: evaluation settings, the batch size against the number of
     processes, a configured width against a cached encoder's width, W&B's credentials for
     logging.mode=online; warnings for a key given more than once and a warm-up that outlasts training."""
+    from ID_generation.embeddings import cached_width
+    from src.experiment import eval_settings
+
     for key, values in repeated_overrides(list(overrides)):  # e.g. a script's own key, overridden after it
         print(f"warning: '{key}' is given {len(values)} times ({', '.join(values)}); the last, {values[-1]}, is used",
               file=sys.stderr)
@@ -187,16 +218,23 @@ def main(config: DictConfig) -> None:
         remove_created_folders()  # an invalid config leaves no folder behind
         print(f"Configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
+    console = ConsoleLog()
+    if processes.is_main:
+        console.install()  # the console's lines, kept in run.log once the run folder accepted the run
     try:
         with contextlib.ExitStack() as stack:
             if not processes.is_main:  # the others stay quiet on stdout (their errors still reach stderr)
                 stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
             run_pipeline(cfg, OmegaConf.to_container(config, resolve=True), processes,
-                         HydraRecord(config, OmegaConf.create(OmegaConf.to_container(hydra_config)), overrides))
+                         HydraRecord(config, OmegaConf.create(OmegaConf.to_container(hydra_config)), overrides),
+                         console)
     except ExpectedError as exc:  # the message says what to do (a ConfigError too, found once a stage ran)
         remove_created_folders()  # where the run was refused before it wrote anything
-        sys.exit(report(exc))
+        status = report(exc)
+        console.uninstall()
+        sys.exit(status)
     finally:
+        console.uninstall()
         shutdown_distributed()
 
 

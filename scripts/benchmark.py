@@ -1,4 +1,4 @@
-"""Speed and memory of every stage, on whatever device is found (issue: GPU speed).
+"""Speed and memory of every stage, on whatever device is found.
 
     .venv/bin/python scripts/benchmark.py                      # Beauty files if found, else generated
     .venv/bin/python scripts/benchmark.py --data generated --out bench.json
@@ -475,7 +475,8 @@ def bench_evaluation(exps: dict, name: str, args, device: torch.device, results:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", choices=("beauty", "generated"), default=None)
-    parser.add_argument("--raw", default=str(REPO.parent / "shared" / "data" / "raw"))
+    parser.add_argument("--raw", default="ID_generation/preprocessing/raw_data",
+                        help="the folder holding amazon/ with the Beauty files (default: the config's raw_data_path)")
     parser.add_argument("--out", default="benchmark.json")
     parser.add_argument("--tiny", action="store_true", help="the offline default's data and model sizes, few repeats")
     parser.add_argument("--eval-batch-size", type=lambda text: [int(n) for n in text.split(",")], default=None,

@@ -1,4 +1,4 @@
-"""A compact T5 encoder-decoder (issue: train at the speed of the hardware), one file with a
+"""A compact T5 encoder-decoder, trained at the speed of the hardware: one file with a
 dataclass config, as nanoGPT keeps its model.
 
 Its parameters carry the names of `transformers`' `T5ForConditionalGeneration`, so state dicts load

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import secrets
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -173,6 +174,68 @@ class RunRecorder:
     def finish(self) -> None:
         if self.logger is not None:
             self.logger.finish()
+
+
+class ConsoleLog:
+    """What the console shows, kept in `{run_dir}/run.log`: `install` puts it between sys.stdout /
+    sys.stderr and the terminal. Lines are held in memory until `open(path)` (the run folder accepted
+    the run: a refused run writes nothing), then appended as they end. A progress bar, redrawn in place
+    with carriage returns, is kept once, as last drawn (the text after a line's last carriage return)."""
+
+    def __init__(self):
+        self.path: Path | None = None
+        self.held: list[str] = []
+        self.partial = ""
+        self.streams: tuple = ()
+
+    def install(self) -> None:
+        self.streams = (sys.stdout, sys.stderr)
+        sys.stdout, sys.stderr = _Tee(sys.stdout, self), _Tee(sys.stderr, self)
+
+    def uninstall(self) -> None:
+        if self.streams:
+            sys.stdout, sys.stderr = self.streams
+            self.streams = ()
+        if self.partial.strip():
+            self._line(self.partial)
+        self.partial = ""
+
+    def open(self, path: Path) -> None:
+        """Start writing to `path` (appended: a resumed run's log goes on), with the lines held so far."""
+        self.path = Path(path)
+        held, self.held = self.held, []
+        for line in held:
+            self._line(line)
+
+    def feed(self, text: str) -> None:
+        lines = (self.partial + text).split("\n")
+        self.partial = lines.pop()
+        for line in lines:
+            self._line(line.rsplit("\r", 1)[-1])
+
+    def _line(self, line: str) -> None:
+        if self.path is None:
+            self.held.append(line)
+            return
+        try:
+            with open(self.path, "a") as handle:
+                handle.write(line + "\n")
+        except OSError:
+            self.path = None  # the folder went away or read-only: the console still shows everything
+
+
+class _Tee:
+    """A text stream that writes through to `stream` and feeds what it writes to a ConsoleLog."""
+
+    def __init__(self, stream, log: ConsoleLog):
+        self.stream, self.log = stream, log
+
+    def write(self, text: str) -> int:
+        self.log.feed(text)
+        return self.stream.write(text)
+
+    def __getattr__(self, name: str):  # flush, isatty, fileno, encoding...: the terminal's
+        return getattr(self.stream, name)
 
 
 def _drop_cut_line(path: Path) -> None:

@@ -192,3 +192,17 @@ def test_test_method_chooses_the_test_evaluation():
     with pytest.raises(ConfigError, match="test_method=tiger tests by generative retrieval alone, but this method "
                                           "predicts no semantic IDs .*use test_method=liger"):
         eval_settings(dense_only)
+
+
+@pytest.mark.parametrize("dataset", ["amazon", "steam", "custom", "generated"])
+def test_debug_quick_shrinks_any_dataset_and_only_when_asked(dataset):
+    """`debug=quick` is composed after the dataset, so its sizes win over every dataset's; without it the
+    dataset's own (published) sizes hold."""
+    extra = ("dataset.name=my_data",) if dataset == "custom" else ()
+    quick, plain = load(f"dataset={dataset}", *extra, "debug=quick"), load(f"dataset={dataset}", *extra)
+    assert quick.data.user_stride == 10 and quick.rqvae.epochs == 20
+    assert quick.model.trainer.steps == 300 and quick.model.t5.d_model == 64
+    assert quick.evaluation.uni_ks == (20,) and quick.evaluation.num_beams == 20
+    assert (plain.rqvae.epochs, plain.model.trainer.steps) != (20, 300)
+    if dataset == "amazon":  # the published sizes stay the default of the published datasets
+        assert (plain.data.user_stride, plain.rqvae.epochs, plain.model.trainer.steps) == (1, 8000, 200_000)

@@ -274,29 +274,33 @@ def test_a_call_with_semantic_ids_committed_trains_the_next_run_at_the_fixed_len
 
 
 def test_a_call_that_does_not_fit_the_reproduction_changes_nothing(calls, tmp_path):
+    from report import Refused, add_call
+
     repro = calls["repro"]
     before = snapshot(repro)
-    again = add(calls["call1"], repro)  # its run is in already
+    again = add(calls["call1"], repro)  # its run is in already; the command says so, exit 2
     assert again.returncode == 2 and "exists: a run is added once" in again.stderr and "Traceback" not in again.stderr
     other = tmp_path / "other"
     shutil.copytree(calls["call2"], other)
-    record_path = other / f"{DATASET}_LIGER_seed42.json"
-    record = json.loads(record_path.read_text())
+    record = json.loads((other / f"{DATASET}_LIGER_seed42.json").read_text())
     record["run"].update(name=f"{DATASET}_LIGER_seed43", seed=43, steps_planned=60, warmup_steps=3)
     (other / f"{DATASET}_LIGER_seed43.json").write_text(json.dumps(record))
     summary = json.loads((other / "summary.json").read_text())
     summary["runs"] = [f"{DATASET}_LIGER_seed43"]
     (other / "summary.json").write_text(json.dumps(summary))
-    longer = add(other, repro)
-    assert longer.returncode == 2 and "a longer schedule is a new table" in longer.stderr
+    with pytest.raises(Refused, match="a longer schedule is a new table"):
+        add_call(other, Reproduction(repro))
     record["run"].update(steps_planned=30, warmup_steps=warmup_for(30))
     record["run"]["semantic_ids"]["sha256"] = "0" * 64
     (other / f"{DATASET}_LIGER_seed43.json").write_text(json.dumps(record))
-    assert "uses the dataset's committed semantic IDs" in add(other, repro).stderr
+    with pytest.raises(Refused, match="uses the dataset's committed semantic IDs"):
+        add_call(other, Reproduction(repro))
     (other / f"{DATASET}_semantic_ids.npz").write_bytes(b"other codes")
-    assert "the runs of one table must share their semantic IDs" in add(other, repro).stderr
+    with pytest.raises(Refused, match="the runs of one table must share their semantic IDs"):
+        add_call(other, Reproduction(repro))
+    with pytest.raises(Refused, match="no summary.json"):  # not a call's OUT_DIR
+        add_call(tmp_path, Reproduction(repro))
     assert snapshot(repro) == before
-    assert add(tmp_path, repro).returncode == 2  # not a call's OUT_DIR
 
 
 def test_the_printed_report_of_a_call(calls):

@@ -39,7 +39,7 @@ def _join_group(rank, world_size, worker, tmp_path, args):
     dist.init_process_group("gloo", init_method=f"file://{tmp_path}/rendezvous", rank=rank, world_size=world_size)
     try:
         worker(Processes(rank=rank, world_size=world_size, local_rank=rank), tmp_path, *args)
-        # both ranks done before either tears gloo down: once in a full suite (session 25) rank 0 aborted
+        # both ranks done before either tears gloo down: once in a full suite run rank 0 aborted
         # in teardown ("terminate called without an active exception") after its work had finished
         dist.barrier()
     finally:

@@ -116,17 +116,17 @@ def test_float32_matmul_precision_applies_to_training_and_evaluation_only(embedd
     the RQ-VAE (whose cached codes it must not change)."""
     import torch
 
-    import run
+    import ID_generation.rqvae.stage as stage  # run.py imports the stage where it runs
 
     tmp, _ = embedded_run
     seen = {}
-    semantic_ids_stage = run.semantic_ids_stage
+    semantic_ids_stage = stage.semantic_ids_stage
 
     def recording(*args, **kwargs):
         seen["rqvae"] = torch.get_float32_matmul_precision()
         return semantic_ids_stage(*args, **kwargs)
 
-    monkeypatch.setattr(run, "semantic_ids_stage", recording)
+    monkeypatch.setattr(stage, "semantic_ids_stage", recording)
     try:
         recorder = run_pipeline(load(*_overrides(tmp, *E2E, f"dataset.RQ-VAE.cache_dir={tmp}/ids",
                                                  "dataset.TIGER.trainer.float32_matmul_precision=high"),

@@ -32,7 +32,11 @@ def finished(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("finished")
     done = cli(*small_generated(tmp, *TINY_RUN))
     assert done.returncode == 0, done.stderr[-2000:]
+    finished_console[:] = [done.stdout]
     return tmp
+
+
+finished_console: list[str] = []  # what the finished run printed
 
 
 def test_the_run_folder_holds_hydras_record_written_by_the_run(finished):
@@ -42,6 +46,21 @@ def test_the_run_folder_holds_hydras_record_written_by_the_run(finished):
 
     assert OmegaConf.load(record / "config.yaml").dataset.TIGER.trainer.steps == 6
     assert "dataset.TIGER.trainer.steps=6" in OmegaConf.load(record / "overrides.yaml")
+
+
+def test_the_run_folder_keeps_the_console_story_and_the_console_ends_short(finished):
+    """run.log holds what the console showed (stage headers, dataset statistics, the RQ-VAE's checks,
+    validations, the test table), a progress bar once as last drawn; the console ends with the table,
+    the best epoch and where the files are, not a dump of every metric."""
+    log = (finished / "run" / "run.log").read_text()
+    for expected in ("=== preprocess ===", "Dataset synthetic (generated): 300 users", "epoch    10: train recon",
+                     "  epoch 1: genret_in_val/Recall@10", "Test results", "uni@20", "Best model: epoch 1 of 1"):
+        assert expected in log, expected
+    bars = [line for line in log.splitlines() if line.startswith("training:")]
+    assert len(bars) == 1 and "6/6" in bars[0] and "\r" not in log
+    console = finished_console[0]
+    assert "Best model: epoch 1 of 1 (6 of 6 steps), chosen by dense_in_val/NDCG@10" in console
+    assert "uni_cold_test/Gen60_NDCG@10" not in console and "values in metrics.json" in console
 
 
 @pytest.mark.parametrize("case", ["other_settings", "other_seed", "partial_rerun"])

@@ -258,7 +258,7 @@ def test_cuda_graphs_auto_graphs_the_step_where_one_process_trains_on_a_gpu(tmp_
     H200's TIGER step 95 → 15.5 ms), eager on a CPU or with several processes, where a graph cannot run."""
     from types import SimpleNamespace
 
-    exp = experiment(tmp_path)  # the default on this CPU: eager, no error
+    exp = experiment(tmp_path)  # the default on a CPU: eager, no error
     assert exp.trainer.cfg.cuda_graphs is None and not exp.trainer.cuda_graphs
     auto = SimpleNamespace(cuda_graphs=None)
     for device, world, graphed in (("cuda", 1, True), ("cuda", 2, False), ("cpu", 1, False)):

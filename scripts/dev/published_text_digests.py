@@ -6,7 +6,7 @@ made by running the published code itself (facebookresearch/liger, `ID_generatio
 data_process.py`, read from a checkout you point it at; it is imported, never copied):
 
     python scripts/dev/published_text_digests.py --published /path/to/liger \
-        --raw ../shared/data/raw --name Beauty --out tests/fixtures/Beauty_published_text_digests.txt.gz
+        --raw RAW_DIR --name Beauty --out tests/fixtures/Beauty_published_text_digests.txt.gz
 
 One line per item id 1..N: the first 16 hex digits of the SHA-256 of its UTF-8 text. The published
 module imports `requests` and `wget` for downloads; the raw files must already be in place, so

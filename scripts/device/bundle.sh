@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Builds .bundle/ (git-ignored) on a machine with network, for a GPU machine without one (docs/gpu.md):
 #   .bundle/whl/        wheels of what a bare GPU machine with torch lacks: hydra-core, omegaconf, antlr4
-#   .bundle/raw/        the Beauty raw files (from RAW=..., default ../shared/data/raw)
+#   .bundle/raw/        the Beauty raw files (from RAW=..., the folder holding amazon/; default: the config's raw_data_path)
 #   .bundle/processed/  the processed Beauty files and their all-MiniLM-L6-v2 embeddings, computed here (the
 #                       encoder package is large; a few minutes on 2 cores)
 #   .bundle/commit.txt  the commit the bundle was made from (the GPU machine's copy has no git history)
 # Copy the repository with .bundle/ to the GPU machine, then: bash scripts/device/run.sh OUT_DIR
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-RAW=${RAW:-../shared/data/raw}
+RAW=${RAW:-ID_generation/preprocessing/raw_data}
 py=.venv/bin/python
 [ -x "$py" ] || { echo "run 'make venv' first" >&2; exit 2; }
 [ -f "$RAW/amazon/reviews_Beauty_5.json.gz" ] || {

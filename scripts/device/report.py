@@ -192,7 +192,7 @@ def curve_reading(points: list[tuple[int, float]]) -> str:
 
 
 def expectations(dataset: str, runs: dict[str, dict], paper: dict) -> list[str]:
-    """The issue's expectations of the seed-42 TIGER and LIGER runs, each met or by how much not."""
+    """The expectations of the seed-42 TIGER and LIGER runs (EXPECTED), each met or by how much not."""
     expected = EXPECTED.get(dataset)
     tiger = runs.get(f"{dataset}_TIGER_seed42")
     liger = runs.get(f"{dataset}_LIGER_seed42")
