@@ -48,8 +48,10 @@ class WandbLogger:
             with atomic_write(id_file) as handle:
                 handle.write(run_id + "\n")
         try:
+            # quiet: no history and summary dump at the end (metrics.json holds them); where the run is stays said
             self.run = wandb.init(project=cfg.project, entity=cfg.entity, name=run_name, mode=cfg.mode,
-                                  dir=str(run_dir), config=config, id=run_id, resume="allow")
+                                  dir=str(run_dir), config=config, id=run_id, resume="allow",
+                                  settings=wandb.Settings(quiet=True))
         except (wandb.errors.UsageError, wandb.errors.CommError, wandb.errors.AuthenticationError) as exc:
             raise ConfigError(_wandb_advice(cfg, exc)) from None
         self._defined: set[str] = set()
