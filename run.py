@@ -228,6 +228,9 @@ def main(config: DictConfig) -> None:
             run_pipeline(cfg, OmegaConf.to_container(config, resolve=True), processes,
                          HydraRecord(config, OmegaConf.create(OmegaConf.to_container(hydra_config)), overrides),
                          console)
+            # every process done (the main one's W&B and files too) before any tears the group down: gloo
+            # aborts a process that leaves while another still holds its connection
+            processes.barrier()
     except ExpectedError as exc:  # the message says what to do (a ConfigError too, found once a stage ran)
         remove_created_folders()  # where the run was refused before it wrote anything
         status = report(exc)
