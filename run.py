@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import hydra
@@ -174,14 +174,14 @@ def _prepare(cfg: RunConfig, device, recorder: RunRecorder):
     return split, embeddings, sids
 
 
-def preflight(cfg: RunConfig, processes: Processes, overrides: list[str] = ()) -> None:
+def preflight(cfg: RunConfig, processes: Processes, overrides: Sequence[str] = ()) -> None:
     """Checks that need no stage to run: evaluation settings, the batch size against the number of
     processes, a configured width against a cached encoder's width, W&B's credentials for
     logging.mode=online; warnings for a key given more than once and a warm-up that outlasts training."""
     from ID_generation.embeddings import cached_width
     from src.experiment import eval_settings
 
-    for key, values in repeated_overrides(list(overrides)):  # e.g. a script's own key, overridden after it
+    for key, values in repeated_overrides(overrides):  # e.g. a script's own key, overridden after it
         print(f"warning: '{key}' is given {len(values)} times ({', '.join(values)}); the last, {values[-1]}, is used",
               file=sys.stderr)
     trainer = cfg.model.trainer
@@ -233,9 +233,7 @@ def main(config: DictConfig) -> None:
             processes.barrier()
     except ExpectedError as exc:  # the message says what to do (a ConfigError too, found once a stage ran)
         remove_created_folders()  # where the run was refused before it wrote anything
-        status = report(exc)
-        console.uninstall()
-        sys.exit(status)
+        sys.exit(report(exc))
     finally:
         console.uninstall()
         shutdown_distributed()

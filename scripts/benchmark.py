@@ -342,7 +342,7 @@ def train_step_seconds(exp, batch_size: int, args, device: torch.device) -> tupl
 def host_step_seconds(exp, batch_size: int, args, device: torch.device) -> list[float]:
     """Seconds the host spends in each of `args.steps` training steps when nothing waits for the device
     between them (as in a run): for a replayed step, planning its batch, copying its index in and launching
-    the graph. Below the step's device time (`train_ms_*`), the host never starves the device."""
+    the graph. Below the step's time on the device (`train_ms_*`), the host never starves the device."""
     trainer = exp.trainer
     chunks = iter(exp.data.shuffled(trainer.examples, batch_size, torch.Generator().manual_seed(1)))
     sync(device)

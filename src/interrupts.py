@@ -1,9 +1,9 @@
 """Ctrl-C (SIGINT) and SIGTERM (a cluster's time limit) end a run at a safe point, with a message and no
 traceback: exit 130 for SIGINT, 143 for SIGTERM (128 + the signal's number, as a shell reports them).
 
-`install()` (run.py) replaces both signals' handlers. Inside `safe_points()` (training, the RQ-VAE,
-evaluation) a signal only sets a flag, which the loops read at their next safe point (`check`: after a
-step, an epoch, a batch) and turn into `Interrupted`; elsewhere (preprocessing, embeddings: every file
+`install()` (run.py) replaces both signals' handlers. Inside `safe_points()` (training, the RQ-VAE, the
+test) a signal only sets a flag, read at the next safe point (`check`: after a training step, an RQ-VAE
+epoch, the test) and turned into `Interrupted`; elsewhere (preprocessing, embeddings: every file
 they write is written atomically) it raises `Interrupted` at once. A second signal while the first
 waits for its safe point ends the run at once.
 """

@@ -13,6 +13,7 @@ A refused run therefore changes no file of the folder.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,7 @@ def write_hydra_record(folder: Path, config: DictConfig, hydra_config: DictConfi
             handle.write(OmegaConf.to_yaml(content))
 
 
-def repeated_overrides(overrides: list[str]) -> list[tuple[str, list[str]]]:
+def repeated_overrides(overrides: Sequence[str]) -> list[tuple[str, list[str]]]:
     """(key, its values) of every key given more than once on the command line (Hydra keeps the last
     silently)."""
     seen: dict[str, list[str]] = {}

@@ -155,6 +155,7 @@ class Trainer:
         self.group_widths = self._group_widths() if graphs and self.packing_groups > 0 else None
         self.state = TrainState()
         self.saved_step = 0  # the step of the checkpoint a rerun resumes from
+        self._saved: dict | None = None  # ckpt.pt as check_checkpoints read it, for _resume
         self.validation_s: list[float] = []  # seconds of each validation this process ran
 
     def _uses_cuda_graphs(self) -> bool:
@@ -446,7 +447,7 @@ class Trainer:
     def _resume(self) -> None:
         if not self.ckpt_path.exists():
             return
-        saved = getattr(self, "_saved", None) or self._load(self.ckpt_path)
+        saved = self._saved or self._load(self.ckpt_path)
         self._saved = None
         if saved["config_key"] != self.config_key:
             raise CheckpointError(self._foreign(self.ckpt_path))

@@ -22,6 +22,7 @@ docs/reproduction` adds them to the reproduction.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -231,8 +232,6 @@ def run_record(spec: RunSpec, run_dir: Path, status: str, wall_s: float, length:
     steps = metrics.get("train/steps")
     train_s = metrics.get("time/train")
     s_per_step = round((train_s - validations) / steps, 6) if steps and train_s else None
-    import hashlib
-
     run = {"name": spec.name, "dataset": spec.dataset, "dataset_key": profile.dataset_key, "method": spec.method,
            "seed": spec.seed, "status": status, "steps_trained": steps, "steps_planned": length.steps,
            "warmup_steps": length.warmup_steps, "scheduler": length.scheduler, "published_steps": PUBLISHED_STEPS,
@@ -253,8 +252,7 @@ def run_record(spec: RunSpec, run_dir: Path, status: str, wall_s: float, length:
 
 def drop_killed_writes(out: Path) -> None:
     """Remove what a writer killed at its time limit left half-written in OUT_DIR (they write atomically)."""
-    for name in ("bench.json",):
-        remove_stale_temporaries(out / name)
+    remove_stale_temporaries(out / "bench.json")
 
 
 class Call:

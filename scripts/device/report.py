@@ -282,7 +282,7 @@ def dataset_section(repro: Reproduction, dataset: str, runs: dict[str, dict]) ->
 def write_readme(repro: Reproduction) -> Path:
     runs = repro.runs()
     datasets = list(dict.fromkeys([*(r["run"]["dataset"] for r in runs.values() if "run" in r),
-                                   *repro._plans(), *(p.name.removesuffix("_semantic_ids.npz")
+                                   *repro.plans(), *(p.name.removesuffix("_semantic_ids.npz")
                                                       for p in repro.root.glob("*_semantic_ids.npz"))])) or ["Beauty"]
     text = "\n\n".join([
         "# Reproduction of the LIGER paper",

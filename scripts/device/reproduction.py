@@ -123,7 +123,7 @@ class Reproduction:
 
     def length(self, dataset: str) -> Length | None:
         """The fixed training length of the dataset's runs, None before its first run is added."""
-        entry = self._plans().get(dataset)
+        entry = self.plans().get(dataset)
         if entry is None:
             return None
         try:
@@ -137,12 +137,12 @@ class Reproduction:
         """Record the length the dataset's first run trained (report.py --into)."""
         from src.cache import write_json
 
-        plans = self._plans()
+        plans = self.plans()
         plans[dataset] = {"steps": length.steps, "warmup_steps": length.warmup_steps, "scheduler": length.scheduler,
                           "fixed_by": length.fixed_by, "published_steps": PUBLISHED_STEPS}
         write_json(self.plan_path, plans)
 
-    def _plans(self) -> dict:
+    def plans(self) -> dict:
         if not self.plan_path.is_file():
             return {}
         try:
